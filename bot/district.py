@@ -1,0 +1,1166 @@
+"""The district file: who and what one Whistle deployment serves.
+
+This module owns the district description that an administrator writes in TOML (see
+``config.example.toml``): the district itself, its governance center (综治中心), the supervision
+chat (纪委监委 "阳光+"), street offices (镇/街道), departments and communities, case categories and
+the people who hold roles.  It loads the file, validates it into frozen pydantic models and turns
+every problem into a :class:`DistrictError` that names the offending key *and* its line, because
+the person fixing the file is a district administrator, not a Python programmer.
+
+The read API (``District.department()``, ``District.unit_by_chat()`` …) is what the rest of the bot
+uses; nothing else should walk the raw TOML.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Final, Self, TypeAlias
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+__all__ = [
+    "DEFAULT_LANGUAGES",
+    "EXAMPLE_DISTRICT_PATH",
+    "Category",
+    "CategoryKind",
+    "Department",
+    "DepartmentKind",
+    "District",
+    "DistrictError",
+    "DistrictInfo",
+    "DistrictProblem",
+    "GovernanceCenter",
+    "Names",
+    "Person",
+    "Role",
+    "StreetOffice",
+    "Supervision",
+    "Unit",
+    "Volunteers",
+    "load_district",
+    "parse_district",
+    "resolve_district_path",
+]
+
+DEFAULT_LANGUAGES: Final[tuple[str, ...]] = ("zh-Hans", "en")
+EXAMPLE_DISTRICT_PATH: Final[Path] = Path(__file__).resolve().parent.parent / "config.example.toml"
+
+# A pydantic loc, and the same path as the line locator records it.
+Loc: TypeAlias = tuple[str | int, ...]
+
+_CODE_RE: Final = re.compile(r"[a-z0-9_]{1,32}")
+_CASE_PREFIX_RE: Final = re.compile(r"[A-Za-z0-9]{1,6}")
+_CASE_NUMBER_DIGITS: Final = 6
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DistrictProblem:
+    """One thing wrong with a district file."""
+
+    path: Path
+    line: int | None
+    key: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else f"{self.path}"
+        if self.key:
+            return f"{where}: {self.key}: {self.message}"
+        return f"{where}: {self.message}"
+
+
+class DistrictError(ValueError):
+    """The district file cannot be used; ``problems`` lists everything found, in file order.
+
+    ``path``, ``line``, ``key`` and ``message`` repeat the first problem so that the common
+    single-problem case reads naturally.
+    """
+
+    def __init__(self, problems: Sequence[DistrictProblem]) -> None:
+        if not problems:
+            raise ValueError("DistrictError needs at least one problem")
+        self.problems: list[DistrictProblem] = list(problems)
+        first = self.problems[0]
+        self.path: Path = first.path
+        self.line: int | None = first.line
+        self.key: str | None = first.key
+        self.message: str = first.message
+        super().__init__(str(self))
+
+    @classmethod
+    def single(
+        cls, path: str | Path, message: str, *, line: int | None = None, key: str | None = None
+    ) -> DistrictError:
+        return cls([DistrictProblem(Path(path), line, key, message)])
+
+    def __str__(self) -> str:
+        return "\n".join(str(problem) for problem in self.problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Field types
+# --------------------------------------------------------------------------------------------
+
+
+def _check_code(value: str) -> str:
+    if not _CODE_RE.fullmatch(value):
+        raise PydanticCustomError(
+            "code_format",
+            "code {value!r} must be 1–32 characters of lowercase a–z, digits and _",
+            {"value": value},
+        )
+    return value
+
+
+def _check_case_prefix(value: str) -> str:
+    if not _CASE_PREFIX_RE.fullmatch(value):
+        raise PydanticCustomError(
+            "case_prefix_format",
+            "case prefix {value!r} must be 1–6 ASCII letters or digits (like 'HB')",
+            {"value": value},
+        )
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError(
+            "timezone_unknown",
+            "unknown time zone {value!r} (use an IANA name such as 'Asia/Shanghai')",
+            {"value": value},
+        ) from None
+    return value
+
+
+def _check_group_chat_id(value: int) -> int:
+    if value == 0:
+        raise PydanticCustomError("chat_id_zero", "a chat id cannot be 0")
+    if value > 0:
+        # Positive ids are private chats with one user; units always work in groups.
+        raise PydanticCustomError(
+            "chat_id_not_group",
+            "{value} is not a group chat id: group ids are negative, like -1001234567890",
+            {"value": value},
+        )
+    return value
+
+
+def _check_user_id(value: int) -> int:
+    if value <= 0:
+        raise PydanticCustomError(
+            "telegram_id_not_positive",
+            "a Telegram user id is a positive integer, not {value}",
+            {"value": value},
+        )
+    return value
+
+
+def _check_not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank", "must not be empty")
+    return value
+
+
+def _check_no_duplicates(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    seen: set[Any] = set()
+    for value in values:
+        if value in seen:
+            raise PydanticCustomError(
+                "duplicate_item", "{value!r} is listed twice", {"value": str(value)}
+            )
+        seen.add(value)
+    return values
+
+
+def _check_not_empty(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    if not values:
+        raise PydanticCustomError("empty", "must list at least one value")
+    return values
+
+
+# TOML already has exact types, so scalars are strict: `chat_id = true` must not become 1.
+Code = Annotated[str, Strict(), AfterValidator(_check_code)]
+GroupChatId = Annotated[int, Strict(), AfterValidator(_check_group_chat_id)]
+UserId = Annotated[int, Strict(), AfterValidator(_check_user_id)]
+Text = Annotated[str, Strict(), AfterValidator(_check_not_blank)]
+StrictBool = Annotated[bool, Strict()]
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    CENTER_HEAD = "center_head"  # 综治中心主任: gets the "phone the chief" tasks
+    LEADER = "leader"  # 分管领导: told at the red card
+    SUPERVISOR = "supervisor"  # 纪委监委 "阳光+" supervision
+
+
+class DepartmentKind(StrEnum):
+    DEPARTMENT = "department"
+    COMMUNITY = "community"
+    UTILITY = "utility"
+    POLICE = "police"
+
+
+class CategoryKind(StrEnum):
+    REPORT = "report"  # 随手拍即报
+    SAY = "say"  # 我有话说
+    HELP = "help"  # 邻里互助
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+class Names(_Frozen):
+    """A unit's name in each configured language.
+
+    In the file this is a plain table (``names = { "zh-Hans" = "…", en = "…" }``); the district
+    default language is bound in while the whole district is validated, so ``get`` can fall back.
+    """
+
+    default_language: str
+    texts: dict[str, Text]
+
+    def get(self, language: str | None = None) -> str:
+        if language is not None and language in self.texts:
+            return self.texts[language]
+        return self.texts[self.default_language]
+
+    @property
+    def default(self) -> str:
+        return self.texts[self.default_language]
+
+    def __str__(self) -> str:
+        return self.default
+
+    def __hash__(self) -> int:
+        # Frozen models hash their fields; a dict field would make every unit unhashable.
+        return hash((self.default_language, tuple(sorted(self.texts.items()))))
+
+
+class DistrictInfo(_Frozen):
+    names: Names
+    case_prefix: Annotated[str, Strict(), AfterValidator(_check_case_prefix)]
+    default_language: Annotated[str, Strict()]
+    timezone: Annotated[str, Strict(), AfterValidator(_check_timezone)]
+
+    @property
+    def tzinfo(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class GovernanceCenter(_Frozen):
+    """综治中心: receives every escalation, dispatches and supervises."""
+
+    names: Names
+    chat_id: GroupChatId | None = None
+
+
+class Supervision(_Frozen):
+    """纪委监委 "阳光+" platform: where a case lands after 15 h without acknowledgement."""
+
+    names: Names
+    chat_id: GroupChatId | None = None
+
+
+class Volunteers(_Frozen):
+    chat_id: GroupChatId | None = None
+
+
+class StreetOffice(_Frozen):
+    """镇(街道): triages and whistles."""
+
+    code: Code
+    names: Names
+    chat_id: GroupChatId | None = None
+
+
+class Department(_Frozen):
+    """部门/单位, including communities (社区), utilities and police stations."""
+
+    code: Code
+    names: Names
+    chat_id: GroupChatId | None = None
+    kind: DepartmentKind = DepartmentKind.DEPARTMENT
+    street_office: Code | None = None
+    volunteer_chat_id: GroupChatId | None = None
+
+
+class Category(_Frozen):
+    code: Code
+    names: Names
+    kind: CategoryKind
+    department: Code | None = None
+    triage: StrictBool = False
+
+
+class Person(_Frozen):
+    telegram_id: UserId
+    name: Text
+    roles: Annotated[
+        tuple[Role, ...], AfterValidator(_check_not_empty), AfterValidator(_check_no_duplicates)
+    ]
+    departments: Annotated[tuple[Code, ...], AfterValidator(_check_no_duplicates)] = ()
+
+    def has_role(self, role: Role | str) -> bool:
+        return role in self.roles
+
+
+Unit: TypeAlias = Department | StreetOffice | GovernanceCenter
+
+
+class District(_Frozen):
+    """A validated district file; build it with :func:`load_district` or :func:`parse_district`."""
+
+    district: DistrictInfo
+    governance_center: GovernanceCenter
+    supervision: Supervision | None = None
+    volunteers: Volunteers = Field(default_factory=Volunteers)
+    street_offices: tuple[StreetOffice, ...] = ()
+    departments: tuple[Department, ...] = ()
+    categories: tuple[Category, ...] = ()
+    people: tuple[Person, ...] = ()
+
+    _languages: tuple[str, ...] = PrivateAttr(default=DEFAULT_LANGUAGES)
+    _street_offices: dict[str, StreetOffice] = PrivateAttr(default_factory=dict)
+    _departments: dict[str, Department] = PrivateAttr(default_factory=dict)
+    _categories: dict[str, Category] = PrivateAttr(default_factory=dict)
+    _people: dict[int, Person] = PrivateAttr(default_factory=dict)
+    _units_by_chat: dict[int, Unit] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _validate_document(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo
+    ) -> Self:
+        # Checks that span the whole document (unique codes, references, languages) run on the
+        # raw data even when field validation fails, so one run reports every problem.
+        if not isinstance(data, Mapping):
+            return handler(data)
+        languages = _languages_from(info.context)
+        default_language = _raw_default_language(data, languages)
+        errors: list[InitErrorDetails] = []
+        district: Self | None = None
+        try:
+            district = handler(_bind_names(data, default_language))
+        except ValidationError as exc:
+            errors.extend(_reraisable(exc))
+        for loc, error_type, message in _document_problems(data, languages):
+            errors.append(
+                InitErrorDetails(
+                    type=PydanticCustomError(error_type, "{message}", {"message": message}),
+                    loc=loc,
+                    input=None,
+                )
+            )
+        if errors or district is None:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return district
+
+    def model_post_init(self, context: Any) -> None:
+        self._languages = _languages_from(context)
+        self._street_offices = {office.code: office for office in self.street_offices}
+        self._departments = {department.code: department for department in self.departments}
+        self._categories = {category.code: category for category in self.categories}
+        self._people = {person.telegram_id: person for person in self.people}
+        units: dict[int, Unit] = {}
+        if self.governance_center.chat_id is not None:
+            units[self.governance_center.chat_id] = self.governance_center
+        for office in self.street_offices:
+            if office.chat_id is not None:
+                units[office.chat_id] = office
+        for department in self.departments:
+            if department.chat_id is not None:
+                units[department.chat_id] = department
+        self._units_by_chat = units
+
+    # -- district-wide facts ------------------------------------------------------------------
+
+    @property
+    def names(self) -> Names:
+        return self.district.names
+
+    @property
+    def case_prefix(self) -> str:
+        return self.district.case_prefix
+
+    @property
+    def default_language(self) -> str:
+        return self.district.default_language
+
+    @property
+    def tzinfo(self) -> ZoneInfo:
+        return self.district.tzinfo
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The languages the file was validated against (``load_district(languages=...)``)."""
+        return self._languages
+
+    def case_number(self, sequence: int) -> str:
+        """``HB-000123``: the prefix and the zero-padded sequence number."""
+        if sequence < 0:
+            raise ValueError(f"case sequence must not be negative, got {sequence}")
+        return f"{self.case_prefix}-{sequence:0{_CASE_NUMBER_DIGITS}d}"
+
+    # -- lookups (None when absent: codes stored in old cases may outlive the file) ------------
+
+    def department(self, code: str) -> Department | None:
+        return self._departments.get(code)
+
+    def category(self, code: str) -> Category | None:
+        return self._categories.get(code)
+
+    def categories_of_kind(self, kind: CategoryKind | str) -> tuple[Category, ...]:
+        return tuple(category for category in self.categories if category.kind == kind)
+
+    def street_office(self, code: str) -> StreetOffice | None:
+        return self._street_offices.get(code)
+
+    def departments_in(self, street_office: str) -> tuple[Department, ...]:
+        """Departments (mostly communities) that belong to the given street office."""
+        return tuple(d for d in self.departments if d.street_office == street_office)
+
+    def person(self, telegram_id: int) -> Person | None:
+        return self._people.get(telegram_id)
+
+    def people_with_role(self, role: Role | str) -> tuple[Person, ...]:
+        return tuple(person for person in self.people if role in person.roles)
+
+    def people_of_department(self, code: str) -> tuple[Person, ...]:
+        return tuple(person for person in self.people if code in person.departments)
+
+    def unit_by_chat(self, chat_id: int) -> Unit | None:
+        """The department, street office or governance center working in this group chat."""
+        return self._units_by_chat.get(chat_id)
+
+    def volunteer_chat_for(self, department: str | None = None) -> int | None:
+        """The volunteer group for help requests: the community's own, else the district's."""
+        unit = self.department(department) if department is not None else None
+        if unit is not None and unit.volunteer_chat_id is not None:
+            return unit.volunteer_chat_id
+        return self.volunteers.chat_id
+
+    def configured_chat_ids(self) -> tuple[int, ...]:
+        """Every group chat the file names, e.g. to check the bot's rights at start-up."""
+        candidates: list[int | None] = [
+            self.governance_center.chat_id,
+            self.supervision.chat_id if self.supervision is not None else None,
+            self.volunteers.chat_id,
+        ]
+        candidates += [office.chat_id for office in self.street_offices]
+        for department in self.departments:
+            candidates += [department.chat_id, department.volunteer_chat_id]
+        return tuple(chat_id for chat_id in candidates if chat_id is not None)
+
+
+# --------------------------------------------------------------------------------------------
+# Whole-document checks on the raw TOML data
+# --------------------------------------------------------------------------------------------
+
+_NAMED_TABLES: Final = ("district", "governance_center", "supervision")
+_NAMED_ARRAYS: Final = ("street_offices", "departments", "categories")
+
+
+def _languages_from(context: Any) -> tuple[str, ...]:
+    if isinstance(context, Mapping):
+        languages = context.get("languages")
+        if languages:
+            return tuple(languages)
+    return DEFAULT_LANGUAGES
+
+
+def _raw_default_language(data: Mapping[str, Any], languages: tuple[str, ...]) -> str | None:
+    table = data.get("district")
+    value = table.get("default_language") if isinstance(table, Mapping) else None
+    return value if isinstance(value, str) and value in languages else None
+
+
+def _items(data: Mapping[str, Any], section: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    value = data.get(section)
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, Mapping):
+                yield index, item
+
+
+def _names_locations(data: Mapping[str, Any]) -> Iterator[tuple[Loc, Any]]:
+    for section in _NAMED_TABLES:
+        table = data.get(section)
+        if isinstance(table, Mapping) and "names" in table:
+            yield (section, "names"), table["names"]
+    for section in _NAMED_ARRAYS:
+        for index, item in _items(data, section):
+            if "names" in item:
+                yield (section, index, "names"), item["names"]
+
+
+def _bind_names(data: Mapping[str, Any], default_language: str | None) -> dict[str, Any]:
+    """Copy of ``data`` with every names table turned into ``Names`` input."""
+    bound = dict(data)
+    language = default_language or ""
+
+    def bind(table: Mapping[str, Any]) -> Mapping[str, Any]:
+        names = table.get("names")
+        if not isinstance(names, Mapping):
+            return table
+        return {**table, "names": {"default_language": language, "texts": dict(names)}}
+
+    for section in _NAMED_TABLES:
+        if isinstance(bound.get(section), Mapping):
+            bound[section] = bind(bound[section])
+    for section in _NAMED_ARRAYS:
+        if isinstance(bound.get(section), list):
+            bound[section] = [
+                bind(item) if isinstance(item, Mapping) else item for item in bound[section]
+            ]
+    return bound
+
+
+def _reraisable(exc: ValidationError) -> Iterator[InitErrorDetails]:
+    for error in exc.errors():
+        loc = _unbind_names_loc(error["loc"])
+        message = _friendly_message(error["type"], loc, error["msg"], error.get("input"))
+        yield InitErrorDetails(
+            type=PydanticCustomError(error["type"], "{message}", {"message": message}),
+            loc=loc,
+            input=error.get("input"),
+        )
+
+
+def _unbind_names_loc(loc: Loc) -> Loc:
+    # ('departments', 2, 'names', 'texts', 'en') is 'en' inside `names` in the file.
+    parts = list(loc)
+    for index in range(len(parts) - 1):
+        if parts[index] == "names" and parts[index + 1] == "texts":
+            del parts[index + 1]
+            break
+    return tuple(parts)
+
+
+def _document_problems(
+    data: Mapping[str, Any], languages: tuple[str, ...]
+) -> list[tuple[Loc, str, str]]:
+    problems: list[tuple[Loc, str, str]] = []
+
+    def report(loc: Loc, error_type: str, message: str) -> None:
+        problems.append((loc, error_type, message))
+
+    _check_languages(data, languages, report)
+    _check_codes(data, report)
+    _check_required_sections(data, report)
+    _check_references(data, report)
+    _check_chat_ids(data, report)
+    return problems
+
+
+_Report: TypeAlias = Callable[[Loc, str, str], None]
+
+
+def _check_languages(data: Mapping[str, Any], languages: tuple[str, ...], report: _Report) -> None:
+    supported = ", ".join(languages)
+    table = data.get("district")
+    raw_default = table.get("default_language") if isinstance(table, Mapping) else None
+    if isinstance(raw_default, str) and raw_default not in languages:
+        report(
+            ("district", "default_language"),
+            "language_unsupported",
+            f"unsupported language {raw_default!r} (supported: {supported})",
+        )
+    default_language = _raw_default_language(data, languages)
+    for loc, names in _names_locations(data):
+        if not isinstance(names, Mapping):
+            continue
+        for language in names:
+            if language not in languages:
+                report(
+                    (*loc, language),
+                    "language_unsupported",
+                    f"unknown language {language!r} (supported: {supported})",
+                )
+        if default_language is not None and default_language not in names:
+            report(
+                loc,
+                "names_default_missing",
+                f"names must include the default language {default_language!r}",
+            )
+
+
+def _check_codes(data: Mapping[str, Any], report: _Report) -> None:
+    # Street offices and departments share one code space: a case is whistled to "a unit".
+    unit_codes: dict[str, Loc] = {}
+    for section, noun in (("street_offices", "street office"), ("departments", "department")):
+        for index, item in _items(data, section):
+            code = item.get("code")
+            if not isinstance(code, str):
+                continue
+            first = unit_codes.get(code)
+            if first is None:
+                unit_codes[code] = (section, index)
+            elif first[0] == section:
+                report(
+                    (section, index, "code"),
+                    "duplicate_code",
+                    f"duplicate {noun} code {code!r} (first used by {_format_key(first)})",
+                )
+            else:
+                report(
+                    (section, index, "code"),
+                    "duplicate_code",
+                    f"code {code!r} is already used by {_format_key(first)}; street offices "
+                    "and departments need distinct codes",
+                )
+    _check_unique(data, "categories", "code", "duplicate category code", report)
+    _check_unique(data, "people", "telegram_id", "duplicate telegram_id", report)
+
+
+def _check_required_sections(data: Mapping[str, Any], report: _Report) -> None:
+    departments = data.get("departments")
+    if departments is None or (isinstance(departments, list) and not departments):
+        report(
+            ("departments",),
+            "departments_missing",
+            "the district needs at least one department ([[departments]])",
+        )
+    categories = data.get("categories")
+    if categories is None or isinstance(categories, list):
+        kinds = [item.get("kind") for _, item in _items(data, "categories")]
+        if CategoryKind.REPORT.value not in kinds:
+            report(
+                ("categories",),
+                "report_category_missing",
+                'the district needs at least one category with kind = "report"',
+            )
+
+
+def _check_unique(
+    data: Mapping[str, Any], section: str, field: str, message: str, report: _Report
+) -> None:
+    seen: dict[object, Loc] = {}
+    for index, item in _items(data, section):
+        value = item.get(field)
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            continue
+        if value in seen:
+            report(
+                (section, index, field),
+                "duplicate_" + field,
+                f"{message} {value!r} (first used by {_format_key(seen[value])})",
+            )
+        else:
+            seen[value] = (section, index)
+
+
+def _check_references(data: Mapping[str, Any], report: _Report) -> None:
+    offices = _codes(data, "street_offices")
+    departments = _codes(data, "departments")
+
+    def dangling(loc: Loc, code: object, wanted: str) -> None:
+        if not isinstance(code, str):
+            return
+        hint = ""
+        if wanted == "department" and code in offices:
+            hint = " (that is a street office; categories and people name departments)"
+        else:
+            known = departments if wanted == "department" else offices
+            close = difflib.get_close_matches(code, sorted(known), n=1)
+            if close:
+                hint = f" (did you mean {close[0]!r}?)"
+        report(loc, "unknown_" + wanted.replace(" ", "_"), f"unknown {wanted} {code!r}{hint}")
+
+    for index, item in _items(data, "departments"):
+        office = item.get("street_office")
+        if isinstance(office, str) and office not in offices:
+            dangling(("departments", index, "street_office"), office, "street office")
+        kind = item.get("kind", DepartmentKind.DEPARTMENT.value)
+        if kind == DepartmentKind.COMMUNITY and office is None:
+            report(
+                ("departments", index, "street_office"),
+                "community_without_street_office",
+                "a community belongs to a street office: set street_office",
+            )
+        if (
+            "volunteer_chat_id" in item
+            and kind != DepartmentKind.COMMUNITY
+            and isinstance(kind, str)
+        ):
+            report(
+                ("departments", index, "volunteer_chat_id"),
+                "volunteer_chat_not_community",
+                f"only communities have their own volunteer group (this unit is a {kind})",
+            )
+
+    for index, item in _items(data, "categories"):
+        department = item.get("department")
+        if isinstance(department, str) and department not in departments:
+            dangling(("categories", index, "department"), department, "department")
+        kind = item.get("kind")
+        if kind == CategoryKind.REPORT and department is None:
+            report(
+                ("categories", index, "department"),
+                "report_without_department",
+                "a report category needs the department that handles it",
+            )
+        elif kind == CategoryKind.HELP and department is not None:
+            report(
+                ("categories", index, "department"),
+                "help_with_department",
+                "help requests go to volunteers, not to a department: remove this key",
+            )
+
+    for index, item in _items(data, "people"):
+        codes = item.get("departments")
+        if isinstance(codes, list):
+            for position, code in enumerate(codes):
+                if isinstance(code, str) and code not in departments:
+                    dangling(("people", index, "departments", position), code, "department")
+
+
+def _codes(data: Mapping[str, Any], section: str) -> set[str]:
+    return {item["code"] for _, item in _items(data, section) if isinstance(item.get("code"), str)}
+
+
+def _raw_chat_ids(data: Mapping[str, Any]) -> Iterator[tuple[Loc, object]]:
+    for section in ("governance_center", "supervision", "volunteers"):
+        table = data.get(section)
+        if isinstance(table, Mapping) and "chat_id" in table:
+            yield (section, "chat_id"), table["chat_id"]
+    for section in ("street_offices", "departments"):
+        for index, item in _items(data, section):
+            for field in ("chat_id", "volunteer_chat_id"):
+                if field in item:
+                    yield (section, index, field), item[field]
+
+
+def _check_chat_ids(data: Mapping[str, Any], report: _Report) -> None:
+    # One group, one purpose: a message in a group must map back to exactly one unit.
+    seen: dict[int, Loc] = {}
+    for loc, chat_id in _raw_chat_ids(data):
+        if not isinstance(chat_id, int) or isinstance(chat_id, bool):
+            continue
+        if chat_id in seen:
+            report(
+                loc,
+                "duplicate_chat_id",
+                f"chat id {chat_id} is already used by {_format_key(seen[chat_id])}; "
+                "every unit needs its own group",
+            )
+        else:
+            seen[chat_id] = loc
+
+
+# --------------------------------------------------------------------------------------------
+# Messages and keys
+# --------------------------------------------------------------------------------------------
+
+
+def _format_key(loc: Iterable[str | int]) -> str:
+    """``('departments', 2, 'code')`` → ``departments[2].code``."""
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        else:
+            text = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else f'"{part}"'
+            key += f".{text}" if key else text
+    return key
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (types.UnionType, typing.Union):
+        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return _unwrap(args[0]) if len(args) == 1 else annotation
+    if origin is tuple:
+        return _unwrap(typing.get_args(annotation)[0])
+    return annotation
+
+
+def _model_at(loc: Loc) -> Any:
+    """The model or type that the file holds at ``loc`` (used to suggest keys)."""
+    current: Any = District
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(part)
+        if field is None:
+            return None
+        current = _unwrap(field.annotation)
+    return current
+
+
+def _friendly_message(error_type: str, loc: Loc, message: str, value: object) -> str:
+    if error_type == "missing":
+        target = _model_at(loc)
+        if len(loc) == 1 and isinstance(target, type) and issubclass(target, BaseModel):
+            return f"missing required table [{loc[0]}]"
+        return f"missing required key {loc[-1]!r}"
+    if error_type == "extra_forbidden":
+        name = str(loc[-1])
+        parent = _model_at(loc[:-1])
+        allowed: list[str] = []
+        if isinstance(parent, type) and issubclass(parent, BaseModel):
+            allowed = list(parent.model_fields)
+        close = difflib.get_close_matches(name, allowed, n=1)
+        if close:
+            return f"unknown key {name!r} (did you mean {close[0]!r}?)"
+        if allowed:
+            return f"unknown key {name!r} (allowed here: {', '.join(allowed)})"
+        return f"unknown key {name!r}"
+    if error_type in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a table, got {_describe(value)}"
+    if error_type in ("tuple_type", "list_type"):
+        return f"expected an array, got {_describe(value)}"
+    if message.startswith("Input should be a valid "):
+        noun = message.removeprefix("Input should be a valid ").split(",")[0]
+        article = "an" if noun[:1] in "aeiou" else "a"
+        return f"expected {article} {noun}, got {_describe(value)}"
+    if message.startswith("Input should be "):
+        # Enumerations: "Input should be 'report', 'say' or 'help'".
+        return f"expected {message.removeprefix('Input should be ')}, got {_describe(value)}"
+    return message
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return repr(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Locating keys in the TOML text
+# --------------------------------------------------------------------------------------------
+
+_BARE_KEY_CHARS: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+)
+
+
+class _KeyLines:
+    """Line of every table header, key and array item in TOML text that tomllib accepted.
+
+    tomllib reports no positions, so this re-reads the text just far enough to know where each
+    path starts.  It trusts the text to be valid TOML and never judges it.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._pos = 0
+        self._line = 1
+        self.lines: dict[Loc, int] = {}
+        self._array_tables: dict[Loc, int] = {}
+        self._scan()
+
+    def find(self, loc: Loc) -> int | None:
+        """Line of ``loc``, else of its deepest prefix present in the file."""
+        for length in range(len(loc), 0, -1):
+            line = self.lines.get(loc[:length])
+            if line is not None:
+                return line
+        return None
+
+    # -- scanning ---------------------------------------------------------------------------
+
+    def _peek(self, length: int = 1) -> str:
+        return self._text[self._pos : self._pos + length]
+
+    def _advance(self, count: int = 1) -> None:
+        end = min(self._pos + count, len(self._text))
+        self._line += self._text.count("\n", self._pos, end)
+        self._pos = end
+
+    def _skip_spaces(self) -> None:
+        while self._peek() in (" ", "\t"):
+            self._advance()
+
+    def _skip_blank(self) -> None:
+        """Whitespace, newlines and comments."""
+        while self._pos < len(self._text):
+            char = self._peek()
+            if char in (" ", "\t", "\r", "\n"):
+                self._advance()
+            elif char == "#":
+                self._skip_to_line_end()
+            else:
+                return
+
+    def _skip_to_line_end(self) -> None:
+        end = self._text.find("\n", self._pos)
+        self._pos = len(self._text) if end < 0 else end
+
+    def _record(self, path: Loc, line: int) -> None:
+        self.lines.setdefault(path, line)
+
+    def _scan(self) -> None:
+        table: Loc = ()
+        while True:
+            self._skip_blank()
+            if self._pos >= len(self._text):
+                return
+            line = self._line
+            if self._peek(2) == "[[":
+                self._advance(2)
+                parts = self._key()
+                self._advance(2)
+                array = (*self._resolve(parts[:-1]), parts[-1])
+                index = self._array_tables.get(array, 0)
+                self._array_tables[array] = index + 1
+                table = (*array, index)
+                self._record_prefixes(table, line)
+            elif self._peek() == "[":
+                self._advance()
+                table = self._resolve(self._key())
+                self._advance()
+                self._record_prefixes(table, line)
+            else:
+                self._key_value(table)
+            self._skip_to_line_end()
+
+    def _resolve(self, parts: Sequence[str]) -> Loc:
+        # In a header, a name that is an array of tables means its latest element.
+        path: Loc = ()
+        for part in parts:
+            path = (*path, part)
+            count = self._array_tables.get(path)
+            if count:
+                path = (*path, count - 1)
+        return path
+
+    def _record_prefixes(self, path: Loc, line: int) -> None:
+        for length in range(1, len(path) + 1):
+            self._record(path[:length], line)
+
+    def _key_value(self, table: Loc) -> None:
+        line = self._line
+        path = (*table, *self._key())
+        for length in range(len(table) + 1, len(path) + 1):
+            self._record(path[:length], line)
+        self._skip_spaces()
+        self._advance()  # '='
+        self._skip_spaces()
+        self._value(path)
+
+    def _key(self) -> list[str]:
+        parts: list[str] = []
+        while True:
+            self._skip_spaces()
+            char = self._peek()
+            if char == '"':
+                parts.append(self._basic_string())
+            elif char == "'":
+                start = self._pos + 1
+                end = self._text.index("'", start)
+                parts.append(self._text[start:end])
+                self._advance(end + 1 - self._pos)
+            else:
+                start = self._pos
+                while self._peek() and self._peek() in _BARE_KEY_CHARS:
+                    self._advance()
+                parts.append(self._text[start : self._pos])
+            self._skip_spaces()
+            if self._peek() != ".":
+                return parts
+            self._advance()
+
+    def _basic_string(self) -> str:
+        start = self._pos
+        self._advance()
+        while self._peek() not in ('"', ""):
+            self._advance(2 if self._peek() == "\\" else 1)
+        self._advance()
+        raw = self._text[start : self._pos]
+        # Let tomllib decode the escapes so quoted keys match the parsed document exactly.
+        decoded = tomllib.loads(f"k = {raw}")["k"]
+        return str(decoded)
+
+    def _value(self, path: Loc) -> None:
+        if self._peek(3) in ('"""', "'''"):
+            self._multiline_string(self._peek(3))
+        elif self._peek() == '"':
+            self._basic_string()
+        elif self._peek() == "'":
+            self._advance(self._text.index("'", self._pos + 1) + 1 - self._pos)
+        elif self._peek() == "[":
+            self._array(path)
+        elif self._peek() == "{":
+            self._inline_table(path)
+        else:
+            # Numbers, booleans and dates; a local date-time may contain a space.
+            while self._pos < len(self._text) and self._peek() not in (",", "]", "}", "\n", "#"):
+                self._advance()
+
+    def _multiline_string(self, delimiter: str) -> None:
+        self._advance(3)
+        while self._pos < len(self._text):
+            if delimiter == '"""' and self._peek() == "\\":
+                self._advance(2)
+            elif self._peek(3) == delimiter:
+                self._advance(3)
+                # Up to two quotes right before the delimiter belong to the content.
+                for _ in range(2):
+                    if self._peek() == delimiter[0]:
+                        self._advance()
+                return
+            else:
+                self._advance()
+
+    def _array(self, path: Loc) -> None:
+        self._advance()
+        index = 0
+        while True:
+            self._skip_blank()
+            if self._peek() in ("]", ""):
+                self._advance()
+                return
+            self._record((*path, index), self._line)
+            self._value((*path, index))
+            index += 1
+            self._skip_blank()
+            if self._peek() == ",":
+                self._advance()
+
+    def _inline_table(self, path: Loc) -> None:
+        self._advance()
+        while True:
+            self._skip_blank()
+            if self._peek() in ("}", ""):
+                self._advance()
+                return
+            line = self._line
+            key_path = (*path, *self._key())
+            for length in range(len(path) + 1, len(key_path) + 1):
+                self._record(key_path[:length], line)
+            self._skip_spaces()
+            self._advance()  # '='
+            self._skip_spaces()
+            self._value(key_path)
+            self._skip_blank()
+            if self._peek() == ",":
+                self._advance()
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+_TOML_POSITION_RE: Final = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+_TOML_END_RE: Final = re.compile(r"\s*\(at end of document\)$")
+
+
+def _syntax_problem(path: Path, text: str, exc: tomllib.TOMLDecodeError) -> DistrictProblem:
+    message = str(exc)
+    match = _TOML_POSITION_RE.search(message)
+    if match:
+        line: int | None = int(match.group(1))
+        detail = f"{_TOML_POSITION_RE.sub('', message)} (column {match.group(2)})"
+    elif _TOML_END_RE.search(message):
+        line = max(1, len(text.splitlines()))
+        detail = f"{_TOML_END_RE.sub('', message)} (at the end of the file)"
+    else:
+        line, detail = None, message
+    return DistrictProblem(path, line, None, f"TOML syntax error: {detail}")
+
+
+def parse_district(
+    text: str,
+    *,
+    path: str | Path = "<district>",
+    languages: Sequence[str] = DEFAULT_LANGUAGES,
+) -> District:
+    """Validate district TOML given as text; ``path`` only labels the error messages."""
+    source = Path(path)
+    if not languages:
+        raise ValueError("at least one supported language is needed")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DistrictError([_syntax_problem(source, text, exc)]) from None
+    try:
+        return District.model_validate(data, context={"languages": tuple(languages)})
+    except ValidationError as exc:
+        try:
+            locator: _KeyLines | None = _KeyLines(text)
+        except (ValueError, IndexError):
+            # Losing line numbers is better than hiding the real problem behind a crash.
+            locator = None
+        problems: list[DistrictProblem] = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            line = locator.find(loc) if locator is not None else None
+            problem = DistrictProblem(source, line, _format_key(loc) or None, error["msg"])
+            if problem not in problems:
+                problems.append(problem)
+        problems.sort(key=lambda p: (p.line is None, p.line or 0))
+        raise DistrictError(problems) from None
+
+
+def load_district(path: str | Path, *, languages: Sequence[str] = DEFAULT_LANGUAGES) -> District:
+    """Read and validate a district file; any problem raises :class:`DistrictError`."""
+    source = Path(path)
+    try:
+        # utf-8-sig: files saved by Windows editors often start with a byte-order mark.
+        text = source.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DistrictError.single(source, "district file not found") from None
+    except UnicodeDecodeError as exc:
+        raise DistrictError.single(source, f"the file is not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise DistrictError.single(source, f"cannot read the file: {exc.strerror}") from None
+    return parse_district(text, path=source, languages=languages)
+
+
+def resolve_district_path(configured: str | Path | None) -> Path:
+    """Which district file to load.
+
+    An explicitly configured path must exist; otherwise ``config.toml`` in the working
+    directory, and failing that the shipped example so a fresh checkout starts.
+    """
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.is_file():
+            raise DistrictError.single(path, "district file not found")
+        return path
+    local = Path.cwd() / "config.toml"
+    if local.is_file():
+        return local
+    return EXAMPLE_DISTRICT_PATH
