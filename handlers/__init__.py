@@ -1,0 +1,17 @@
+"""aiogram routers: thin handlers that parse an update, call one service and return.
+
+Routers are built by functions, because aiogram lets a router be attached only once and every
+application (and every test) needs its own.
+"""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+from bot.i18n import Catalogues
+from handlers import fallback, start
+
+
+def build_routers(catalogues: Catalogues) -> list[Router]:
+    # The fallback router goes last: it answers whatever the others left.
+    return [start.router(catalogues), fallback.router()]

@@ -1,0 +1,25 @@
+"""Scheduled work. APScheduler only ticks; what is due is always read from the database, so
+nothing depends on in-memory timers surviving a restart (job stores are not used)."""
+
+from __future__ import annotations
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.clock import Clock
+from bot.db import SessionFactory
+from scheduler import jobs
+
+
+def build_scheduler(*, factory: SessionFactory, clock: Clock) -> AsyncIOScheduler:
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(
+        jobs.prune_processed_updates,
+        IntervalTrigger(hours=6),
+        kwargs={"factory": factory, "clock": clock},
+        id="prune_processed_updates",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=3600,
+    )
+    return scheduler

@@ -1,0 +1,79 @@
+"""``python -m bot`` runs the service; ``python -m bot migrate`` only migrates;
+``python -m bot check`` validates the district file and settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from bot.db import migrate
+from bot.district import DistrictError, load_district, resolve_district_path
+from bot.logs import configure_logging, log_event
+from bot.settings import Settings
+
+logger = logging.getLogger("bot")
+
+
+async def _run(settings: Settings) -> int:
+    from bot.app import Whistle
+
+    district = load_district(resolve_district_path(settings.whistle_config))
+    app = Whistle(settings=settings, district=district)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    stopping = asyncio.create_task(stop.wait())
+    failing = asyncio.create_task(app.wait())
+    try:
+        await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
+        if failing.done() and failing.exception() is not None:
+            logger.error("app.failed", exc_info=failing.exception())
+            return 1
+        return 0
+    finally:
+        stopping.cancel()
+        failing.cancel()
+        await app.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser.add_argument("command", nargs="?", default="run", choices=["run", "migrate", "check"])
+    args = parser.parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level)
+    try:
+        path = resolve_district_path(settings.whistle_config)
+        load_district(path)
+    except DistrictError as error:
+        print(f"The district file is invalid:\n{error}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
+        print(f"The district file was not found: {error}", file=sys.stderr)
+        return 2
+    if args.command == "check":
+        print(f"{path}: OK")
+        return 0
+    if args.command == "migrate":
+        asyncio.run(migrate(settings.database_url))
+        log_event(logger, "db.migrated")
+        return 0
+    if settings.bot_token is None:
+        print(
+            "BOT_TOKEN is not set. Put BOT_TOKEN=<token from @BotFather> in .env "
+            "(see README.md, Configuration).",
+            file=sys.stderr,
+        )
+        return 2
+    return asyncio.run(_run(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The application: wires settings, the district, the database, aiogram, the outbox sender
+and the scheduler together, and owns their start and stop.
+
+Tests, ``python -m bot`` and benchmarks all run this same object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from types import TracebackType
+from typing import Any, TypeVar
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramServerError
+from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.clock import Clock, SystemClock
+from bot.db import SessionFactory, create_engine, migrate, session_factory
+from bot.district import District
+from bot.fsm import DatabaseStorage
+from bot.i18n import Catalogues
+from bot.logs import log_event
+from bot.middlewares import UnitOfWork
+from bot.polling import poll
+from bot.rendering import Renderer
+from bot.sender import OutboxSender
+from bot.services.menu import PRIVATE_COMMANDS
+from bot.settings import Settings
+from handlers import build_routers
+from scheduler import build_scheduler
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Whistle:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        district: District,
+        clock: Clock | None = None,
+        retry_base: float = 1.0,
+    ) -> None:
+        if settings.bot_token is None:
+            raise ValueError("BOT_TOKEN is not set")
+        self.settings = settings
+        self.district = district
+        self.clock: Clock = clock or SystemClock()
+        self.catalogues = Catalogues(district.default_language)
+        self.engine: AsyncEngine = create_engine(settings.database_url)
+        self.factory: SessionFactory = session_factory(self.engine)
+        self.bot = Bot(
+            settings.bot_token.get_secret_value(),
+            session=AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base)),
+        )
+        self.sender = OutboxSender(
+            bot=self.bot,
+            factory=self.factory,
+            renderer=Renderer(self.catalogues),
+            clock=self.clock,
+            retry_base=retry_base,
+        )
+        self.unit_of_work = UnitOfWork(
+            factory=self.factory,
+            clock=self.clock,
+            catalogues=self.catalogues,
+            on_commit=self.sender.wake,
+        )
+        self.dispatcher = self._build_dispatcher()
+        self.scheduler = build_scheduler(factory=self.factory, clock=self.clock)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _build_dispatcher(self) -> Dispatcher:
+        # aiogram's own FSM middleware is re-registered after the unit of work, so dialog state
+        # is read and written inside the update's transaction.
+        dispatcher = Dispatcher(
+            storage=DatabaseStorage(self.factory, self.clock),
+            disable_fsm=True,
+            district=self.district,
+            catalogues=self.catalogues,
+            clock=self.clock,
+        )
+        dispatcher.update.outer_middleware(self.unit_of_work)
+        dispatcher.update.outer_middleware(dispatcher.fsm)
+        dispatcher.include_routers(*build_routers(self.catalogues))
+        return dispatcher
+
+    async def start(self, *, polling: bool = True) -> None:
+        await migrate(self.settings.database_url)
+        me = await self._call_with_retry(self.bot.get_me)
+        log_event(logger, "app.started", bot_id=me.id, polling=polling)
+        await self._register_commands()
+        self._spawn(self.sender.run(), "sender")
+        self.scheduler.start()
+        if polling:
+            await self._call_with_retry(
+                lambda: self.bot.delete_webhook(drop_pending_updates=False)
+            )
+            self._spawn(
+                poll(
+                    self.bot,
+                    self.dispatcher,
+                    poll_timeout=self.settings.polling_timeout,
+                    give_up=self.unit_of_work.give_up,
+                ),
+                "polling",
+            )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+
+    async def wait(self) -> None:
+        """Block until a background task ends; a task that ends on its own is a failure."""
+        if not self._tasks:
+            return
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise RuntimeError(f"{task.get_name()} stopped") from task.exception()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        await self.bot.session.close()
+        await self.engine.dispose()
+        log_event(logger, "app.stopped")
+
+    async def __aenter__(self) -> Whistle:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _register_commands(self) -> None:
+        """Command menus in every language; Telegram picks one by the user's app language."""
+        default = self.catalogues.default_language
+        for language in (None, *self.catalogues.languages):
+            t = self.catalogues.translator(language or default)
+            commands = [BotCommand(command=c, description=t(d)) for c, d in PRIVATE_COMMANDS]
+            code = language.split("-", 1)[0].lower() if language else None
+            try:
+                await self._call_with_retry(
+                    functools.partial(
+                        self.bot.set_my_commands,
+                        commands,
+                        scope=BotCommandScopeAllPrivateChats(),
+                        language_code=code,
+                    )
+                )
+            except TelegramAPIError as error:
+                log_event(logger, "app.commands_failed", logging.WARNING, error=error.message)
+
+    @staticmethod
+    async def _call_with_retry(call: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
+        delay = 0.5
+        for attempt in range(attempts):
+            try:
+                return await call()
+            except (TelegramNetworkError, TelegramServerError):
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")

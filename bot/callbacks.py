@@ -1,0 +1,58 @@
+"""Inline-button payloads: short, versioned, and parsed defensively.
+
+Any group member can press any button and clients can send arbitrary callback_data, so a
+payload is only a pointer (ids, a verb); handlers re-check who presses and whether the action
+still applies. The prefix carries a version so old buttons can be recognised as stale.
+Kept free of aiogram so services can build keyboards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, ClassVar, Self
+
+SEPARATOR = ":"
+MAX_BYTES = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Callback:
+    prefix: ClassVar[str]
+
+    def pack(self) -> str:
+        parts = [self.prefix]
+        for field in dataclasses.fields(self):
+            value = str(getattr(self, field.name))
+            if SEPARATOR in value:
+                raise ValueError(f"{field.name} may not contain {SEPARATOR!r}")
+            parts.append(value)
+        packed = SEPARATOR.join(parts)
+        if len(packed.encode()) > MAX_BYTES:
+            raise ValueError(f"callback data over {MAX_BYTES} bytes: {packed!r}")
+        return packed
+
+    @classmethod
+    def unpack(cls, data: str | None) -> Self | None:
+        """The payload, or None when it is not one of ours (forged, stale, garbled)."""
+        if not data:
+            return None
+        prefix, *values = data.split(SEPARATOR)
+        fields = dataclasses.fields(cls)
+        if prefix != cls.prefix or len(values) != len(fields):
+            return None
+        hints = typing.get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for field, raw in zip(fields, values, strict=True):
+            kind = hints[field.name]
+            try:
+                kwargs[field.name] = int(raw) if kind is int else raw
+            except ValueError:
+                return None
+        return cls(**kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageChoice(Callback):
+    prefix: ClassVar[str] = "l1"
+    code: str

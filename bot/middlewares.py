@@ -1,0 +1,151 @@
+"""The unit of work around every update.
+
+One transaction per update: the update id is claimed (a redelivered update stops here), the
+user is refreshed and their language chosen, the handler runs, and its state changes, dialog
+state and outbox rows commit together. A :class:`UserError` rolls back what the handler did
+but still commits the claim and the localized answer, so bad input changes nothing and is
+never processed twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware, Bot
+from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.types import TelegramObject, Update
+from aiogram.types import User as TelegramUser
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.clock import Clock
+from bot.db import SessionFactory, current_session
+from bot.i18n import Catalogues
+from bot.logs import log_event
+from bot.services.errors import UserError
+from bot.services.outbox import OUTBOX_WRITTEN, answer_callback, send_text
+from bot.services.updates import claim_update
+from bot.services.users import language_of, touch_user
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class UnitOfWork(BaseMiddleware):
+    def __init__(
+        self,
+        *,
+        factory: SessionFactory,
+        clock: Clock,
+        catalogues: Catalogues,
+        on_commit: Callable[[], None],
+    ) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.catalogues = catalogues
+        self.on_commit = on_commit
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        assert isinstance(event, Update)
+        bot: Bot = data["bot"]
+        now = self.clock.now()
+        async with self.factory() as session:
+            token = current_session.set(session)
+            try:
+                async with session.begin():
+                    claimed = await claim_update(
+                        session, bot_id=bot.id, update_id=event.update_id, now=now
+                    )
+                    if not claimed:
+                        log_event(logger, "update.duplicate", update_id=event.update_id)
+                        return UNHANDLED
+                    await self._prepare(session, data, now)
+                    savepoint = await session.begin_nested()
+                    try:
+                        result = await handler(event, data)
+                    except UserError as error:
+                        await savepoint.rollback()
+                        self._answer(session, event, data, error.message_id, error.params)
+                        log_event(
+                            logger,
+                            "update.refused",
+                            update_id=event.update_id,
+                            reason=error.message_id,
+                        )
+                        result = None
+                    else:
+                        await savepoint.commit()
+            finally:
+                current_session.reset(token)
+        if session.info.get(OUTBOX_WRITTEN):
+            self.on_commit()
+        return result
+
+    async def _prepare(self, session: AsyncSession, data: dict[str, Any], now: Any) -> None:
+        telegram_user: TelegramUser | None = data.get("event_from_user")
+        user = None
+        if telegram_user is not None and not telegram_user.is_bot:
+            user = await touch_user(
+                session,
+                user_id=telegram_user.id,
+                first_name=telegram_user.first_name,
+                telegram_language=telegram_user.language_code,
+                now=now,
+            )
+        lang = language_of(user, self.catalogues.languages, self.catalogues.default_language)
+        data.update(
+            session=session,
+            user=user,
+            lang=lang,
+            t=self.catalogues.translator(lang),
+            now=now,
+        )
+
+    def _answer(
+        self,
+        session: AsyncSession,
+        event: Update,
+        data: dict[str, Any],
+        message_id: str,
+        params: dict[str, Any],
+    ) -> None:
+        lang: str = data["lang"]
+        now = data["now"]
+        if event.callback_query is not None:
+            answer_callback(
+                session,
+                chat_id=event.callback_query.from_user.id,
+                callback_query_id=event.callback_query.id,
+                locale=lang,
+                now=now,
+                text_key=message_id,
+                show_alert=True,
+                **params,
+            )
+            return
+        chat = data.get("event_chat")
+        if chat is not None:
+            send_text(
+                session, chat_id=chat.id, locale=lang, now=now, text_key=message_id, **params
+            )
+
+    async def give_up(self, bot: Bot, event: Update) -> None:
+        """After repeated crashes on one update: remember it as handled and apologise."""
+        now = self.clock.now()
+        async with self.factory() as session, session.begin():
+            if not await claim_update(session, bot_id=bot.id, update_id=event.update_id, now=now):
+                return
+            data: dict[str, Any] = {}
+            user = event.event.from_user if hasattr(event.event, "from_user") else None
+            if isinstance(user, TelegramUser):
+                data["event_from_user"] = user
+            chat = getattr(event.event, "chat", None) or getattr(
+                getattr(event.event, "message", None), "chat", None
+            )
+            await self._prepare(session, data, now)
+            if chat is not None and chat.type == "private":
+                data["event_chat"] = chat
+                self._answer(session, event, data, "errors.internal", {})
+        self.on_commit()

@@ -1,0 +1,230 @@
+"""Turning an outbox row into a Bot API call: text in the recipient's language, keyboards,
+and Telegram's limits checked before anything is sent."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    DeleteMessage,
+    EditMessageCaption,
+    EditMessageReplyMarkup,
+    EditMessageText,
+    SendDocument,
+    SendLocation,
+    SendMediaGroup,
+    SendMessage,
+    SendPhoto,
+    TelegramMethod,
+)
+from aiogram.types import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputMediaAudio,
+    InputMediaDocument,
+    InputMediaLivePhoto,
+    InputMediaPhoto,
+    InputMediaVideo,
+    KeyboardButton,
+    LinkPreviewOptions,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+    ReplyParameters,
+)
+
+from bot.i18n import Catalogues
+from models import OutboxMessage
+
+TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024
+CALLBACK_DATA_LIMIT = 64  # bytes
+CALLBACK_ANSWER_LIMIT = 200
+_TAG = re.compile(r"<[^>]*>")
+
+MediaItem = (
+    InputMediaAudio | InputMediaDocument | InputMediaLivePhoto | InputMediaPhoto | InputMediaVideo
+)
+Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
+
+
+class RenderError(Exception):
+    """The row can never be sent as it is (a permanent failure)."""
+
+
+def visible_length(text: str) -> int:
+    """Length as Telegram counts it for HTML: after removing tags and resolving entities."""
+    return len(html.unescape(_TAG.sub("", text)))
+
+
+class Renderer:
+    def __init__(self, catalogues: Catalogues) -> None:
+        self.catalogues = catalogues
+
+    def text(self, row: OutboxMessage) -> str | None:
+        if row.template:
+            return self.catalogues.render(row.template, row.context, row.locale)
+        if row.text_key:
+            return self.catalogues.render_text(row.text_key, row.context, row.locale)
+        return None
+
+    def keyboard(self, row: OutboxMessage) -> Markup | None:
+        spec = row.keyboard
+        if not spec:
+            return None
+        t = self.catalogues.translator(row.locale)
+        if spec.get("remove"):
+            return ReplyKeyboardRemove()
+        if "reply" in spec:
+            return ReplyKeyboardMarkup(
+                keyboard=[
+                    [KeyboardButton(text=t(b["label"], **b.get("params", {}))) for b in row_]
+                    for row_ in spec["reply"]
+                ],
+                resize_keyboard=True,
+                is_persistent=bool(spec.get("persistent")),
+            )
+        rows: list[list[InlineKeyboardButton]] = []
+        for spec_row in spec["inline"]:
+            buttons = []
+            for b in spec_row:
+                if "text" in b:
+                    label = b["text"]
+                else:
+                    # A button may speak its own language (the language picker does).
+                    tb = self.catalogues.translator(b["locale"]) if "locale" in b else t
+                    label = tb(b["label"], **b.get("params", {}))
+                if "url" in b:
+                    buttons.append(InlineKeyboardButton(text=label, url=b["url"]))
+                    continue
+                data = b["data"]
+                if not 1 <= len(data.encode()) <= CALLBACK_DATA_LIMIT:
+                    raise RenderError(f"callback_data of {len(data.encode())} bytes")
+                buttons.append(InlineKeyboardButton(text=label, callback_data=data))
+            rows.append(buttons)
+        return InlineKeyboardMarkup(inline_keyboard=rows)
+
+    def method(self, row: OutboxMessage, target_message_id: int | None) -> TelegramMethod[Any]:
+        """Build the call. ``target_message_id`` is the resolved message of ``row.target``."""
+        text = self.text(row)
+        markup = self.keyboard(row)
+        p = row.params
+        chat_id = row.chat_id
+        reply = (
+            ReplyParameters(message_id=target_message_id, allow_sending_without_reply=True)
+            if target_message_id is not None
+            else None
+        )
+        match row.method:
+            case "sendMessage":
+                return SendMessage(
+                    chat_id=chat_id,
+                    text=_required(text, TEXT_LIMIT),
+                    parse_mode="HTML",
+                    reply_markup=markup,
+                    reply_parameters=reply,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+            case "sendPhoto":
+                return SendPhoto(
+                    chat_id=chat_id,
+                    photo=p["photo"],
+                    caption=_checked(text, CAPTION_LIMIT),
+                    parse_mode="HTML",
+                    reply_markup=markup,
+                    reply_parameters=reply,
+                )
+            case "sendMediaGroup":
+                caption = _checked(text, CAPTION_LIMIT)
+                media: list[MediaItem] = [
+                    InputMediaPhoto(
+                        media=file_id,
+                        caption=caption if i == 0 else None,
+                        parse_mode="HTML" if i == 0 and caption else None,
+                    )
+                    for i, file_id in enumerate(p["photos"])
+                ]
+                return SendMediaGroup(chat_id=chat_id, media=media, reply_parameters=reply)
+            case "sendDocument":
+                return SendDocument(
+                    chat_id=chat_id,
+                    document=p["document"],
+                    caption=_checked(text, CAPTION_LIMIT),
+                    parse_mode="HTML",
+                    reply_parameters=reply,
+                )
+            case "sendLocation":
+                return SendLocation(
+                    chat_id=chat_id,
+                    latitude=p["latitude"],
+                    longitude=p["longitude"],
+                    reply_parameters=reply,
+                )
+            case "editMessageText":
+                return EditMessageText(
+                    chat_id=chat_id,
+                    message_id=_required_target(row, target_message_id),
+                    text=_required(text, TEXT_LIMIT),
+                    parse_mode="HTML",
+                    reply_markup=_inline_only(markup),
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+            case "editMessageCaption":
+                return EditMessageCaption(
+                    chat_id=chat_id,
+                    message_id=_required_target(row, target_message_id),
+                    caption=_checked(text, CAPTION_LIMIT),
+                    parse_mode="HTML",
+                    reply_markup=_inline_only(markup),
+                )
+            case "editMessageReplyMarkup":
+                return EditMessageReplyMarkup(
+                    chat_id=chat_id,
+                    message_id=_required_target(row, target_message_id),
+                    reply_markup=_inline_only(markup),
+                )
+            case "deleteMessage":
+                return DeleteMessage(
+                    chat_id=chat_id, message_id=_required_target(row, target_message_id)
+                )
+            case "answerCallbackQuery":
+                answer = None
+                if row.text_key:
+                    answer = self.catalogues.translator(row.locale)(row.text_key, **row.context)
+                    answer = answer[:CALLBACK_ANSWER_LIMIT]
+                return AnswerCallbackQuery(
+                    callback_query_id=p["callback_query_id"],
+                    text=answer,
+                    show_alert=bool(p.get("show_alert")),
+                )
+        raise RenderError(f"unknown method {row.method!r}")
+
+
+def _required(text: str | None, limit: int) -> str:
+    checked = _checked(text, limit)
+    if checked is None:
+        raise RenderError("empty text")
+    return checked
+
+
+def _checked(text: str | None, limit: int) -> str | None:
+    if text is None or not text.strip():
+        return None
+    length = visible_length(text)
+    if length > limit:
+        raise RenderError(f"text of {length} characters exceeds {limit}")
+    return text
+
+
+def _required_target(row: OutboxMessage, message_id: int | None) -> int:
+    if message_id is None:
+        raise RenderError(f"{row.method} without a message to act on")
+    return message_id
+
+
+def _inline_only(markup: Markup | None) -> InlineKeyboardMarkup | None:
+    if markup is None or isinstance(markup, InlineKeyboardMarkup):
+        return markup
+    raise RenderError("edits accept only inline keyboards")

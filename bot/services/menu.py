@@ -1,0 +1,141 @@
+"""The resident's front door: greeting, main menu, help and language choice."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.callbacks import LanguageChoice
+from bot.i18n import N_
+from bot.services.outbox import (
+    answer_callback,
+    enqueue,
+    inline_keyboard,
+    reply_keyboard,
+    send_text,
+)
+from bot.services.users import set_language
+from models import User
+
+MENU_REPORT = N_("menu.report")
+MENU_SAY = N_("menu.say")
+MENU_ASK = N_("menu.ask")
+MENU_MY = N_("menu.my")
+MAIN_MENU = reply_keyboard([MENU_REPORT, MENU_SAY], [MENU_ASK, MENU_MY])
+
+# Commands offered in private chats, in menu order, with their catalogue descriptions.
+PRIVATE_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("start", N_("commands.start")),
+    ("report", N_("commands.report")),
+    ("say", N_("commands.say")),
+    ("ask", N_("commands.ask")),
+    ("my", N_("commands.my")),
+    ("lang", N_("commands.lang")),
+    ("help", N_("commands.help")),
+    ("cancel", N_("commands.cancel")),
+)
+
+# The menu entry and command behind each feature still to open.
+FEATURES = {"report": MENU_REPORT, "say": MENU_SAY, "ask": MENU_ASK, "my": MENU_MY}
+
+
+def greet(
+    session: AsyncSession, *, chat_id: int, lang: str, now: datetime, name: str, district: str
+) -> None:
+    enqueue(
+        session,
+        chat_id=chat_id,
+        locale=lang,
+        now=now,
+        template="start.html",
+        context={"name": name, "district": district},
+        keyboard=MAIN_MENU,
+    )
+
+
+def show_help(session: AsyncSession, *, chat_id: int, lang: str, now: datetime) -> None:
+    enqueue(
+        session,
+        chat_id=chat_id,
+        locale=lang,
+        now=now,
+        template="help.html",
+        context={"commands": [list(pair) for pair in PRIVATE_COMMANDS]},
+        keyboard=MAIN_MENU,
+    )
+
+
+def feature_not_open(
+    session: AsyncSession, *, chat_id: int, lang: str, now: datetime, feature: str
+) -> None:
+    enqueue(
+        session,
+        chat_id=chat_id,
+        locale=lang,
+        now=now,
+        template="feature_not_open.html",
+        context={"feature_key": FEATURES[feature]},
+        keyboard=MAIN_MENU,
+    )
+
+
+def offer_languages(
+    session: AsyncSession, *, chat_id: int, lang: str, now: datetime, languages: tuple[str, ...]
+) -> None:
+    keyboard = inline_keyboard(
+        [
+            {"label": N_("lang.self-name"), "locale": code, "data": LanguageChoice(code).pack()}
+            for code in languages
+        ]
+    )
+    send_text(
+        session,
+        chat_id=chat_id,
+        locale=lang,
+        now=now,
+        text_key=N_("lang.prompt"),
+        keyboard=keyboard,
+    )
+
+
+def choose_language(
+    session: AsyncSession,
+    *,
+    user: User,
+    chat_id: int,
+    language: str,
+    languages: tuple[str, ...],
+    now: datetime,
+    pressed: tuple[str, int] | None = None,
+) -> None:
+    """Switch the user's language; everything from here on, menu included, is in it."""
+    set_language(user, language, languages)
+    if pressed is not None:
+        callback_query_id, picker_message_id = pressed
+        answer_callback(
+            session,
+            chat_id=chat_id,
+            callback_query_id=callback_query_id,
+            locale=language,
+            now=now,
+            text_key=N_("lang.changed"),
+        )
+        # The picker becomes the confirmation, so its buttons cannot be pressed again.
+        enqueue(
+            session,
+            chat_id=chat_id,
+            locale=language,
+            now=now,
+            method="editMessageText",
+            text_key=N_("lang.changed"),
+            target=picker_message_id,
+        )
+    send_text(
+        session,
+        chat_id=chat_id,
+        locale=language,
+        now=now,
+        text_key=N_("start.menu-hint"),
+        keyboard=MAIN_MENU,
+    )

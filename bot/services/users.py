@@ -1,0 +1,53 @@
+"""Residents and staff as the bot knows them: who they are and which language they read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.i18n import match_language
+from models import User
+
+
+async def touch_user(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    first_name: str,
+    telegram_language: str | None,
+    now: datetime,
+) -> User:
+    """Create or refresh the user behind an update."""
+    user = await session.get(User, user_id)
+    if user is None:
+        user = User(
+            id=user_id,
+            first_name=first_name[:128],
+            telegram_language=telegram_language,
+            created_at=now,
+            last_seen_at=now,
+        )
+        session.add(user)
+        return user
+    user.first_name = first_name[:128]
+    user.telegram_language = telegram_language
+    user.last_seen_at = now
+    return user
+
+
+def language_of(user: User | None, supported: tuple[str, ...], default: str) -> str:
+    """The user's choice, else what their Telegram app is set to, else the district's."""
+    if user is not None:
+        if user.language in supported:
+            return user.language
+        matched = match_language(user.telegram_language, supported)
+        if matched:
+            return matched
+    return default
+
+
+def set_language(user: User, language: str, supported: tuple[str, ...]) -> None:
+    if language not in supported:
+        raise ValueError(f"unsupported language {language!r}")
+    user.language = language

@@ -1,0 +1,48 @@
+"""What nobody else handled in a private chat gets a clear answer instead of silence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram import F, Router
+from aiogram.types import CallbackQuery, Message
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.i18n import N_
+from bot.services import menu
+from bot.services.outbox import answer_callback, send_text
+
+
+def router() -> Router:
+    r = Router(name="fallback")
+
+    @r.message(F.chat.type == "private")
+    async def not_understood(message: Message, session: AsyncSession, lang: str, now: Any) -> None:
+        is_command = (message.text or "").startswith("/")
+        send_text(
+            session,
+            chat_id=message.chat.id,
+            locale=lang,
+            now=now,
+            text_key=N_("fallback.unknown-command")
+            if is_command
+            else N_("fallback.not-understood"),
+            keyboard=menu.MAIN_MENU,
+        )
+
+    @r.callback_query()
+    async def stale_button(
+        query: CallbackQuery, session: AsyncSession, lang: str, now: Any
+    ) -> None:
+        # Buttons from an older version, or forged data: the press must still be answered.
+        answer_callback(
+            session,
+            chat_id=query.from_user.id,
+            callback_query_id=query.id,
+            locale=lang,
+            now=now,
+            text_key=N_("errors.stale-button"),
+            show_alert=True,
+        )
+
+    return r

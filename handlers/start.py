@@ -1,0 +1,167 @@
+"""Private chat front door: /start, /help, /cancel, /lang and the main menu."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.callbacks import LanguageChoice
+from bot.district import District
+from bot.i18n import N_, Catalogues, match_language
+from bot.services import menu
+from bot.services.errors import UserError
+from bot.services.outbox import send_text
+from handlers.filters import CallbackOf, TextIn
+from models import User
+
+
+class LanguageDialog(StatesGroup):
+    choosing = State()
+
+
+def _language_by_name(catalogues: Catalogues, text: str) -> str | None:
+    """A language typed by name ("English", "中文") or by code ("en", "zh")."""
+    wanted = text.strip().casefold()
+    for code in catalogues.languages:
+        if wanted == catalogues.translator(code)("lang.self-name").casefold():
+            return code
+    return match_language(wanted, catalogues.languages)
+
+
+def router(catalogues: Catalogues) -> Router:
+    r = Router(name="start")
+    r.message.filter(F.chat.type == "private")
+    r.callback_query.filter(F.message.chat.type == "private")
+
+    menu_labels = {
+        catalogues.translator(code)(label): feature
+        for code in catalogues.languages
+        for feature, label in menu.FEATURES.items()
+    }
+
+    @r.message(CommandStart())
+    async def start(
+        message: Message,
+        state: FSMContext,
+        session: AsyncSession,
+        lang: str,
+        now: Any,
+        district: District,
+    ) -> None:
+        await state.clear()
+        assert message.from_user is not None
+        menu.greet(
+            session,
+            chat_id=message.chat.id,
+            lang=lang,
+            now=now,
+            name=message.from_user.first_name,
+            district=district.names.get(lang),
+        )
+
+    @r.message(Command("help"))
+    async def help_(message: Message, session: AsyncSession, lang: str, now: Any) -> None:
+        menu.show_help(session, chat_id=message.chat.id, lang=lang, now=now)
+
+    @r.message(Command("cancel"))
+    async def cancel(
+        message: Message, state: FSMContext, session: AsyncSession, lang: str, now: Any
+    ) -> None:
+        had_dialog = await state.get_state() is not None
+        await state.clear()
+        send_text(
+            session,
+            chat_id=message.chat.id,
+            locale=lang,
+            now=now,
+            text_key=N_("cancel.done") if had_dialog else N_("cancel.nothing"),
+            keyboard=menu.MAIN_MENU,
+        )
+
+    @r.message(Command("lang"))
+    async def lang_command(
+        message: Message,
+        command: CommandObject,
+        state: FSMContext,
+        session: AsyncSession,
+        user: User,
+        lang: str,
+        now: Any,
+    ) -> None:
+        wanted = _language_by_name(catalogues, command.args) if command.args else None
+        if wanted is not None:
+            await state.clear()
+            menu.choose_language(
+                session,
+                user=user,
+                chat_id=message.chat.id,
+                language=wanted,
+                languages=catalogues.languages,
+                now=now,
+            )
+            return
+        await state.set_state(LanguageDialog.choosing)
+        menu.offer_languages(
+            session, chat_id=message.chat.id, lang=lang, now=now, languages=catalogues.languages
+        )
+
+    @r.callback_query(CallbackOf(LanguageChoice))
+    async def lang_pressed(
+        query: CallbackQuery,
+        cb: LanguageChoice,
+        state: FSMContext,
+        session: AsyncSession,
+        user: User,
+        now: Any,
+    ) -> None:
+        if cb.code not in catalogues.languages or query.message is None:
+            raise UserError(N_("errors.stale-button"))
+        await state.clear()
+        menu.choose_language(
+            session,
+            user=user,
+            chat_id=query.from_user.id,
+            language=cb.code,
+            languages=catalogues.languages,
+            now=now,
+            pressed=(query.id, query.message.message_id),
+        )
+
+    @r.message(Command(*menu.FEATURES))
+    async def feature_command(
+        message: Message, command: CommandObject, session: AsyncSession, lang: str, now: Any
+    ) -> None:
+        menu.feature_not_open(
+            session, chat_id=message.chat.id, lang=lang, now=now, feature=command.command
+        )
+
+    @r.message(TextIn(menu_labels))
+    async def feature_button(
+        message: Message, choice: str, session: AsyncSession, lang: str, now: Any
+    ) -> None:
+        menu.feature_not_open(session, chat_id=message.chat.id, lang=lang, now=now, feature=choice)
+
+    @r.message(StateFilter(LanguageDialog.choosing), F.text, ~F.text.startswith("/"))
+    async def lang_typed(
+        message: Message, state: FSMContext, session: AsyncSession, user: User, now: Any
+    ) -> None:
+        wanted = _language_by_name(catalogues, message.text or "")
+        if wanted is None:
+            raise UserError(N_("lang.unknown"))
+        await state.clear()
+        menu.choose_language(
+            session,
+            user=user,
+            chat_id=message.chat.id,
+            language=wanted,
+            languages=catalogues.languages,
+            now=now,
+        )
+
+    return r

@@ -1,0 +1,76 @@
+"""The transactional outbox: every outgoing Bot API call is a row written in the same
+transaction as the change that causes it.
+
+The sender delivers rows in order per chat. A row's lifecycle is PENDING → DELIVERED, or
+PENDING → DEAD after a permanent error or too many attempts; the transitions live here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Index, String
+from sqlmodel import Field, SQLModel
+
+from models.types import UTCDateTime
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+class OutboxMessage(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_status_chat_id", "status", "chat_id", "id"),
+        Index("ix_outbox_status_due", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int = Field(sa_type=BigInteger)
+    method: str = Field(max_length=40)
+    locale: str = Field(max_length=16)
+    # Text comes from a Jinja2 template or a message id of the catalogue, rendered at send time
+    # in the recipient's locale.
+    template: str | None = Field(default=None, max_length=80)
+    text_key: str | None = Field(default=None, max_length=80)
+    context: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    keyboard: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    # For replies and edits: which earlier message of this chat it refers to.
+    target: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    # What the sent message is about, recorded in message_links on delivery.
+    link_subject_type: str | None = Field(default=None, max_length=32)
+    link_subject_id: str | None = Field(default=None, max_length=64)
+    link_purpose: str | None = Field(default=None, max_length=32)
+
+    status: OutboxStatus = Field(default=OutboxStatus.PENDING, sa_type=String(16))
+    attempts: int = 0
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    message_id: int | None = Field(default=None, sa_type=BigInteger)
+    last_error: str | None = Field(default=None, max_length=500)
+
+    def mark_delivered(self, *, message_id: int | None, now: datetime) -> None:
+        if self.status is not OutboxStatus.PENDING:
+            raise ValueError(f"outbox row {self.id} is {self.status}, not pending")
+        self.status = OutboxStatus.DELIVERED
+        self.attempts += 1
+        self.message_id = message_id
+        self.delivered_at = now
+
+    def schedule_retry(self, *, error: str, delay: timedelta, now: datetime) -> None:
+        self.attempts += 1
+        self.last_error = error[:500]
+        self.next_attempt_at = now + delay
+
+    def mark_dead(self, *, reason: str, now: datetime) -> None:
+        self.status = OutboxStatus.DEAD
+        self.attempts += 1
+        self.last_error = reason[:500]
+        self.next_attempt_at = now

@@ -1,0 +1,21 @@
+"""People who have talked to the bot: only what the bot needs to address them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger
+from sqlmodel import Field, SQLModel
+
+from models.types import UTCDateTime
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int = Field(sa_type=BigInteger, primary_key=True, description="Telegram user id")
+    first_name: str = Field(default="", max_length=128)
+    telegram_language: str | None = Field(default=None, max_length=16)
+    language: str | None = Field(default=None, max_length=16, description="chosen with /lang")
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    last_seen_at: datetime = Field(sa_type=UTCDateTime)
