@@ -128,22 +128,24 @@ class DistrictError(ValueError):
 # --------------------------------------------------------------------------------------------
 
 
+def _invalid(error_type: str, message: str) -> PydanticCustomError:
+    # The message goes in as context so that braces in user values are never template fields.
+    return PydanticCustomError(error_type, "{message}", {"message": message})
+
+
 def _check_code(value: str) -> str:
     if not _CODE_RE.fullmatch(value):
-        raise PydanticCustomError(
-            "code_format",
-            "code {value!r} must be 1–32 characters of lowercase a–z, digits and _",
-            {"value": value},
+        raise _invalid(
+            "code_format", f"code {value!r} must be 1–32 characters of a–z, digits and _"
         )
     return value
 
 
 def _check_case_prefix(value: str) -> str:
     if not _CASE_PREFIX_RE.fullmatch(value):
-        raise PydanticCustomError(
+        raise _invalid(
             "case_prefix_format",
-            "case prefix {value!r} must be 1–6 ASCII letters or digits (like 'HB')",
-            {"value": value},
+            f"case prefix {value!r} must be 1–6 ASCII letters or digits, like 'HB'",
         )
     return value
 
@@ -152,40 +154,36 @@ def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise PydanticCustomError(
+        raise _invalid(
             "timezone_unknown",
-            "unknown time zone {value!r} (use an IANA name such as 'Asia/Shanghai')",
-            {"value": value},
+            f"unknown time zone {value!r} (use an IANA name such as 'Asia/Shanghai')",
         ) from None
     return value
 
 
 def _check_group_chat_id(value: int) -> int:
     if value == 0:
-        raise PydanticCustomError("chat_id_zero", "a chat id cannot be 0")
+        raise _invalid("chat_id_zero", "a chat id cannot be 0")
     if value > 0:
         # Positive ids are private chats with one user; units always work in groups.
-        raise PydanticCustomError(
+        raise _invalid(
             "chat_id_not_group",
-            "{value} is not a group chat id: group ids are negative, like -1001234567890",
-            {"value": value},
+            f"{value} is not a group chat id: group ids are negative, like -1001234567890",
         )
     return value
 
 
 def _check_user_id(value: int) -> int:
     if value <= 0:
-        raise PydanticCustomError(
-            "telegram_id_not_positive",
-            "a Telegram user id is a positive integer, not {value}",
-            {"value": value},
+        raise _invalid(
+            "telegram_id_not_positive", f"a Telegram user id is a positive integer, not {value}"
         )
     return value
 
 
 def _check_not_blank(value: str) -> str:
     if not value.strip():
-        raise PydanticCustomError("blank", "must not be empty")
+        raise _invalid("blank", "must not be empty")
     return value
 
 
@@ -193,16 +191,14 @@ def _check_no_duplicates(values: tuple[Any, ...]) -> tuple[Any, ...]:
     seen: set[Any] = set()
     for value in values:
         if value in seen:
-            raise PydanticCustomError(
-                "duplicate_item", "{value!r} is listed twice", {"value": str(value)}
-            )
+            raise _invalid("duplicate_item", f"{str(value)!r} is listed twice")
         seen.add(value)
     return values
 
 
 def _check_not_empty(values: tuple[Any, ...]) -> tuple[Any, ...]:
     if not values:
-        raise PydanticCustomError("empty", "must list at least one value")
+        raise _invalid("empty", "must list at least one value")
     return values
 
 
@@ -380,7 +376,7 @@ class District(_Frozen):
         for loc, error_type, message in _document_problems(data, languages):
             errors.append(
                 InitErrorDetails(
-                    type=PydanticCustomError(error_type, "{message}", {"message": message}),
+                    type=_invalid(error_type, message),
                     loc=loc,
                     input=None,
                 )
@@ -554,7 +550,7 @@ def _reraisable(exc: ValidationError) -> Iterator[InitErrorDetails]:
         loc = _unbind_names_loc(error["loc"])
         message = _friendly_message(error["type"], loc, error["msg"], error.get("input"))
         yield InitErrorDetails(
-            type=PydanticCustomError(error["type"], "{message}", {"message": message}),
+            type=_invalid(error["type"], message),
             loc=loc,
             input=error.get("input"),
         )
@@ -657,7 +653,9 @@ def _check_required_sections(data: Mapping[str, Any], report: _Report) -> None:
     categories = data.get("categories")
     if categories is None or isinstance(categories, list):
         kinds = [item.get("kind") for _, item in _items(data, "categories")]
-        if CategoryKind.REPORT.value not in kinds:
+        valid = {kind.value for kind in CategoryKind}
+        # A misspelt kind is already reported; "no report category" would only repeat it.
+        if all(kind in valid for kind in kinds) and CategoryKind.REPORT.value not in kinds:
             report(
                 ("categories",),
                 "report_category_missing",
@@ -688,8 +686,8 @@ def _check_references(data: Mapping[str, Any], report: _Report) -> None:
     departments = _codes(data, "departments")
 
     def dangling(loc: Loc, code: object, wanted: str) -> None:
-        if not isinstance(code, str):
-            return
+        if not isinstance(code, str) or not _CODE_RE.fullmatch(code):
+            return  # a malformed code is reported by field validation already
         hint = ""
         if wanted == "department" and code in offices:
             hint = " (that is a street office; categories and people name departments)"
@@ -724,8 +722,6 @@ def _check_references(data: Mapping[str, Any], report: _Report) -> None:
 
     for index, item in _items(data, "categories"):
         department = item.get("department")
-        if isinstance(department, str) and department not in departments:
-            dangling(("categories", index, "department"), department, "department")
         kind = item.get("kind")
         if kind == CategoryKind.REPORT and department is None:
             report(
@@ -739,6 +735,8 @@ def _check_references(data: Mapping[str, Any], report: _Report) -> None:
                 "help_with_department",
                 "help requests go to volunteers, not to a department: remove this key",
             )
+        elif isinstance(department, str) and department not in departments:
+            dangling(("categories", index, "department"), department, "department")
 
     for index, item in _items(data, "people"):
         codes = item.get("departments")
