@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import Clock
 from bot.db import SessionFactory, current_session
-from bot.i18n import Catalogues
+from bot.i18n import N_, Catalogues
 from bot.logs import log_event
 from bot.services.errors import UserError
 from bot.services.outbox import OUTBOX_WRITTEN, answer_callback, send_text
@@ -147,5 +147,5 @@ class UnitOfWork(BaseMiddleware):
             await self._prepare(session, data, now)
             if chat is not None and chat.type == "private":
                 data["event_chat"] = chat
-                self._answer(session, event, data, "errors.internal", {})
+                self._answer(session, event, data, N_("errors.internal"), {})
         self.on_commit()

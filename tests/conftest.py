@@ -1,0 +1,143 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL), the Bot API test server, the app.
+
+Every test that takes ``database_url`` runs twice, on SQLite and on PostgreSQL. PostgreSQL
+tests use a database created for this test run (``WHISTLE_TEST_POSTGRES`` is the server's
+admin URL); they are skipped when no server answers, unless ``WHISTLE_REQUIRE_POSTGRES=1``
+(as in CI), which turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from bot.app import Whistle
+from bot.db import SessionFactory, create_engine, migrate, session_factory
+from bot.district import District, load_district
+from bot.settings import Settings
+from bot.testserver import BotAPIServer
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_DISTRICT = ROOT / "config.example.toml"
+TOKEN = "424242:TEST-whistle-token"
+BOT_ID = 424242
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "WHISTLE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_POSTGRES = os.environ.get("WHISTLE_REQUIRE_POSTGRES") == "1"
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _pg_execute(url: str, *statements: str) -> None:
+    connection = await asyncpg.connect(_asyncpg_dsn(url), timeout=5)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this test run, dropped at the end."""
+    name = f"whistle_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        asyncio.run(_pg_execute(POSTGRES_ADMIN_URL, f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL is required but unavailable: {error}")
+        yield None
+        return
+    url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
+    yield url.render_as_string(hide_password=False)
+    asyncio.run(_pg_execute(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str | None
+) -> str:
+    """An empty database (no tables); migrations create the schema."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'whistle.db'}"
+    if postgres_url is None:
+        pytest.skip("PostgreSQL is not available (set WHISTLE_REQUIRE_POSTGRES=1 to fail)")
+    await _pg_execute(
+        postgres_url, "DROP SCHEMA IF EXISTS public CASCADE", "CREATE SCHEMA public"
+    )
+    return postgres_url
+
+
+@pytest.fixture
+async def factory(database_url: str) -> AsyncIterator[SessionFactory]:
+    """A migrated database and a session factory on it."""
+    await migrate(database_url)
+    engine = create_engine(database_url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def district() -> District:
+    return load_district(EXAMPLE_DISTRICT)
+
+
+@pytest.fixture
+async def api_server() -> AsyncIterator[BotAPIServer]:
+    async with BotAPIServer(tokens=[TOKEN]) as server:
+        yield server
+
+
+def make_settings(api_base: str, database_url: str, **extra: Any) -> Settings:
+    values: dict[str, Any] = {
+        "BOT_TOKEN": TOKEN,
+        "TELEGRAM_API_BASE": api_base,
+        "DATABASE_URL": database_url,
+        "POLLING_TIMEOUT": 1,
+        **extra,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+AppFactory = Callable[..., Awaitable[Whistle]]
+
+
+@pytest.fixture
+async def make_app(
+    api_server: BotAPIServer, database_url: str, district: District
+) -> AsyncIterator[AppFactory]:
+    """Start the real application against the test server; several may run one after
+    another on the same database (a restart)."""
+    running: list[Whistle] = []
+
+    async def start(*, polling: bool = True, **kwargs: Any) -> Whistle:
+        app = Whistle(
+            settings=make_settings(api_server.base_url, database_url),
+            district=district,
+            retry_base=0.05,
+            **kwargs,
+        )
+        await app.start(polling=polling)
+        running.append(app)
+        return app
+
+    yield start
+    for app in running:
+        await app.stop()
+
+
+@pytest.fixture
+async def app(make_app: AppFactory) -> Whistle:
+    return await make_app()

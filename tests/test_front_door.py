@@ -1,0 +1,143 @@
+"""/start, /lang, /help, the menu and bad input, end to end through the Bot API test server.
+
+The resident is played by the test server's control API; the bot is the real application
+talking HTTP to it. Runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import select
+
+from bot.app import Whistle
+from bot.testserver import BotAPIServer
+from models import User
+
+RESIDENT = 7001
+
+
+def reply_labels(message: Any) -> list[str]:
+    markup = message.reply_markup or {}
+    return [button["text"] for row in markup.get("keyboard", []) for button in row]
+
+
+def inline_buttons(message: Any) -> list[dict[str, Any]]:
+    markup = message.reply_markup or {}
+    return [button for row in markup.get("inline_keyboard", []) for button in row]
+
+
+class TestStart:
+    async def test_greets_in_chinese_with_the_menu(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        api_server.add_user(RESIDENT, first_name="王<晓霞>", language_code="zh-hans")
+        api_server.send_text(RESIDENT, "/start")
+        [reply] = await api_server.wait_for_message(RESIDENT)
+        assert "海勃湾区" in reply.text
+        assert "王<晓霞>" in reply.text  # shown as sent, because it was escaped in HTML
+        assert reply.parse_mode == "HTML"
+        assert reply_labels(reply) == ["📷 随手拍", "🗣 我有话说", "🤝 邻里互助", "📋 我的案件"]
+
+    async def test_greets_in_english_when_the_app_is_in_english(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        api_server.add_user(RESIDENT, first_name="Alice", language_code="en-US")
+        api_server.send_text(RESIDENT, "/start")
+        [reply] = await api_server.wait_for_message(RESIDENT)
+        assert reply.text.startswith("Hello, Alice!")
+        assert "📷 Photo report" in reply_labels(reply)
+
+    async def test_commands_are_registered_in_both_languages(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        zh = api_server.commands(scope="all_private_chats", language_code="zh")
+        en = api_server.commands(scope="all_private_chats", language_code="en")
+        default = api_server.commands(scope="all_private_chats", language_code="")
+        assert [c["command"] for c in en][:2] == ["start", "report"]
+        assert {c["description"] for c in zh} == {c["description"] for c in default}
+        assert "Photo report of a problem" in {c["description"] for c in en}
+
+
+class TestLanguage:
+    async def test_picker_switches_and_is_remembered(
+        self, app: Whistle, api_server: BotAPIServer, factory: Any
+    ) -> None:
+        api_server.add_user(RESIDENT, first_name="Bao", language_code="zh-hans")
+        api_server.send_text(RESIDENT, "/lang")
+        [picker] = await api_server.wait_for_message(RESIDENT)
+        buttons = {b["text"]: b["callback_data"] for b in inline_buttons(picker)}
+        assert set(buttons) == {"中文", "English"}
+
+        api_server.press_button(RESIDENT, picker.message_id, buttons["English"])
+        await api_server.wait_for(lambda s: len(s.callback_answers) == 1)
+        assert api_server.callback_answers[0]["text"] == "Language set to English."
+        menu = (await api_server.wait_for_message(RESIDENT, count=2))[-1]
+        assert "📋 My cases" in reply_labels(menu)
+        await api_server.wait_for(
+            lambda s: s.messages(RESIDENT)[0].text == "Language set to English."
+        )
+        assert inline_buttons(api_server.messages(RESIDENT)[0]) == []  # picker is spent
+
+        api_server.send_text(RESIDENT, "/start")
+        greeting = (await api_server.wait_for_message(RESIDENT, count=3))[-1]
+        assert greeting.text.startswith("Hello, Bao!")
+        async with factory() as session:
+            user = (await session.exec(select(User).where(User.id == RESIDENT))).one()
+        assert user.language == "en"
+
+    async def test_lang_with_an_argument_and_by_name(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        api_server.add_user(RESIDENT, first_name="Li", language_code="en")
+        api_server.send_text(RESIDENT, "/lang zh")
+        [done] = await api_server.wait_for_message(RESIDENT)
+        assert done.text == "请用下方菜单选择："
+        api_server.send_text(RESIDENT, "/lang")
+        await api_server.wait_for_message(RESIDENT, count=2)
+        api_server.send_text(RESIDENT, "Klingon")
+        refused = (await api_server.wait_for_message(RESIDENT, count=3))[-1]
+        assert refused.text.startswith("没有找到这种语言")
+        api_server.send_text(RESIDENT, "English")
+        switched = (await api_server.wait_for_message(RESIDENT, count=4))[-1]
+        assert switched.text == "Choose from the menu below:"
+
+    async def test_forged_language_button_is_refused(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        api_server.add_user(RESIDENT, first_name="Li", language_code="en")
+        api_server.send_text(RESIDENT, "/lang")
+        [picker] = await api_server.wait_for_message(RESIDENT)
+        api_server.press_button(RESIDENT, picker.message_id, "l1:xx", force=True)
+        api_server.press_button(RESIDENT, picker.message_id, "garbage", force=True)
+        await api_server.wait_for(lambda s: len(s.callback_answers) == 2)
+        for answer in api_server.callback_answers:
+            assert answer["text"] == "This button has expired. Please start again."
+            assert answer["show_alert"] is True
+        assert len(api_server.messages(RESIDENT)) == 1
+
+
+class TestBadInput:
+    async def test_unknown_command_sticker_and_menu_button(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        api_server.add_user(RESIDENT, first_name="Li", language_code="en")
+        api_server.send_text(RESIDENT, "/frobnicate")
+        api_server.send_sticker(RESIDENT)
+        api_server.send_text(RESIDENT, "📋 My cases")
+        api_server.send_text(RESIDENT, "/help")
+        replies = await api_server.wait_for_message(RESIDENT, count=4)
+        assert replies[0].text.startswith("There is no such command.")
+        assert replies[1].text.startswith("Sorry, I didn't understand.")
+        assert replies[2].text == "“📋 My cases” is opening in this district soon."
+        assert "/report — Photo report of a problem" in replies[3].text
+
+    async def test_group_messages_get_no_answer(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        api_server.add_user(RESIDENT, first_name="Li", language_code="en")
+        api_server.create_group(-100555, "Some group", members=[RESIDENT])
+        api_server.send_text(RESIDENT, "hello", chat_id=-100555)
+        api_server.send_text(RESIDENT, "/start")  # a private message as a marker
+        await api_server.wait_for_message(RESIDENT)
+        assert api_server.messages(-100555) == []

@@ -1,0 +1,165 @@
+"""The outbox sender against the test server's faults: every row ends delivered or dead,
+in order per chat, without one chat's trouble holding up another."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bot.app import Whistle
+from bot.db import transaction
+from bot.services.outbox import Link, enqueue
+from bot.testserver import BotAPIServer
+from models import OutboxMessage, OutboxStatus
+from tests.conftest import AppFactory
+
+ALICE, BOB, STRANGER = 8001, 8002, 8003
+
+
+@pytest.fixture
+async def sender_app(make_app: AppFactory, api_server: BotAPIServer) -> Whistle:
+    app = await make_app(polling=False)
+    for user in (ALICE, BOB):
+        api_server.add_user(user, first_name="x", language_code="en")
+        api_server.send_text(user, "hi")  # a user must write first before the bot may
+    api_server.add_user(STRANGER, first_name="y", language_code="en")
+    return app
+
+
+async def queue(app: Whistle, chat_id: int, text_key: str = "cancel.done", **kw: Any) -> int:
+    async with transaction(app.factory) as session:
+        row = enqueue(
+            session, chat_id=chat_id, locale="en", now=app.clock.now(), text_key=text_key, **kw
+        )
+        await session.flush()
+        assert row.id is not None
+        row_id = row.id
+    app.sender.wake()
+    return row_id
+
+
+async def row_of(app: Whistle, row_id: int) -> OutboxMessage:
+    async with app.factory() as session:
+        row = await session.get(OutboxMessage, row_id)
+        assert row is not None
+        return row
+
+
+async def settled(app: Whistle, api_server: BotAPIServer, row_id: int) -> OutboxMessage:
+    async def done() -> bool:
+        return (await row_of(app, row_id)).status is not OutboxStatus.PENDING
+
+    for _ in range(200):
+        if await done():
+            break
+        await api_server.wait_for(lambda s: True, timeout=0.05)
+    return await row_of(app, row_id)
+
+
+def sends(api_server: BotAPIServer, method: str = "sendMessage") -> list[Any]:
+    return [r for r in api_server.requests if r.method == method]
+
+
+class TestRetries:
+    async def test_after_429_delivered_once_honouring_retry_after(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        api_server.fail_next(429, retry_after=1, method="sendMessage")
+        row = await settled(sender_app, api_server, await queue(sender_app, ALICE))
+        assert row.status is OutboxStatus.DELIVERED
+        assert row.attempts == 2
+        assert [m.text for m in api_server.messages(ALICE)] == ["Cancelled."]
+        first, second = sends(api_server)
+        assert second.time - first.time >= 0.95
+        assert row.message_id == api_server.messages(ALICE)[0].message_id
+
+    async def test_after_500_delivered_once(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        api_server.fail_next(500, method="sendMessage")
+        row = await settled(sender_app, api_server, await queue(sender_app, ALICE))
+        assert row.status is OutboxStatus.DELIVERED
+        assert row.attempts == 2
+        assert len(api_server.messages(ALICE)) == 1
+
+    async def test_after_a_dropped_connection_delivered_once(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        api_server.drop_next(method="sendMessage")
+        row = await settled(sender_app, api_server, await queue(sender_app, ALICE))
+        assert row.status is OutboxStatus.DELIVERED
+        assert len(api_server.messages(ALICE)) == 1
+
+    async def test_a_lost_answer_is_resent_at_least_once(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        # Telegram has no idempotency key: a send whose answer is lost is sent again.
+        api_server.lose_answer_next(method="sendMessage")
+        row = await settled(sender_app, api_server, await queue(sender_app, ALICE))
+        assert row.status is OutboxStatus.DELIVERED
+        assert len(api_server.messages(ALICE)) == 2
+
+    async def test_gives_up_after_bounded_attempts(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        sender_app.sender.max_attempts = 3
+        api_server.fail_next(502, method="sendMessage", count=10)
+        row = await settled(sender_app, api_server, await queue(sender_app, ALICE))
+        assert row.status is OutboxStatus.DEAD
+        assert row.attempts == 3
+        assert "gave up after 3 attempts" in (row.last_error or "")
+        assert api_server.messages(ALICE) == []
+
+
+class TestOrderAndPermanentErrors:
+    async def test_one_chat_waiting_does_not_hold_up_another(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        api_server.fail_next(429, retry_after=2, method="sendMessage", chat_id=ALICE)
+        a1 = await queue(sender_app, ALICE, "cancel.done")
+        a2 = await queue(sender_app, ALICE, "cancel.nothing")
+        b1 = await queue(sender_app, BOB, "cancel.done")
+        assert (await settled(sender_app, api_server, b1)).status is OutboxStatus.DELIVERED
+        assert api_server.messages(ALICE) == []  # still waiting out its retry_after
+        await settled(sender_app, api_server, a2)
+        assert (await row_of(sender_app, a1)).delivered_at is not None
+        assert [m.text for m in api_server.messages(ALICE)] == [
+            "Cancelled.",
+            "There is nothing to cancel.",
+        ]
+
+    async def test_refused_send_is_dead_with_the_reason(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        row = await settled(sender_app, api_server, await queue(sender_app, STRANGER))
+        assert row.status is OutboxStatus.DEAD
+        assert "can't initiate conversation" in (row.last_error or "")
+        assert row.attempts == 1
+
+    async def test_over_long_text_is_dead_before_sending(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        row_id = await queue(
+            sender_app, ALICE, text_key=None, template="help.html", context={
+                "commands": [["x", "y" * 5000]]
+            }
+        )
+        row = await settled(sender_app, api_server, row_id)
+        assert row.status is OutboxStatus.DEAD
+        assert "exceeds 4096" in (row.last_error or "")
+        assert sends(api_server) == []
+
+    async def test_edit_finds_the_message_through_its_link(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        card = Link("case", "HB-000001", "card")
+        await queue(sender_app, ALICE, "cancel.done", link=card)
+        edit = await queue(
+            sender_app, ALICE, "cancel.nothing", method="editMessageText", target=card
+        )
+        row = await settled(sender_app, api_server, edit)
+        assert row.status is OutboxStatus.DELIVERED
+        [message] = api_server.messages(ALICE)
+        assert message.text == "There is nothing to cancel."
+        assert [e["text"] for e in message.edits] == ["Cancelled."]

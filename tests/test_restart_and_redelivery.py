@@ -1,0 +1,43 @@
+"""What must survive: a dialog across a restart, and a redelivered update handled once."""
+
+from __future__ import annotations
+
+from aiogram.types import Update
+from sqlmodel import select
+
+from bot.testserver import BotAPIServer
+from models import OutboxMessage
+from tests.conftest import AppFactory
+
+RESIDENT = 7002
+
+
+async def test_dialog_state_survives_a_restart(
+    make_app: AppFactory, api_server: BotAPIServer
+) -> None:
+    first = await make_app()
+    api_server.add_user(RESIDENT, first_name="Li", language_code="en")
+    api_server.send_text(RESIDENT, "/lang")
+    await api_server.wait_for_message(RESIDENT)
+    await first.stop()
+
+    await make_app()
+    api_server.send_text(RESIDENT, "中文")  # answers the question asked before the restart
+    replies = await api_server.wait_for_message(RESIDENT, count=2)
+    assert replies[-1].text == "请用下方菜单选择："
+
+
+async def test_a_redelivered_update_has_one_effect(
+    make_app: AppFactory, api_server: BotAPIServer
+) -> None:
+    app = await make_app(polling=False)
+    api_server.add_user(RESIDENT, first_name="Li", language_code="en")
+    message = api_server.send_text(RESIDENT, "/start")
+    update = Update.model_validate({"update_id": 991, "message": message})
+    await app.dispatcher.feed_update(app.bot, update)
+    await app.dispatcher.feed_update(app.bot, update)  # Telegram sends it again
+    await api_server.wait_for_message(RESIDENT)
+    async with app.factory() as session:
+        rows = (await session.exec(select(OutboxMessage))).all()
+    assert [row.chat_id for row in rows] == [RESIDENT]
+    assert len(api_server.messages(RESIDENT)) == 1
