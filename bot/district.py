@@ -35,6 +35,7 @@ from pydantic import (
     Strict,
     ValidationError,
     ValidationInfo,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -264,6 +265,11 @@ class Names(_Frozen):
     def __hash__(self) -> int:
         # Frozen models hash their fields; a dict field would make every unit unhashable.
         return hash((self.default_language, tuple(sorted(self.texts.items()))))
+
+    @model_serializer
+    def _as_in_file(self) -> dict[str, str]:
+        # Dump the way the file writes names, so a dumped district validates again.
+        return dict(self.texts)
 
 
 class DistrictInfo(_Frozen):
@@ -710,7 +716,7 @@ def _check_references(data: Mapping[str, Any], report: _Report) -> None:
                 "a community belongs to a street office: set street_office",
             )
         if (
-            "volunteer_chat_id" in item
+            item.get("volunteer_chat_id") is not None
             and kind != DepartmentKind.COMMUNITY
             and isinstance(kind, str)
         ):
@@ -1050,12 +1056,13 @@ class _KeyLines:
             if self._peek() in ("]", ""):
                 self._advance()
                 return
+            start = self._pos
             self._record((*path, index), self._line)
             self._value((*path, index))
             index += 1
             self._skip_blank()
-            if self._peek() == ",":
-                self._advance()
+            if self._peek() == "," or self._pos == start:
+                self._advance()  # also guarantees progress should the text surprise us
 
     def _inline_table(self, path: Loc) -> None:
         self._advance()
@@ -1064,7 +1071,7 @@ class _KeyLines:
             if self._peek() in ("}", ""):
                 self._advance()
                 return
-            line = self._line
+            start, line = self._pos, self._line
             key_path = (*path, *self._key())
             for length in range(len(path) + 1, len(key_path) + 1):
                 self._record(key_path[:length], line)
@@ -1073,7 +1080,7 @@ class _KeyLines:
             self._skip_spaces()
             self._value(key_path)
             self._skip_blank()
-            if self._peek() == ",":
+            if self._peek() == "," or self._pos == start:
                 self._advance()
 
 

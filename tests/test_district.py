@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pydantic
@@ -17,6 +19,7 @@ from bot.district import (
     GovernanceCenter,
     Role,
     StreetOffice,
+    _KeyLines,  # the most fragile internal piece, tested directly
     load_district,
     parse_district,
     resolve_district_path,
@@ -736,6 +739,29 @@ department = "cgzfx"
 
 
 class TestLineLocator:
+    def test_every_path_of_a_tricky_document_has_its_line(self) -> None:
+        text = (Path(__file__).parent / "district_files" / "tricky.toml").read_text("utf-8")
+
+        def paths(value: object, prefix: tuple[str | int, ...]) -> Iterator[tuple[str | int, ...]]:
+            items: Iterable[tuple[str | int, object]] = ()
+            if isinstance(value, dict):
+                items = value.items()
+            elif isinstance(value, list):
+                items = enumerate(value)
+            for part, child in items:
+                yield (*prefix, part)
+                yield from paths(child, (*prefix, part))
+
+        located = _KeyLines(text).lines
+
+        assert set(located) == set(paths(tomllib.loads(text), ()))
+        assert located[("a", "b", "c.d")] == 3
+        assert located[("ml2",)] == 19
+        assert located[("e",)] == 21
+        assert located[("tab", "sub", "k", 1)] == 26
+        assert located[("aot", 0, "inner", "y")] == 31
+        assert located[("aot", 1, "list", 1, "last")] == 40
+
     def test_multiline_strings_and_arrays_do_not_shift_lines(self, tmp_path: Path) -> None:
         text = MINIMAL + (
             "\n[[departments]]\n"
@@ -890,6 +916,15 @@ class TestReadApi:
 
     def test_loading_twice_gives_equal_districts(self, district: District) -> None:
         assert load_district(EXAMPLE_DISTRICT_PATH) == district
+
+    def test_dump_validates_again(self, district: District) -> None:
+        dumped = district.model_dump(mode="json")
+
+        assert dumped["departments"][0]["names"] == {
+            "zh-Hans": "城市管理综合执法局",
+            "en": "Urban Management and Law Enforcement Bureau",
+        }
+        assert District.model_validate(dumped) == district
 
 
 class TestLoadingAndPaths:
