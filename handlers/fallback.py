@@ -6,7 +6,7 @@ from typing import Any
 
 from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import N_
 from bot.services import menu

@@ -13,7 +13,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
@@ -23,7 +23,9 @@ from bot.app import Whistle
 from bot.db import SessionFactory, create_engine, migrate, session_factory
 from bot.district import District, load_district
 from bot.settings import Settings
-from bot.testserver import BotAPIServer
+
+if TYPE_CHECKING:
+    from bot.testserver import BotAPIServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_DISTRICT = ROOT / "config.example.toml"
@@ -74,9 +76,7 @@ async def database_url(
         return f"sqlite+aiosqlite:///{tmp_path / 'whistle.db'}"
     if postgres_url is None:
         pytest.skip("PostgreSQL is not available (set WHISTLE_REQUIRE_POSTGRES=1 to fail)")
-    await _pg_execute(
-        postgres_url, "DROP SCHEMA IF EXISTS public CASCADE", "CREATE SCHEMA public"
-    )
+    await _pg_execute(postgres_url, "DROP SCHEMA IF EXISTS public CASCADE", "CREATE SCHEMA public")
     return postgres_url
 
 
@@ -96,6 +96,8 @@ def district() -> District:
 
 @pytest.fixture
 async def api_server() -> AsyncIterator[BotAPIServer]:
+    from bot.testserver import BotAPIServer
+
     async with BotAPIServer(tokens=[TOKEN]) as server:
         yield server
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import select
-
 from bot.app import Whistle
 from bot.testserver import BotAPIServer
 from models import User
@@ -83,7 +81,8 @@ class TestLanguage:
         greeting = (await api_server.wait_for_message(RESIDENT, count=3))[-1]
         assert greeting.text.startswith("Hello, Bao!")
         async with factory() as session:
-            user = (await session.exec(select(User).where(User.id == RESIDENT))).one()
+            user = await session.get(User, RESIDENT)
+        assert user is not None
         assert user.language == "en"
 
     async def test_lang_with_an_argument_and_by_name(

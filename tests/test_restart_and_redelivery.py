@@ -38,6 +38,6 @@ async def test_a_redelivered_update_has_one_effect(
     await app.dispatcher.feed_update(app.bot, update)  # Telegram sends it again
     await api_server.wait_for_message(RESIDENT)
     async with app.factory() as session:
-        rows = (await session.exec(select(OutboxMessage))).all()
+        rows = (await session.scalars(select(OutboxMessage))).all()
     assert [row.chat_id for row in rows] == [RESIDENT]
     assert len(api_server.messages(RESIDENT)) == 1

@@ -1,0 +1,98 @@
+"""The database layer on SQLite and PostgreSQL: migrations match the models, dialog state is
+stored and scoped, handled updates are remembered and pruned."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from aiogram.fsm.storage.base import StorageKey
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection
+from sqlmodel import SQLModel, func, select
+
+import models  # noqa: F401
+from bot.clock import ManualClock
+from bot.db import SessionFactory, alembic_config, create_engine, migrate, transaction
+from bot.fsm import DatabaseStorage
+from bot.services.updates import claim_update
+from bot.settings import normalize_database_url
+from models import DialogState, ProcessedUpdate
+from scheduler.jobs import prune_processed_updates
+
+
+class TestMigrations:
+    async def test_models_and_migrations_agree(self, database_url: str) -> None:
+        await migrate(database_url)
+        engine = create_engine(database_url)
+
+        def diff(connection: Connection) -> list[object]:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return list(compare_metadata(context, SQLModel.metadata))
+
+        async with engine.connect() as connection:
+            differences = await connection.run_sync(diff)
+        await engine.dispose()
+        assert differences == []
+
+    async def test_downgrade_and_upgrade_again(self, database_url: str) -> None:
+        await migrate(database_url)
+        await asyncio.to_thread(command.downgrade, alembic_config(database_url), "base")
+        await migrate(database_url)
+        engine = create_engine(database_url)
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda c: set(c.dialect.get_table_names(c)))
+        await engine.dispose()
+        assert {"outbox", "message_links", "dialog_states", "processed_updates", "users"} <= tables
+
+
+class TestDialogStorage:
+    async def test_state_and_data_are_kept_per_chat_and_user(
+        self, factory: SessionFactory
+    ) -> None:
+        storage = DatabaseStorage(factory, ManualClock())
+        mine = StorageKey(bot_id=1, chat_id=10, user_id=10)
+        other = StorageKey(bot_id=1, chat_id=-100, user_id=10)
+        await storage.set_state(mine, "Report:photos")
+        await storage.update_data(mine, {"photos": ["f1"], "text": "油烟"})
+        await storage.update_data(mine, {"photos": ["f1", "f2"]})
+        assert await storage.get_state(mine) == "Report:photos"
+        assert await storage.get_data(mine) == {"photos": ["f1", "f2"], "text": "油烟"}
+        assert await storage.get_state(other) is None
+        assert await storage.get_data(other) == {}
+
+    async def test_clearing_removes_the_row(self, factory: SessionFactory) -> None:
+        storage = DatabaseStorage(factory, ManualClock())
+        key = StorageKey(bot_id=1, chat_id=10, user_id=10)
+        await storage.set_state(key, "x")
+        await storage.set_data(key, {"a": 1})
+        await storage.set_state(key, None)
+        await storage.set_data(key, {})
+        async with factory() as session:
+            count = await session.scalar(select(func.count()).select_from(DialogState))
+        assert count == 0
+
+
+class TestProcessedUpdates:
+    async def test_claimed_once_and_pruned_after_a_week(self, factory: SessionFactory) -> None:
+        clock = ManualClock()
+        async with transaction(factory) as session:
+            assert await claim_update(session, bot_id=1, update_id=5, now=clock.now())
+        async with transaction(factory) as session:
+            assert not await claim_update(session, bot_id=1, update_id=5, now=clock.now())
+            assert await claim_update(session, bot_id=2, update_id=5, now=clock.now())
+        clock.advance(timedelta(days=6))
+        assert await prune_processed_updates(factory=factory, clock=clock) == 0
+        clock.advance(timedelta(days=2))
+        assert await prune_processed_updates(factory=factory, clock=clock) == 2
+        async with factory() as session:
+            assert await session.scalar(select(func.count()).select_from(ProcessedUpdate)) == 0
+
+
+def test_plain_database_urls_get_async_drivers() -> None:
+    assert normalize_database_url("postgresql://u@h/db") == "postgresql+asyncpg://u@h/db"
+    assert normalize_database_url("postgres://u@h/db") == "postgresql+asyncpg://u@h/db"
+    assert normalize_database_url("sqlite:///./x.db") == "sqlite+aiosqlite:///./x.db"
+    assert normalize_database_url("sqlite+aiosqlite:///x.db") == "sqlite+aiosqlite:///x.db"
