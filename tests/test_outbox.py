@@ -141,9 +141,11 @@ class TestOrderAndPermanentErrors:
         self, sender_app: Whistle, api_server: BotAPIServer
     ) -> None:
         row_id = await queue(
-            sender_app, ALICE, text_key=None, template="help.html", context={
-                "commands": [["x", "y" * 5000]]
-            }
+            sender_app,
+            ALICE,
+            text_key=None,
+            template="help.html",
+            context={"commands": [["x", "y" * 5000]]},
         )
         row = await settled(sender_app, api_server, row_id)
         assert row.status is OutboxStatus.DEAD

@@ -23,8 +23,14 @@ def service_env(**extra: str) -> dict[str, str]:
 
 async def run_bot(*args: str, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args, env=env, cwd=cwd,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -34,14 +40,10 @@ async def test_bad_district_file_is_refused_naming_key_and_line(
     bad = EXAMPLE_DISTRICT.read_text(encoding="utf-8").replace(
         'case_prefix = "HB"', 'case_prefix = "HB-2024!"', 1
     )
-    line = next(
-        n for n, text in enumerate(bad.splitlines(), 1) if text.startswith("case_prefix")
-    )
+    line = next(n for n, text in enumerate(bad.splitlines(), 1) if text.startswith("case_prefix"))
     config = tmp_path / "district.toml"
     config.write_text(bad, encoding="utf-8")
-    env = service_env(
-        BOT_TOKEN=TOKEN, DATABASE_URL=database_url, WHISTLE_CONFIG=str(config)
-    )
+    env = service_env(BOT_TOKEN=TOKEN, DATABASE_URL=database_url, WHISTLE_CONFIG=str(config))
     process = await run_bot(env=env, cwd=tmp_path)
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 2
