@@ -89,8 +89,15 @@ class TestRendering:
 
 @pytest.mark.parametrize(
     ("telegram", "expected"),
-    [("zh-hans", "zh-Hans"), ("zh-CN", "zh-Hans"), ("zh", "zh-Hans"), ("en-US", "en"),
-     ("en", "en"), ("de", None), (None, None)],
+    [
+        ("zh-hans", "zh-Hans"),
+        ("zh-CN", "zh-Hans"),
+        ("zh", "zh-Hans"),
+        ("en-US", "en"),
+        ("en", "en"),
+        ("de", None),
+        (None, None),
+    ],
 )
 def test_telegram_language_codes_map_to_catalogues(telegram: str | None, expected: str) -> None:
     assert match_language(telegram, ("en", "zh-Hans")) == expected

@@ -6,8 +6,8 @@ import pytest
 from aiogram.types import Update
 from sqlmodel import select
 
-from bot.testserver import BotAPIServer
 from bot.services import menu
+from bot.testserver import BotAPIServer
 from models import OutboxMessage
 from tests.conftest import AppFactory
 
