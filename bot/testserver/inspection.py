@@ -97,10 +97,10 @@ class Inspection:
         state = self._core.resolve_bot(bot)
         chat = self._core.world.chats.get(chat_id)
         keys: list[str] = []
-        if chat is None:
+        if chat_id > 0:
             keys = [f"chat:{chat_id}", "all_private_chats", "default"]
         else:
-            member = chat.members.get(user_id) if user_id is not None else None
+            member = chat.members.get(user_id) if chat and user_id is not None else None
             is_admin = member is not None and member.is_admin()
             if user_id is not None:
                 keys.append(f"chat_member:{chat_id}:{user_id}")
