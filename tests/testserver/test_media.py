@@ -7,12 +7,23 @@ from collections.abc import AsyncIterator
 import pytest
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import BufferedInputFile, InputMediaDocument, InputMediaPhoto
+from aiogram.types import (
+    BufferedInputFile,
+    InputMediaAudio,
+    InputMediaDocument,
+    InputMediaLivePhoto,
+    InputMediaPhoto,
+    InputMediaVideo,
+)
 from aiohttp import web
 
 from bot.testserver import BotAPIServer
 
 from .conftest import USER
+
+AlbumItem = (
+    InputMediaAudio | InputMediaDocument | InputMediaLivePhoto | InputMediaPhoto | InputMediaVideo
+)
 
 
 def png(width: int, height: int) -> bytes:
@@ -94,7 +105,7 @@ async def test_documents_and_voice(api_server: BotAPIServer, tg_bot: Bot, user: 
 
 
 async def test_media_group(api_server: BotAPIServer, tg_bot: Bot, user: int) -> None:
-    media = [
+    media: list[AlbumItem] = [
         InputMediaPhoto(media=BufferedInputFile(png(100, 100), filename="1.png"), caption="one"),
         InputMediaPhoto(media=BufferedInputFile(png(200, 100), filename="2.png")),
     ]
@@ -109,7 +120,8 @@ async def test_media_group(api_server: BotAPIServer, tg_bot: Bot, user: int) -> 
         await tg_bot.send_media_group(user, [media[0]] * 11)
     with pytest.raises(TelegramBadRequest, match="2-10"):
         await tg_bot.send_media_group(user, [media[0]])
-    mixed = [InputMediaDocument(media=BufferedInputFile(b"d", filename="d.txt")), media[1]]
+    document = InputMediaDocument(media=BufferedInputFile(b"d", filename="d.txt"))
+    mixed: list[AlbumItem] = [document, media[1]]
     with pytest.raises(TelegramBadRequest, match="document can't be mixed"):
         await tg_bot.send_media_group(user, mixed)
 
