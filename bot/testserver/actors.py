@@ -82,6 +82,7 @@ class UserActions:
         admins: Iterable[int] = (),
         creator: int | None = None,
         username: str | None = None,
+        forum: bool = False,
         bot_member: bool = True,
         bot_status: str = "member",
         bot: int | str | None = None,
@@ -91,7 +92,7 @@ class UserActions:
             raise ControlError("type must be 'group' or 'supergroup'")
         if chat_id >= 0:
             raise ControlError("group chat ids are negative (supergroups look like -100...)")
-        chat = Chat(chat_id, type, title, username=username)
+        chat = Chat(chat_id, type, title, username=username, is_forum=forum and type != "group")
         for user_id in members:
             self._user(user_id)
             chat.members[user_id] = Member("member")

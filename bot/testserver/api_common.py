@@ -9,7 +9,6 @@ the creation of bot-sent messages.
 from __future__ import annotations
 
 import copy
-import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -422,6 +421,10 @@ def build_message(
     }
     if reply_to is not None:
         raw["reply_to_message"] = reply_copy(reply_to)
+    thread_id = call.params.integer("message_thread_id")
+    if target.chat is not None and target.chat.is_forum and thread_id > 0:
+        raw["message_thread_id"] = thread_id
+        raw["is_topic_message"] = True
     raw.update(content)
     if call.params.boolean("protect_content"):
         raw["has_protected_content"] = True
@@ -468,10 +471,6 @@ def store_bot_message(
     )
     call.core.record_bot_message(record)
     return record
-
-
-def json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def tdlib_error(message: str) -> ApiError:

@@ -21,7 +21,6 @@ from .api_common import (
     build_message,
     caption_fields,
     count_send,
-    parse_chat_id,
     parse_reply_markup,
     resolve_chat,
     resolve_reply,
@@ -237,7 +236,7 @@ def _source_message(call: Call, what: str) -> tuple[Target, StoredMessage]:
     if stored is None:
         raise bad_request(f"message to {what} not found")
     if not any(key in stored.raw for key in _COPYABLE):
-        raise bad_request(f"message can't be {what}ed" if what == "copy" else
+        raise bad_request("message can't be copied" if what == "copy" else
                           "message can't be forwarded")
     return source, stored
 
@@ -280,10 +279,3 @@ async def forward_message(call: Call) -> Any:
     raw = build_message(call, target, content)
     store_bot_message(call, target, raw)
     return raw
-
-
-def chat_id_of(call: Call) -> int:
-    return parse_chat_id(call.params.string("chat_id"))
-
-
-_ = format_text  # re-exported for handlers that format text lazily

@@ -15,7 +15,6 @@ from .api_common import (
     SEND,
     Call,
     InputRef,
-    Markup,
     api_method,
     build_message,
     caption_fields,
@@ -293,7 +292,3 @@ async def send_chat_action(call: Call) -> Any:
     call.core.add_event("chat_action", bot_id=call.bot.id, chat_id=target.chat_id, action=action,
                         date=unix_now())
     return True
-
-
-def inline_markup(markup: Markup | None) -> dict[str, Any] | None:
-    return markup.data if markup is not None and markup.inline else None

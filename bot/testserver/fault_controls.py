@@ -29,7 +29,11 @@ class FaultControls:
         migrate_to_chat_id: int | None = None,
         bot: int | str | None = None,
     ) -> Fault:
-        """The next ``count`` matching calls fail with ``status`` without being performed."""
+        """The next ``count`` matching calls fail with ``status`` without being performed.
+
+        ``method=None`` matches any method except getUpdates; ``chat_id`` narrows the match
+        to calls addressing that chat.
+        """
         parameters: dict[str, Any] = {}
         if status == 429:
             parameters["retry_after"] = retry_after

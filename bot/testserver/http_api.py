@@ -51,9 +51,7 @@ class BotApiHttp:
         """Runs one Bot API method and logs it; never raises ApiError."""
         name, handler = METHODS[method.lower()]
         core = self.core
-        record = RequestRecord(bot.id, name, params.loggable(), time=core.clock())
-        if via != "http":
-            record.fault = via
+        record = RequestRecord(bot.id, name, params.loggable(), time=core.clock(), via=via)
         core.requests.append(record)
         started = time.perf_counter()
         try:
@@ -111,7 +109,7 @@ class BotApiHttp:
             await asyncio.sleep(fault.seconds)
         fault = core.faults.take(DROP, bot.id, key, chat_id)
         if fault is not None:
-            self._log_fault(bot, key, params, fault, "dropped")
+            self._log_fault(bot, key, params, "dropped")
             return self._hang_up(request)
         fault = core.faults.take(FAIL, bot.id, key, chat_id)
         if fault is not None:
@@ -124,22 +122,19 @@ class BotApiHttp:
             return self._hang_up(request)
         return envelope(status, payload)
 
-    def _log_fault(
-        self, bot: BotState, key: str, params: Params, fault: Fault, what: str
-    ) -> RequestRecord:
+    def _log_fault(self, bot: BotState, key: str, params: Params, what: str) -> RequestRecord:
         record = RequestRecord(
             bot.id, METHODS[key][0], params.loggable(), time=self.core.clock(), fault=what
         )
         self.core.requests.append(record)
         self.core.stats["faults"] += 1
         self.core.notify()
-        del fault
         return record
 
     def _injected_failure(
         self, bot: BotState, key: str, params: Params, fault: Fault
     ) -> web.Response:
-        record = self._log_fault(bot, key, params, fault, "injected")
+        record = self._log_fault(bot, key, params, "injected")
         error = ApiError(fault.status, fault.description, fault.parameters or None)
         payload = error.payload()
         self._finish(record, fault.status, payload, 0.0)

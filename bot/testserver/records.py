@@ -105,6 +105,7 @@ class RequestRecord:
     result: Any = None
     fault: str | None = None
     duration: float = 0.0
+    via: str = "http"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,7 +22,6 @@ class PollTerminated(Exception):
 
 class UpdateQueue:
     def __init__(self, first_update_id: int = 1) -> None:
-        self._first_id = first_update_id
         self.next_id = first_update_id
         self.pending: deque[dict[str, Any]] = deque()
         self.allowed_updates: list[str] = []
@@ -62,13 +61,11 @@ class UpdateQueue:
         self.wake()
 
     def reset(self) -> None:
+        # update_id keeps counting: a bot still polling with a high offset would otherwise
+        # silently confirm (drop) the new, lower-numbered updates.
         self.pending.clear()
-        self.next_id = self._first_id
         self.allowed_updates = []
-        self.terminate_poll(
-            "Conflict: terminated by other getUpdates request; make sure that "
-            "only one bot instance is running"
-        )
+        self.wake()
 
     def wake(self) -> None:
         self._changed.set()

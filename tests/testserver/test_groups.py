@@ -114,3 +114,10 @@ async def test_commands_with_scopes(api_server: BotAPIServer, tg_bot: Bot, group
         await tg_bot.set_my_commands([BotCommand(command="Bad-Name", description="x")])
     with pytest.raises(TelegramBadRequest, match="invalid language code specified"):
         await tg_bot.set_my_commands(private, language_code="zh-hans")
+
+
+async def test_forum_topics_are_echoed(api_server: BotAPIServer, tg_bot: Bot) -> None:
+    api_server.create_group(-100600, "Forum", forum=True)
+    sent = await tg_bot.send_message(-100600, "in a topic", message_thread_id=5)
+    assert (sent.message_thread_id, sent.is_topic_message) == (5, True)
+    assert sent.chat.is_forum is True

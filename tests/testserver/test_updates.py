@@ -212,3 +212,16 @@ async def test_webhook_descriptions_and_validation(api_server: BotAPIServer) -> 
     assert (await call("deleteWebhook"))["description"] == "Webhook is already deleted"
     bad = await call("setWebhook", url=hook, secret_token="no spaces")
     assert bad["description"] == "Bad Request: secret token contains unallowed characters"
+
+
+async def test_reset_keeps_tokens_and_update_ids(api_server: BotAPIServer, tg_bot: Bot) -> None:
+    api_server.send_text(USER, "before")
+    before = await tg_bot.get_updates()
+    await tg_bot.send_message(USER, "reply")
+    api_server.reset()
+    assert api_server.messages() == [] and api_server.requests == []
+    assert (await tg_bot.get_me()).id == 123456
+    api_server.send_text(USER, "after")
+    # A poller still using the old offset must not lose the new update.
+    after = await tg_bot.get_updates(offset=before[-1].update_id + 1)
+    assert [u.message.text for u in after if u.message] == ["after"]
