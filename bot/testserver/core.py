@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +19,8 @@ from .faults import FaultPlan
 from .ratelimit import RateLimiter
 from .records import BotMessage, CallbackAnswer, RequestRecord
 from .world import BotState, World
+
+EVENT_LOG_SIZE = 10_000
 
 
 @dataclass
@@ -49,7 +51,10 @@ class ServerCore:
         self.requests: list[RequestRecord] = []
         self.callback_answers: list[CallbackAnswer] = []
         self.bot_messages: list[BotMessage] = []
-        self.events: list[dict[str, Any]] = []
+        # The same records indexed by (bot id, chat id), so per-chat waits stay cheap.
+        self.bot_messages_by_chat: dict[tuple[int, int], list[BotMessage]] = {}
+        # The event feed keeps only recent events; sequence numbers keep counting.
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_LOG_SIZE)
         self.stats: Counter[str] = Counter()
         self.faults = FaultPlan()
         self.limiter = RateLimiter(clock)
@@ -82,6 +87,7 @@ class ServerCore:
         self.requests.clear()
         self.callback_answers.clear()
         self.bot_messages.clear()
+        self.bot_messages_by_chat.clear()
         self.events.clear()
         self.stats.clear()
         self.read_cursors.clear()
@@ -118,6 +124,7 @@ class ServerCore:
 
     def record_bot_message(self, record: BotMessage) -> None:
         self.bot_messages.append(record)
+        self.bot_messages_by_chat.setdefault((record.bot_id, record.chat_id), []).append(record)
         self.stats["messages"] += 1
         self.add_event("bot_message", bot_id=record.bot_id, chat_id=record.chat_id,
                        message=record.raw)

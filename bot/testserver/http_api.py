@@ -27,7 +27,8 @@ from .world import BotState
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    # Compact like api.telegram.org answers.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def envelope(status: int, payload: dict[str, Any]) -> web.Response:

@@ -28,6 +28,8 @@ class Inspection:
     ) -> list[BotMessage]:
         """Every message the bot sent (oldest first), including deleted ones."""
         bot_id = self._core.resolve_bot(bot).id if bot is not None else None
+        if bot_id is not None and chat_id is not None:
+            return list(self._core.bot_messages_by_chat.get((bot_id, chat_id), []))
         return [
             record
             for record in self._core.bot_messages
@@ -69,7 +71,8 @@ class Inspection:
 
     @property
     def events(self) -> list[dict[str, Any]]:
-        return self._core.events
+        """Recent events (the last 10 000), each with an increasing ``seq``."""
+        return list(self._core.events)
 
     def pending_updates(self, *, bot: int | str | None = None) -> list[dict[str, Any]]:
         return list(self._core.resolve_bot(bot).queue.pending)
