@@ -233,6 +233,7 @@ class UserActions:
         filename: str = "photo.jpg",
         bot: int | str | None = None,
     ) -> dict[str, Any]:
+        """The user sends a photo; ``filename`` is accepted but, as in Telegram, not kept."""
         sizes = self._core.world.files.add_photo(data)
         content: dict[str, Any] = {"photo": [size.photo_size() for size in sizes]}
         content.update(self._caption(caption))
