@@ -38,6 +38,7 @@ from scheduler import build_scheduler
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+SENDER_STOP_TIMEOUT = 10.0
 
 
 class Whistle:
@@ -76,7 +77,8 @@ class Whistle:
         )
         self.dispatcher = self._build_dispatcher()
         self.scheduler = build_scheduler(factory=self.factory, clock=self.clock)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopped = False
 
     def _build_dispatcher(self) -> Dispatcher:
         # aiogram's own FSM middleware is re-registered after the unit of work, so dialog state
@@ -115,22 +117,33 @@ class Whistle:
             )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.append(task)
+        self._tasks[name] = asyncio.create_task(coro, name=name)
 
     async def wait(self) -> None:
         """Block until a background task ends; a task that ends on its own is a failure."""
         if not self._tasks:
             return
-        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(self._tasks.values(), return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 raise RuntimeError(f"{task.get_name()} stopped") from task.exception()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        if self._stopped:
+            return
+        self._stopped = True
+        # Stop taking updates first (an update cut short rolls back and is fetched again),
+        # then let the sender finish what it has in flight.
+        for name, task in self._tasks.items():
+            if name != "sender":
+                task.cancel()
+        self.sender.request_stop()
+        sender = self._tasks.get("sender")
+        if sender is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(sender), timeout=SENDER_STOP_TIMEOUT)
+            sender.cancel()
+        for task in self._tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()

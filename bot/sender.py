@@ -70,13 +70,21 @@ class OutboxSender:
         self.idle_interval = idle_interval
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
 
+    def request_stop(self) -> None:
+        """Finish the sends in flight, then return from :meth:`run` (a graceful stop must not
+        leave a message sent but unrecorded, which would be sent again after the restart)."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Deliver until cancelled."""
-        while True:
+        """Deliver until :meth:`request_stop` (or cancellation)."""
+        self._stopping = False
+        while not self._stopping:
             try:
                 sent = await self.deliver_due()
             except asyncio.CancelledError:
@@ -84,7 +92,7 @@ class OutboxSender:
             except Exception:
                 logger.exception("outbox.pass_failed")
                 sent = 0
-            if sent:
+            if sent or self._stopping:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, String
+from sqlalchemy import JSON, BigInteger, Enum, Index
 from sqlmodel import Field, SQLModel
 
 from models.types import UTCDateTime
@@ -48,7 +48,16 @@ class OutboxMessage(SQLModel, table=True):
     link_subject_id: str | None = Field(default=None, max_length=64)
     link_purpose: str | None = Field(default=None, max_length=32)
 
-    status: OutboxStatus = Field(default=OutboxStatus.PENDING, sa_type=String(16))
+    status: OutboxStatus = Field(
+        default=OutboxStatus.PENDING,
+        # Stored as its value in a plain VARCHAR: no database enum type to migrate.
+        sa_type=Enum(
+            OutboxStatus,
+            native_enum=False,
+            length=16,
+            values_callable=lambda members: [m.value for m in members],
+        ),
+    )
     attempts: int = 0
     created_at: datetime = Field(sa_type=UTCDateTime)
     next_attempt_at: datetime = Field(sa_type=UTCDateTime)

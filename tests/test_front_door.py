@@ -49,9 +49,9 @@ class TestStart:
     async def test_commands_are_registered_in_both_languages(
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
-        zh = api_server.commands(scope="all_private_chats", language_code="zh")
-        en = api_server.commands(scope="all_private_chats", language_code="en")
-        default = api_server.commands(scope="all_private_chats", language_code="")
+        zh = api_server.commands(scope={"type": "all_private_chats"}, language_code="zh")
+        en = api_server.commands(scope={"type": "all_private_chats"}, language_code="en")
+        default = api_server.commands(scope={"type": "all_private_chats"}, language_code="")
         assert [c["command"] for c in en][:2] == ["start", "report"]
         assert {c["description"] for c in zh} == {c["description"] for c in default}
         assert "Photo report of a problem" in {c["description"] for c in en}
@@ -69,8 +69,8 @@ class TestLanguage:
 
         api_server.press_button(RESIDENT, picker.message_id, buttons["English"])
         await api_server.wait_for(lambda s: len(s.callback_answers) == 1)
-        assert api_server.callback_answers[0]["text"] == "Language set to English."
-        menu = (await api_server.wait_for_message(RESIDENT, count=2))[-1]
+        assert api_server.callback_answers[0].text == "Language set to English."
+        [menu] = await api_server.wait_for_message(RESIDENT)
         assert "📋 My cases" in reply_labels(menu)
         await api_server.wait_for(
             lambda s: s.messages(RESIDENT)[0].text == "Language set to English."
@@ -78,7 +78,7 @@ class TestLanguage:
         assert inline_buttons(api_server.messages(RESIDENT)[0]) == []  # picker is spent
 
         api_server.send_text(RESIDENT, "/start")
-        greeting = (await api_server.wait_for_message(RESIDENT, count=3))[-1]
+        [greeting] = await api_server.wait_for_message(RESIDENT)
         assert greeting.text.startswith("Hello, Bao!")
         async with factory() as session:
             user = await session.get(User, RESIDENT)
@@ -93,12 +93,12 @@ class TestLanguage:
         [done] = await api_server.wait_for_message(RESIDENT)
         assert done.text == "请用下方菜单选择："
         api_server.send_text(RESIDENT, "/lang")
-        await api_server.wait_for_message(RESIDENT, count=2)
+        await api_server.wait_for_message(RESIDENT)
         api_server.send_text(RESIDENT, "Klingon")
-        refused = (await api_server.wait_for_message(RESIDENT, count=3))[-1]
+        [refused] = await api_server.wait_for_message(RESIDENT)
         assert refused.text.startswith("没有找到这种语言")
         api_server.send_text(RESIDENT, "English")
-        switched = (await api_server.wait_for_message(RESIDENT, count=4))[-1]
+        [switched] = await api_server.wait_for_message(RESIDENT)
         assert switched.text == "Choose from the menu below:"
 
     async def test_forged_language_button_is_refused(
@@ -111,8 +111,8 @@ class TestLanguage:
         api_server.press_button(RESIDENT, picker.message_id, "garbage", force=True)
         await api_server.wait_for(lambda s: len(s.callback_answers) == 2)
         for answer in api_server.callback_answers:
-            assert answer["text"] == "This button has expired. Please start again."
-            assert answer["show_alert"] is True
+            assert answer.text == "This button has expired. Please start again."
+            assert answer.show_alert is True
         assert len(api_server.messages(RESIDENT)) == 1
 
 

@@ -145,9 +145,7 @@ class UserActions:
         actor = self._user(by) if by is not None else user
         return self._service(chat, actor, {"left_chat_member": user.to_dict()})
 
-    def set_member_status(
-        self, chat_id: int, user_id: int, status: str, **rights: bool
-    ) -> None:
+    def set_member_status(self, chat_id: int, user_id: int, status: str, **rights: bool) -> None:
         """Changes a member's status (and administrator rights) without any update."""
         self._check_status(status)
         chat = self._group(chat_id)
@@ -171,9 +169,7 @@ class UserActions:
         state = self._core.resolve_bot(bot)
         user = self._user(user_id)
         state.blocked_by.add(user_id)
-        self._my_chat_member(
-            state, user.private_chat(), user, Member("member"), Member("kicked")
-        )
+        self._my_chat_member(state, user.private_chat(), user, Member("member"), Member("kicked"))
 
     def unblock_bot(self, user_id: int, *, bot: int | str | None = None) -> None:
         state = self._core.resolve_bot(bot)
@@ -442,9 +438,11 @@ class UserActions:
         bots = self._core.world.bots
         ranked = sorted(
             (uid for uid in chat.members if uid not in bots),
-            key=lambda uid: ("creator", "administrator", "member").index(chat.members[uid].status)
-            if chat.members[uid].status in ("creator", "administrator", "member")
-            else 3,
+            key=lambda uid: (
+                ("creator", "administrator", "member").index(chat.members[uid].status)
+                if chat.members[uid].status in ("creator", "administrator", "member")
+                else 3
+            ),
         )
         if ranked:
             return self._user(ranked[0])
@@ -475,9 +473,7 @@ class UserActions:
             },
         )
 
-    def _service(
-        self, chat: Chat, actor: User, content: dict[str, Any]
-    ) -> dict[str, Any] | None:
+    def _service(self, chat: Chat, actor: User, content: dict[str, Any]) -> dict[str, Any] | None:
         first: dict[str, Any] | None = None
         for state in self._core.world.bots.values():
             member = chat.members.get(state.id)

@@ -233,7 +233,7 @@ def _reply_keyboard(value: dict[str, Any]) -> Markup:
             elif isinstance(button, dict) and isinstance(button.get("text"), str):
                 new_row.append(dict(button))
             elif isinstance(button, dict):
-                raise bad_request('can\'t parse keyboard button: Can\'t find field "text"')
+                raise bad_request("can't parse keyboard button: Can't find field \"text\"")
             else:
                 raise bad_request(
                     "can't parse keyboard button: KeyboardButton must be a String or an Object"
@@ -290,8 +290,9 @@ def resolve_reply(call: Call, target: Target) -> StoredMessage | None:
             raise bad_request("object expected as reply parameters")
         message_id = value.get("message_id")
         if not isinstance(message_id, int):
-            raise bad_request("can't parse reply parameters: Field \"message_id\" must be "
-                              "of type Number")
+            raise bad_request(
+                'can\'t parse reply parameters: Field "message_id" must be of type Number'
+            )
         allow = bool(value.get("allow_sending_without_reply"))
     else:
         message_id = params.integer("reply_to_message_id")

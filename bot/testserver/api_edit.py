@@ -236,8 +236,9 @@ def _source_message(call: Call, what: str) -> tuple[Target, StoredMessage]:
     if stored is None:
         raise bad_request(f"message to {what} not found")
     if not any(key in stored.raw for key in _COPYABLE):
-        raise bad_request("message can't be copied" if what == "copy" else
-                          "message can't be forwarded")
+        raise bad_request(
+            "message can't be copied" if what == "copy" else "message can't be forwarded"
+        )
     return source, stored
 
 

@@ -256,8 +256,8 @@ async def send_location(call: Call) -> Any:
     }
     for key in ("horizontal_accuracy", "live_period", "heading", "proximity_alert_radius"):
         if params.has(key):
-            location[key] = params.number(key) if key == "horizontal_accuracy" else (
-                params.integer(key)
+            location[key] = (
+                params.number(key) if key == "horizontal_accuracy" else (params.integer(key))
             )
     markup = parse_reply_markup(params)
     target = resolve_chat(call, SEND)
@@ -289,6 +289,7 @@ async def send_chat_action(call: Call) -> Any:
     if action not in _CHAT_ACTIONS:
         raise bad_request("wrong parameter action in request")
     target = resolve_chat(call, SEND)
-    call.core.add_event("chat_action", bot_id=call.bot.id, chat_id=target.chat_id, action=action,
-                        date=unix_now())
+    call.core.add_event(
+        "chat_action", bot_id=call.bot.id, chat_id=target.chat_id, action=action, date=unix_now()
+    )
     return True

@@ -126,5 +126,6 @@ class ServerCore:
         self.bot_messages.append(record)
         self.bot_messages_by_chat.setdefault((record.bot_id, record.chat_id), []).append(record)
         self.stats["messages"] += 1
-        self.add_event("bot_message", bot_id=record.bot_id, chat_id=record.chat_id,
-                       message=record.raw)
+        self.add_event(
+            "bot_message", bot_id=record.bot_id, chat_id=record.chat_id, message=record.raw
+        )

@@ -78,8 +78,6 @@ def _decode_html_entity(t: ByteText, pos: int) -> tuple[int, int]:
     return res, end
 
 
-
-
 @dataclass
 class _Open:
     tag: str
@@ -261,5 +259,3 @@ def _close_html_entity(top: _Open, out: ByteOut, entities: list[Entity]) -> None
         kind = "expandable_blockquote" if top.argument else "blockquote"
         entities.append(Entity(kind, offset, length))
     # tg-time produces a date_time entity in Telegram; it is not modelled here.
-
-

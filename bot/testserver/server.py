@@ -186,9 +186,7 @@ class BotAPIServer(UserActions, Inspection, FaultControls):
             self._stop_later(current)
         if bot.webhook is None or self._session is None:
             return
-        deliverer = WebhookDeliverer(
-            self._core, bot, self._session, self._api.execute_internal
-        )
+        deliverer = WebhookDeliverer(self._core, bot, self._session, self._api.execute_internal)
         self._deliverers[bot.id] = deliverer
         self._core.webhooks[bot.id] = deliverer
         deliverer.kick()

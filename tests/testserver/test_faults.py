@@ -24,9 +24,7 @@ async def test_injected_errors(api_server: BotAPIServer, tg_bot: Bot, user: int)
     with pytest.raises(TelegramRetryAfter) as limited:
         await tg_bot.send_message(user, "first")
     assert limited.value.retry_after == 7
-    assert limited.value.message.endswith(
-        "Original description: Too Many Requests: retry after 7"
-    )
+    assert limited.value.message.endswith("Original description: Too Many Requests: retry after 7")
     await tg_bot.send_message(user, "retried")
     assert api_server.stats["429"] == 1
 

@@ -50,9 +50,7 @@ async def test_empty_and_whitespace_text(tg_bot: Bot, user: int) -> None:
         ("<span>s</span>", 'Tag "span" must have class "tg-spoiler" at byte offset 0'),
     ],
 )
-async def test_malformed_html_is_rejected(
-    tg_bot: Bot, user: int, markup: str, error: str
-) -> None:
+async def test_malformed_html_is_rejected(tg_bot: Bot, user: int, markup: str, error: str) -> None:
     with pytest.raises(TelegramBadRequest) as raised:
         await tg_bot.send_message(user, markup, parse_mode="HTML")
     assert raised.value.message == f"Bad Request: can't parse entities: {error}"
@@ -90,8 +88,9 @@ async def test_markdown_v2_rules(tg_bot: Bot, user: int) -> None:
 
 async def test_caption_limit(tg_bot: Bot, user: int) -> None:
     photo = BufferedInputFile(PNG, filename="p.png")
-    sent = await tg_bot.send_photo(user, photo, caption="<i>" + "c" * 1024 + "</i>",
-                                   parse_mode="HTML")
+    sent = await tg_bot.send_photo(
+        user, photo, caption="<i>" + "c" * 1024 + "</i>", parse_mode="HTML"
+    )
     assert sent.caption is not None and len(sent.caption) == 1024
     with pytest.raises(TelegramBadRequest, match="message caption is too long"):
         await tg_bot.send_photo(user, photo, caption="c" * 1025)
