@@ -29,7 +29,7 @@ from bot.i18n import Catalogues
 from bot.logs import log_event
 from bot.middlewares import UnitOfWork
 from bot.polling import poll
-from bot.rendering import Renderer
+from bot.rendering import Renderer, district_globals
 from bot.sender import OutboxSender
 from bot.services.menu import PRIVATE_COMMANDS
 from bot.settings import Settings
@@ -55,7 +55,9 @@ class Whistle:
         self.settings = settings
         self.district = district
         self.clock: Clock = clock or SystemClock()
-        self.catalogues = Catalogues(district.default_language)
+        self.catalogues = Catalogues(
+            district.default_language, template_globals=district_globals(district)
+        )
         self.engine: AsyncEngine = create_engine(settings.database_url)
         self.factory: SessionFactory = session_factory(self.engine)
         self.bot = Bot(
@@ -76,7 +78,12 @@ class Whistle:
             on_commit=self.sender.wake,
         )
         self.dispatcher = self._build_dispatcher()
-        self.scheduler = build_scheduler(factory=self.factory, clock=self.clock)
+        self.scheduler = build_scheduler(
+            factory=self.factory,
+            clock=self.clock,
+            district=self.district,
+            on_commit=self.sender.wake,
+        )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopped = False
 

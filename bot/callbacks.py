@@ -56,3 +56,48 @@ class Callback:
 class LanguageChoice(Callback):
     prefix: ClassVar[str] = "l1"
     code: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseAction(Callback):
+    """A department card's buttons: ``ack`` 应哨, ``ans`` 答卷, ``ret`` 退回."""
+
+    prefix: ClassVar[str] = "c1"
+    action: str
+    case_id: int
+
+
+@dataclasses.dataclass(frozen=True)
+class AssignCase(Callback):
+    """The center assigns a case waiting for triage to a department."""
+
+    prefix: ClassVar[str] = "a1"
+    case_id: int
+    unit: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RateCase(Callback):
+    """The resident's rating: ``s`` satisfied, ``b`` basically satisfied, ``u`` unsatisfied."""
+
+    prefix: ClassVar[str] = "r1"
+    case_id: int
+    rating: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MyCasesPage(Callback):
+    prefix: ClassVar[str] = "m1"
+    page: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewCase(Callback):
+    prefix: ClassVar[str] = "v1"
+    case_id: int
+
+
+@dataclasses.dataclass(frozen=True)
+class WithdrawCase(Callback):
+    prefix: ClassVar[str] = "w1"
+    case_id: int

@@ -277,6 +277,8 @@ class DistrictInfo(_Frozen):
     case_prefix: Annotated[str, Strict(), AfterValidator(_check_case_prefix)]
     default_language: Annotated[str, Strict()]
     timezone: Annotated[str, Strict(), AfterValidator(_check_timezone)]
+    # Hours a resident has to rate an answer before the case closes as unrated.
+    rating_hours: Annotated[int, Strict(), Field(ge=1, le=24 * 30)] = 72
 
     @property
     def tzinfo(self) -> ZoneInfo:

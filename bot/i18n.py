@@ -116,6 +116,8 @@ class Catalogues:
     default_language: str
     root: Path = LOCALES_DIR
     templates: Path = TEMPLATES_DIR
+    # District-aware helpers for templates (unit names, local times), set by the application.
+    template_globals: dict[str, Any] = field(default_factory=dict)
     translators: dict[str, Translator] = field(init=False)
     _envs: dict[str, Environment] = field(init=False)
 
@@ -159,6 +161,7 @@ class Catalogues:
                 newstyle=True,
             )
             env.globals["lang"] = language
+            env.globals.update(self.template_globals)
             self._envs[language] = env
         return env
 

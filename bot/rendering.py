@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import datetime
 from typing import Any
 
 from aiogram.methods import (
@@ -35,6 +36,7 @@ from aiogram.types import (
     ReplyParameters,
 )
 
+from bot.district import District
 from bot.i18n import Catalogues
 from models import OutboxMessage
 
@@ -48,6 +50,28 @@ MediaItem = (
     InputMediaAudio | InputMediaDocument | InputMediaLivePhoto | InputMediaPhoto | InputMediaVideo
 )
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
+
+
+def district_globals(district: District) -> dict[str, Any]:
+    """Template helpers that know the district: names by code, times in its time zone."""
+
+    def unit_name(code: str | None, lang: str) -> str:
+        if not code:
+            return ""
+        unit = district.department(code) or district.street_office(code)
+        return unit.names.get(lang) if unit else code
+
+    def category_name(code: str | None, lang: str) -> str:
+        category = district.category(code) if code else None
+        return category.names.get(lang) if category else (code or "")
+
+    def local_time(iso: str | None) -> str:
+        if not iso:
+            return ""
+        moment = datetime.fromisoformat(iso).astimezone(district.tzinfo)
+        return moment.strftime("%Y-%m-%d %H:%M")
+
+    return {"unit_name": unit_name, "category_name": category_name, "local_time": local_time}
 
 
 class RenderError(Exception):

@@ -1,5 +1,14 @@
 """SQLModel tables. Importing this package registers every table on ``SQLModel.metadata``."""
 
+from models.case import (
+    Case,
+    CaseEvent,
+    CaseKind,
+    CaseStatus,
+    GroupBinding,
+    InvalidTransition,
+    Rating,
+)
 from models.dialog import DialogState
 from models.links import MessageLink
 from models.outbox import OutboxMessage, OutboxStatus
@@ -7,10 +16,17 @@ from models.updates import ProcessedUpdate
 from models.user import User
 
 __all__ = [
+    "Case",
+    "CaseEvent",
+    "CaseKind",
+    "CaseStatus",
     "DialogState",
+    "GroupBinding",
+    "InvalidTransition",
     "MessageLink",
     "OutboxMessage",
     "OutboxStatus",
     "ProcessedUpdate",
+    "Rating",
     "User",
 ]

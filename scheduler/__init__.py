@@ -6,13 +6,31 @@ from __future__ import annotations
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from collections.abc import Callable
+
 from bot.clock import Clock
 from bot.db import SessionFactory
+from bot.district import District
 from scheduler import jobs
 
 
-def build_scheduler(*, factory: SessionFactory, clock: Clock) -> AsyncIOScheduler:
+def build_scheduler(
+    *,
+    factory: SessionFactory,
+    clock: Clock,
+    district: District,
+    on_commit: Callable[[], None],
+) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(
+        jobs.close_unrated_cases,
+        IntervalTrigger(minutes=1),
+        kwargs={"factory": factory, "clock": clock, "district": district, "on_commit": on_commit},
+        id="close_unrated_cases",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=3600,
+    )
     scheduler.add_job(
         jobs.prune_processed_updates,
         IntervalTrigger(hours=6),

@@ -1,0 +1,671 @@
+"""The closed loop: 出卷 file → 吹哨 dispatch → 应哨 acknowledge → 答卷 answer → 评卷 rate.
+
+Every function changes a case through its model's transition rules, appends the audit event
+and writes what people are told to the outbox, all in the caller's transaction. Guards raise
+:class:`UserError` with the message the person acting should see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from bot.district import District
+from bot.i18n import N_
+from bot.services import notify
+from bot.services.errors import UserError
+from bot.services.outbox import enqueue
+from bot.services.routing import CENTER, chat_of
+from models import Case, CaseEvent, CaseKind, CaseStatus, InvalidTransition, Rating
+
+MAX_PHOTOS = 5
+MAX_DESCRIPTION = 1000
+MAX_ANSWER = 3000
+MAX_COMMENT = 1000
+MAX_ADDRESS = 300
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone acting on a case (a resident, a department member, a center admin)."""
+
+    id: int
+    name: str
+    language: str
+
+
+@dataclass
+class Draft:
+    """What a resident has filled in so far (kept in the dialog state as a dict)."""
+
+    kind: CaseKind
+    photos: list[str] = field(default_factory=list)
+    description: str = ""
+    category: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    address: str | None = None
+    anonymous: bool = False
+    needed_when: str | None = None
+    share_contact: bool = False
+    contact: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "kind": self.kind.value}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Draft:
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        values["kind"] = CaseKind(values["kind"])
+        return cls(**values)
+
+
+def check_description(text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise UserError(N_("report.description-empty"))
+    if len(text) > MAX_DESCRIPTION:
+        raise UserError(N_("report.description-too-long"), limit=MAX_DESCRIPTION, length=len(text))
+    return text
+
+
+def _event(
+    session: AsyncSession,
+    case: Case,
+    *,
+    kind: str,
+    now: datetime,
+    actor: Person | None,
+    role: str,
+    previous: CaseStatus | None = None,
+    note: str | None = None,
+    **data: Any,
+) -> None:
+    assert case.id is not None
+    session.add(
+        CaseEvent(
+            case_id=case.id,
+            at=now,
+            kind=kind,
+            actor_id=actor.id if actor else None,
+            actor_role=role,
+            department=case.department,
+            from_status=previous,
+            to_status=case.status,
+            note=note,
+            data=data,
+        )
+    )
+
+
+def _unit_name(district: District, code: str | None, lang: str) -> str:
+    unit = (district.department(code) or district.street_office(code)) if code else None
+    return unit.names.get(lang) if unit else (code or "")
+
+
+def _move(case: Case, status: CaseStatus, now: datetime) -> CaseStatus:
+    try:
+        return case.move_to(status, now=now)
+    except InvalidTransition as error:
+        raise UserError(N_("case.not-possible-now"), number=case.number) from error
+
+
+async def get_case(session: AsyncSession, case_id: int) -> Case:
+    case = await session.get(Case, case_id, with_for_update=True)
+    if case is None:
+        raise UserError(N_("errors.stale-button"))
+    return case
+
+
+# -- filing -----------------------------------------------------------------------------------
+
+
+async def submit(
+    session: AsyncSession, district: District, *, resident: Person, draft: Draft, now: datetime
+) -> Case:
+    """Create the case from a finished draft and send it on its way."""
+    category = district.category(draft.category) if draft.category else None
+    if draft.category and (category is None or category.kind != draft.kind.value):
+        raise UserError(N_("report.category-unknown"))
+    if draft.kind is CaseKind.REPORT and not draft.photos:
+        raise UserError(N_("report.photos-needed"))
+    case = Case(
+        kind=draft.kind,
+        status=CaseStatus.TRIAGE,
+        category=draft.category,
+        resident_id=resident.id,
+        resident_language=resident.language,
+        resident_name=resident.name[:128],
+        anonymous=draft.anonymous,
+        contact=draft.contact if draft.share_contact else None,
+        description=check_description(draft.description),
+        photos=draft.photos[:MAX_PHOTOS],
+        latitude=draft.latitude,
+        longitude=draft.longitude,
+        address=draft.address,
+        needed_when=draft.needed_when,
+        created_at=now,
+        updated_at=now,
+    )
+    if draft.kind is CaseKind.HELP:
+        case.status = CaseStatus.PUBLISHED
+    session.add(case)
+    await session.flush()
+    assert case.id is not None
+    case.number = district.case_number(case.id)
+    _event(session, case, kind="submitted", now=now, actor=resident, role="resident")
+
+    if draft.kind is CaseKind.HELP:
+        await _publish_help(session, district, case, now)
+        notify.tell_resident(
+            session,
+            case=case,
+            now=now,
+            template="receipt.html",
+            route="volunteers",
+            department=None,
+        )
+        return case
+    department = category.department if category and not category.triage else None
+    if department is None or await chat_of(session, district, department) is None:
+        await _to_triage(session, district, case, now=now, reason=None, returned_by=None)
+        notify.tell_resident(
+            session, case=case, now=now, template="receipt.html", route="center", department=None
+        )
+        return case
+    await _dispatch(session, district, case, department, now=now, actor=None, role="system")
+    notify.tell_resident(
+        session,
+        case=case,
+        now=now,
+        template="receipt.html",
+        route="department",
+        department=department,
+    )
+    return case
+
+
+async def _publish_help(
+    session: AsyncSession, district: District, case: Case, now: datetime
+) -> None:
+    chat_id = district.volunteer_chat_for(None)
+    if chat_id is None:
+        return
+    enqueue(
+        session,
+        chat_id=chat_id,
+        locale=district.default_language,
+        now=now,
+        template="help_card.html",
+        context=notify.card_context(case),
+        link=notify.case_link(case, "help-card"),
+    )
+
+
+async def _dispatch(
+    session: AsyncSession,
+    district: District,
+    case: Case,
+    department: str,
+    *,
+    now: datetime,
+    actor: Person | None,
+    role: str,
+) -> None:
+    chat_id = await chat_of(session, district, department)
+    if chat_id is None:
+        raise UserError(N_("assign.no-group"), department=department)
+    case.department = department
+    previous = _move(case, CaseStatus.DISPATCHED, now)
+    _event(session, case, kind="dispatched", now=now, actor=actor, role=role, previous=previous)
+    notify.post_card(session, case=case, chat_id=chat_id, lang=district.default_language, now=now)
+
+
+async def _to_triage(
+    session: AsyncSession,
+    district: District,
+    case: Case,
+    *,
+    now: datetime,
+    reason: str | None,
+    returned_by: str | None,
+) -> None:
+    chat_id = await chat_of(session, district, CENTER)
+    if chat_id is None:
+        return
+    notify.post_center_card(
+        session,
+        case=case,
+        district=district,
+        chat_id=chat_id,
+        lang=district.default_language,
+        now=now,
+        reason=reason,
+        returned_by=returned_by,
+    )
+
+
+# -- the department's side --------------------------------------------------------------------
+
+
+async def _case_of_department(session: AsyncSession, case_id: int, department: str) -> Case:
+    case = await get_case(session, case_id)
+    if case.department != department or case.status not in (
+        CaseStatus.DISPATCHED,
+        CaseStatus.ACKNOWLEDGED,
+        CaseStatus.REOPENED,
+        CaseStatus.ANSWERED,
+    ):
+        raise UserError(N_("card.stale"))
+    return case
+
+
+async def acknowledge(
+    session: AsyncSession,
+    district: District,
+    *,
+    case_id: int,
+    department: str,
+    actor: Person,
+    now: datetime,
+) -> Case:
+    case = await _case_of_department(session, case_id, department)
+    if case.status is not CaseStatus.DISPATCHED:
+        raise UserError(N_("card.already-acknowledged"), name=case.acknowledged_by_name or "")
+    _acknowledge(session, district, case, actor, now)
+    await _refresh(session, district, case, now)
+    return case
+
+
+def _acknowledge(
+    session: AsyncSession, district: District, case: Case, actor: Person, now: datetime
+) -> None:
+    previous = _move(case, CaseStatus.ACKNOWLEDGED, now)
+    case.acknowledged_at, case.acknowledged_by = now, actor.id
+    case.acknowledged_by_name = actor.name[:128]
+    _event(
+        session,
+        case,
+        kind="acknowledged",
+        now=now,
+        actor=actor,
+        role="department",
+        previous=previous,
+    )
+    notify.tell_resident(
+        session,
+        case=case,
+        now=now,
+        text_key=N_("resident.acknowledged"),
+        department=_unit_name(district, case.department, case.resident_language),
+    )
+
+
+async def answer(
+    session: AsyncSession,
+    district: District,
+    *,
+    case_id: int,
+    department: str,
+    actor: Person,
+    text: str,
+    photos: list[str],
+    now: datetime,
+    media_group_id: str | None = None,
+) -> Case:
+    """答卷: the department's answer, by reply to its card. Answering implies acknowledging."""
+    case = await _case_of_department(session, case_id, department)
+    text = text.strip()
+    if len(text) > MAX_ANSWER:
+        raise UserError(N_("answer.too-long"), limit=MAX_ANSWER, length=len(text))
+    if case.status is CaseStatus.ANSWERED:
+        # The rest of an album sent as the answer arrives as separate messages.
+        if media_group_id and photos and case.answer_album == media_group_id:
+            case.answer_photos = [*case.answer_photos, *photos][:10]
+            enqueue(
+                session,
+                chat_id=case.resident_id,
+                locale=case.resident_language,
+                now=now,
+                method="sendPhoto",
+                params={"photo": photos[0]},
+            )
+            return case
+        raise UserError(N_("card.already-answered"), number=case.number)
+    if not text and not photos:
+        raise UserError(N_("answer.empty"))
+    if case.status is CaseStatus.DISPATCHED:
+        _acknowledge(session, district, case, actor, now)
+    previous = _move(case, CaseStatus.ANSWERED, now)
+    case.answered_at, case.answer_text, case.answer_photos = now, text or None, photos
+    case.answer_album = media_group_id
+    case.rating_due_at = now + timedelta(hours=district.district.rating_hours)
+    _event(
+        session,
+        case,
+        kind="answered",
+        now=now,
+        actor=actor,
+        role="department",
+        previous=previous,
+        note=text or None,
+        photos=photos,
+        media_group_id=media_group_id,
+    )
+    notify.send_answer_to_resident(session, case=case, now=now)
+    await _refresh(session, district, case, now)
+    return case
+
+
+async def return_case(
+    session: AsyncSession,
+    district: District,
+    *,
+    case_id: int,
+    department: str,
+    actor: Person,
+    reason: str,
+    now: datetime,
+) -> Case:
+    """退回 Not ours: the case goes to the center for reassignment, with the reason."""
+    case = await _case_of_department(session, case_id, department)
+    reason = reason.strip()
+    if not reason:
+        raise UserError(N_("return.reason-needed"))
+    if case.status is CaseStatus.ANSWERED:
+        raise UserError(N_("card.already-answered"), number=case.number)
+    previous = _move(case, CaseStatus.TRIAGE, now)
+    _event(
+        session,
+        case,
+        kind="returned",
+        now=now,
+        actor=actor,
+        role="department",
+        previous=previous,
+        note=reason[:2000],
+    )
+    old_chat = await chat_of(session, district, department)
+    if old_chat is not None:
+        notify.refresh_card(
+            session,
+            case=case,
+            chat_id=old_chat,
+            lang=district.default_language,
+            now=now,
+            returned=True,
+        )
+    await _to_triage(session, district, case, now=now, reason=reason[:500], returned_by=department)
+    return case
+
+
+# -- the governance center --------------------------------------------------------------------
+
+
+async def assign(
+    session: AsyncSession,
+    district: District,
+    *,
+    case_id: int,
+    department: str,
+    actor: Person,
+    now: datetime,
+) -> Case:
+    case = await get_case(session, case_id)
+    if case.status is not CaseStatus.TRIAGE:
+        raise UserError(N_("card.stale"))
+    if district.department(department) is None:
+        raise UserError(N_("errors.stale-button"))
+    previous_department = case.department
+    await _dispatch(session, district, case, department, now=now, actor=actor, role="center")
+    if previous_department and previous_department != department:
+        _event(
+            session,
+            case,
+            kind="transferred",
+            now=now,
+            actor=actor,
+            role="center",
+            note=previous_department,
+        )
+        old_chat = await chat_of(session, district, previous_department)
+        if old_chat is not None:
+            notify.refresh_card(
+                session,
+                case=case,
+                chat_id=old_chat,
+                lang=district.default_language,
+                now=now,
+                transferred_from=previous_department,
+            )
+        notify.tell_resident(
+            session,
+            case=case,
+            now=now,
+            text_key=N_("resident.transferred"),
+            department=_unit_name(district, department, case.resident_language),
+        )
+    else:
+        notify.tell_resident(
+            session,
+            case=case,
+            now=now,
+            text_key=N_("resident.dispatched"),
+            department=_unit_name(district, department, case.resident_language),
+        )
+    center_chat = await chat_of(session, district, CENTER)
+    if center_chat is not None:
+        enqueue(
+            session,
+            chat_id=center_chat,
+            locale=district.default_language,
+            now=now,
+            method="editMessageText",
+            template="center_card.html",
+            context=notify.card_context(case, assigned_to=department, assigned_by=actor.name),
+            target=notify.case_link(case, notify.CENTER_CARD),
+        )
+    return case
+
+
+# -- the resident's side ----------------------------------------------------------------------
+
+
+async def _own_case(session: AsyncSession, case_id: int, resident_id: int) -> Case:
+    case = await get_case(session, case_id)
+    if case.resident_id != resident_id:
+        raise UserError(N_("errors.stale-button"))
+    return case
+
+
+RATINGS = {"s": Rating.SATISFIED, "b": Rating.BASICALLY, "u": Rating.UNSATISFIED}
+
+
+async def rate(
+    session: AsyncSession,
+    district: District,
+    *,
+    case_id: int,
+    resident_id: int,
+    rating: Rating,
+    now: datetime,
+) -> Case:
+    """评卷. Unsatisfied reopens the case with the same department; the others close it."""
+    case = await _own_case(session, case_id, resident_id)
+    if case.status is not CaseStatus.ANSWERED:
+        raise UserError(N_("rate.already"), number=case.number)
+    case.rating = rating
+    case.rating_due_at = None
+    resident = Person(resident_id, case.resident_name, case.resident_language)
+    if rating is Rating.UNSATISFIED:
+        previous = _move(case, CaseStatus.REOPENED, now)
+        case.reopen_count += 1
+        _event(
+            session,
+            case,
+            kind="reopened",
+            now=now,
+            actor=resident,
+            role="resident",
+            previous=previous,
+            rating=rating.value,
+        )
+        notify.tell_resident(
+            session,
+            case=case,
+            now=now,
+            text_key=N_("resident.reopened"),
+            department=_unit_name(district, case.department, case.resident_language),
+        )
+    else:
+        previous = _move(case, CaseStatus.CLOSED, now)
+        _event(
+            session,
+            case,
+            kind="closed",
+            now=now,
+            actor=resident,
+            role="resident",
+            previous=previous,
+            rating=rating.value,
+        )
+        notify.tell_resident(session, case=case, now=now, text_key=N_("resident.closed-rated"))
+    await _refresh(session, district, case, now)
+    return case
+
+
+async def comment_on_rating(
+    session: AsyncSession,
+    district: District,
+    *,
+    case_id: int,
+    resident_id: int,
+    text: str,
+    now: datetime,
+) -> Case:
+    """The optional comment after a rating; a reopened case's department sees it on its card."""
+    case = await _own_case(session, case_id, resident_id)
+    text = text.strip()
+    if not text:
+        raise UserError(N_("rate.comment-empty"))
+    if len(text) > MAX_COMMENT:
+        raise UserError(N_("rate.comment-too-long"), limit=MAX_COMMENT, length=len(text))
+    case.rating_comment = text
+    resident = Person(resident_id, case.resident_name, case.resident_language)
+    _event(session, case, kind="commented", now=now, actor=resident, role="resident", note=text)
+    chat_id = await chat_of(session, district, case.department) if case.department else None
+    if chat_id is not None:
+        notify.reply_to_card(
+            session,
+            case=case,
+            chat_id=chat_id,
+            lang=district.default_language,
+            now=now,
+            text_key=N_("card.resident-comment"),
+            comment=text,
+            rating=case.rating.value if case.rating else "",
+        )
+    notify.tell_resident(session, case=case, now=now, text_key=N_("rate.comment-thanks"))
+    return case
+
+
+async def withdraw(
+    session: AsyncSession, district: District, *, case_id: int, resident_id: int, now: datetime
+) -> Case:
+    """The resident takes back a case that no department has acknowledged."""
+    case = await _own_case(session, case_id, resident_id)
+    if case.status not in (CaseStatus.TRIAGE, CaseStatus.DISPATCHED, CaseStatus.PUBLISHED):
+        raise UserError(N_("withdraw.too-late"), number=case.number)
+    previous = _move(case, CaseStatus.WITHDRAWN, now)
+    resident = Person(resident_id, case.resident_name, case.resident_language)
+    _event(
+        session,
+        case,
+        kind="withdrawn",
+        now=now,
+        actor=resident,
+        role="resident",
+        previous=previous,
+    )
+    if previous is CaseStatus.DISPATCHED:
+        await _refresh(session, district, case, now)
+    notify.tell_resident(session, case=case, now=now, text_key=N_("withdraw.done"))
+    return case
+
+
+async def close_unrated(session: AsyncSession, district: District, *, now: datetime) -> int:
+    """Answered cases nobody rated in time close as unrated (a durable due time)."""
+    due = (
+        await session.scalars(
+            select(Case)
+            .where(col(Case.status) == CaseStatus.ANSWERED, col(Case.rating_due_at) <= now)
+            .order_by(col(Case.rating_due_at))
+            .limit(500)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    for case in due:
+        case.rating, case.rating_due_at = Rating.UNRATED, None
+        previous = _move(case, CaseStatus.CLOSED, now)
+        _event(
+            session,
+            case,
+            kind="closed",
+            now=now,
+            actor=None,
+            role="system",
+            previous=previous,
+            rating=Rating.UNRATED.value,
+        )
+        notify.tell_resident(session, case=case, now=now, text_key=N_("resident.closed-unrated"))
+        await _refresh(session, district, case, now)
+    return len(due)
+
+
+async def _refresh(session: AsyncSession, district: District, case: Case, now: datetime) -> None:
+    if case.kind is CaseKind.HELP or not case.department:
+        return
+    chat_id = await chat_of(session, district, case.department)
+    if chat_id is not None:
+        notify.refresh_card(
+            session, case=case, chat_id=chat_id, lang=district.default_language, now=now
+        )
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+async def cases_of(
+    session: AsyncSession, resident_id: int, *, page: int, page_size: int = 5
+) -> tuple[list[Case], int]:
+    """The resident's cases, newest first, and how many there are."""
+    total = await session.scalar(
+        select(func.count()).select_from(Case).where(col(Case.resident_id) == resident_id)
+    )
+    rows = await session.scalars(
+        select(Case)
+        .where(col(Case.resident_id) == resident_id)
+        .order_by(col(Case.created_at).desc(), col(Case.id).desc())
+        .offset(max(page, 0) * page_size)
+        .limit(page_size)
+    )
+    return list(rows.all()), int(total or 0)
+
+
+async def timeline(
+    session: AsyncSession, *, case_id: int, resident_id: int
+) -> tuple[Case, list[CaseEvent]]:
+    case = await session.get(Case, case_id)
+    if case is None or case.resident_id != resident_id:
+        raise UserError(N_("errors.stale-button"))
+    events = await session.scalars(
+        select(CaseEvent)
+        .where(col(CaseEvent.case_id) == case_id)
+        .order_by(col(CaseEvent.at), col(CaseEvent.id))
+    )
+    return case, list(events.all())

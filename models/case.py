@@ -1,0 +1,168 @@
+"""Cases and their lifecycle.
+
+A case is anything a resident files: a photo report (随手拍), a post (我有话说) or a help request
+(邻里互助). Its ``status`` moves only through :data:`TRANSITIONS`; every move is recorded as a
+:class:`CaseEvent` in the same transaction (the audit trail and the resident's timeline).
+Delivery to Telegram is separate (the outbox), as FixMyStreet separates state from send_state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Enum, Index
+from sqlmodel import Field, SQLModel
+
+from models.types import UTCDateTime
+
+
+def _values(members: Any) -> list[str]:
+    return [m.value for m in members]
+
+
+def _enum(kind: type[StrEnum]) -> Enum:
+    # Stored as the value in a plain VARCHAR: no database enum type to migrate.
+    return Enum(kind, native_enum=False, length=16, values_callable=_values)
+
+
+class CaseKind(StrEnum):
+    REPORT = "report"  # 随手拍
+    SAY = "say"  # 我有话说
+    HELP = "help"  # 邻里互助
+
+
+class CaseStatus(StrEnum):
+    TRIAGE = "triage"  # waiting for the governance center to assign a department
+    DISPATCHED = "dispatched"  # 吹哨: a department has the case and must acknowledge
+    ACKNOWLEDGED = "acknowledged"  # 应哨
+    ANSWERED = "answered"  # 答卷: waiting for the resident's rating
+    REOPENED = "reopened"  # rated unsatisfied: back with the same department
+    CLOSED = "closed"  # 交卷 / 评卷
+    PUBLISHED = "published"  # a help request posted to volunteers
+    WITHDRAWN = "withdrawn"  # by the resident, before anyone acknowledged
+
+
+class Rating(StrEnum):
+    SATISFIED = "satisfied"
+    BASICALLY = "basically"
+    UNSATISFIED = "unsatisfied"
+    UNRATED = "unrated"  # nobody rated in time
+
+
+# The only allowed moves. Anything else is refused with InvalidTransition.
+TRANSITIONS: dict[CaseStatus, frozenset[CaseStatus]] = {
+    CaseStatus.TRIAGE: frozenset({CaseStatus.DISPATCHED, CaseStatus.WITHDRAWN}),
+    CaseStatus.DISPATCHED: frozenset(
+        {CaseStatus.ACKNOWLEDGED, CaseStatus.TRIAGE, CaseStatus.WITHDRAWN}
+    ),
+    CaseStatus.ACKNOWLEDGED: frozenset({CaseStatus.ANSWERED, CaseStatus.TRIAGE}),
+    CaseStatus.ANSWERED: frozenset({CaseStatus.CLOSED, CaseStatus.REOPENED}),
+    CaseStatus.REOPENED: frozenset({CaseStatus.ANSWERED, CaseStatus.TRIAGE}),
+    CaseStatus.PUBLISHED: frozenset({CaseStatus.WITHDRAWN, CaseStatus.CLOSED}),
+    CaseStatus.CLOSED: frozenset(),
+    CaseStatus.WITHDRAWN: frozenset(),
+}
+
+# Statuses in which a department holds the case (its card shows the action buttons).
+WITH_DEPARTMENT = frozenset({CaseStatus.DISPATCHED, CaseStatus.ACKNOWLEDGED, CaseStatus.REOPENED})
+OPEN = frozenset(TRANSITIONS) - {CaseStatus.CLOSED, CaseStatus.WITHDRAWN}
+
+
+class InvalidTransition(Exception):
+    def __init__(self, current: CaseStatus, wanted: CaseStatus) -> None:
+        super().__init__(f"a {current} case cannot become {wanted}")
+        self.current = current
+        self.wanted = wanted
+
+
+class Case(SQLModel, table=True):
+    __tablename__ = "cases"
+    __table_args__ = (
+        Index("ix_cases_resident_created", "resident_id", "created_at"),
+        Index("ix_cases_status_rating_due", "status", "rating_due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(default="", max_length=20, index=True)
+    kind: CaseKind = Field(sa_type=_enum(CaseKind))
+    status: CaseStatus = Field(sa_type=_enum(CaseStatus))
+    category: str | None = Field(default=None, max_length=32)
+    department: str | None = Field(default=None, max_length=32)
+
+    resident_id: int = Field(sa_type=BigInteger)
+    resident_language: str = Field(max_length=16)
+    # Shown to a department only when the resident is not anonymous.
+    resident_name: str = Field(default="", max_length=128)
+    anonymous: bool = False
+    # Given only with the resident's consent (help requests: shared with the volunteer).
+    contact: str | None = Field(default=None, max_length=128)
+
+    description: str = Field(default="", max_length=2000)
+    photos: list[str] = Field(default_factory=list, sa_type=JSON)
+    latitude: float | None = None
+    longitude: float | None = None
+    address: str | None = Field(default=None, max_length=300)
+    needed_when: str | None = Field(default=None, max_length=200)
+
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    acknowledged_by: int | None = Field(default=None, sa_type=BigInteger)
+    acknowledged_by_name: str | None = Field(default=None, max_length=128)
+    answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    answer_text: str | None = Field(default=None, max_length=4000)
+    answer_photos: list[str] = Field(default_factory=list, sa_type=JSON)
+    answer_album: str | None = Field(default=None, max_length=64)  # media_group_id
+    rating_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    rating: Rating | None = Field(default=None, sa_type=_enum(Rating))
+    rating_comment: str | None = Field(default=None, max_length=1000)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reopen_count: int = 0
+
+    def can_become(self, status: CaseStatus) -> bool:
+        return status in TRANSITIONS[self.status]
+
+    def move_to(self, status: CaseStatus, *, now: datetime) -> CaseStatus:
+        """Change status by the rules; returns the previous status."""
+        if not self.can_become(status):
+            raise InvalidTransition(self.status, status)
+        previous, self.status, self.updated_at = self.status, status, now
+        if status is CaseStatus.CLOSED or status is CaseStatus.WITHDRAWN:
+            self.closed_at = now
+        return previous
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN
+
+
+class CaseEvent(SQLModel, table=True):
+    """One line of a case's audit trail: who did what, when, from which status to which."""
+
+    __tablename__ = "case_events"
+    __table_args__ = (Index("ix_case_events_case_at", "case_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id")
+    at: datetime = Field(sa_type=UTCDateTime)
+    kind: str = Field(max_length=32)
+    actor_id: int | None = Field(default=None, sa_type=BigInteger)
+    actor_role: str = Field(max_length=16)  # resident | department | center | system
+    department: str | None = Field(default=None, max_length=32)
+    from_status: CaseStatus | None = Field(default=None, sa_type=_enum(CaseStatus))
+    to_status: CaseStatus | None = Field(default=None, sa_type=_enum(CaseStatus))
+    note: str | None = Field(default=None, max_length=2000)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+class GroupBinding(SQLModel, table=True):
+    """A department's (or street office's) group chat bound with /bind, overriding the file."""
+
+    __tablename__ = "group_bindings"
+
+    unit: str = Field(primary_key=True, max_length=32)
+    chat_id: int = Field(sa_type=BigInteger, index=True, unique=True)
+    bound_by: int = Field(sa_type=BigInteger)
+    bound_at: datetime = Field(sa_type=UTCDateTime)
