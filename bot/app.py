@@ -22,16 +22,18 @@ from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import Clock, SystemClock
-from bot.db import SessionFactory, create_engine, migrate, session_factory
+from bot.db import SessionFactory, create_engine, migrate, session_factory, transaction
 from bot.district import District
 from bot.fsm import DatabaseStorage
-from bot.i18n import Catalogues
+from bot.i18n import N_, Catalogues
 from bot.logs import log_event
 from bot.middlewares import UnitOfWork
 from bot.polling import poll
 from bot.rendering import Renderer, district_globals
 from bot.sender import OutboxSender
+from bot.services import routing
 from bot.services.menu import PRIVATE_COMMANDS
+from bot.services.outbox import send_text
 from bot.settings import Settings
 from handlers import build_routers
 from scheduler import build_scheduler
@@ -107,6 +109,7 @@ class Whistle:
         me = await self._call_with_retry(self.bot.get_me)
         log_event(logger, "app.started", bot_id=me.id, polling=polling)
         await self._register_commands()
+        await self._check_groups(me.id)
         self._spawn(self.sender.run(), "sender")
         self.scheduler.start()
         if polling:
@@ -171,6 +174,44 @@ class Whistle:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    async def _check_groups(self, bot_id: int) -> list[str]:
+        """Can the bot post in every unit's group? Those it cannot are logged and reported to
+        the governance center (when it can post there)."""
+        async with transaction(self.factory) as session:
+            chats = await routing.bound_chats(session, self.district)
+        unreachable: list[str] = []
+        for unit, chat_id in chats.items():
+            try:
+                member = await self.bot.get_chat_member(chat_id, bot_id)
+                can_post = member.status in ("creator", "administrator", "member") or (
+                    member.status == "restricted" and bool(getattr(member, "can_send_messages", 0))
+                )
+            except TelegramAPIError:
+                can_post = False
+            if not can_post:
+                unreachable.append(unit)
+                log_event(
+                    logger, "app.group_unreachable", logging.WARNING, unit=unit, chat_id=chat_id
+                )
+        center = chats.get(routing.CENTER)
+        if unreachable and center is not None and routing.CENTER not in unreachable:
+            async with transaction(self.factory) as session:
+                lang = self.district.default_language
+                names = [self._unit_label(unit, lang) for unit in unreachable]
+                send_text(
+                    session,
+                    chat_id=center,
+                    locale=lang,
+                    now=self.clock.now(),
+                    text_key=N_("health.unreachable-groups"),
+                    units=", ".join(names),
+                )
+        return unreachable
+
+    def _unit_label(self, unit: str, lang: str) -> str:
+        found = self.district.department(unit) or self.district.street_office(unit)
+        return f"{found.names.get(lang)} ({unit})" if found else unit
 
     async def _register_commands(self) -> None:
         """Command menus in every language; Telegram picks one by the user's app language."""

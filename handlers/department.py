@@ -1,0 +1,210 @@
+"""Group chats: /bind, the card buttons, answers and reasons given by reply, center assignment.
+
+Groups that are not bound to a unit are ignored. Any group member can press any button, so
+every press is checked again: the press must come from the group of the case's department,
+and the presser must be a member of it (center actions: an admin or the center head).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, CommandObject, Filter
+from aiogram.types import CallbackQuery, Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.callbacks import AssignCase, CaseAction
+from bot.district import District, Role
+from bot.i18n import N_
+from bot.services import cases, department, links, notify, routing
+from bot.services.errors import UserError
+from bot.services.outbox import answer_callback
+from handlers.filters import CallbackOf
+
+MEMBER_STATUSES = {"creator", "administrator", "member", "restricted"}
+ADMIN_STATUSES = {"creator", "administrator"}
+GROUPS = ("group", "supergroup")
+
+
+class InUnitGroup(Filter):
+    """Passes only in a group bound to a unit; the handler receives it as ``unit``."""
+
+    async def __call__(
+        self, event: Message | CallbackQuery, session: AsyncSession, district: District
+    ) -> bool | dict[str, Any]:
+        message = event if isinstance(event, Message) else event.message
+        if message is None:
+            return False
+        unit = await routing.unit_of(session, district, message.chat.id)
+        return False if unit is None else {"unit": unit}
+
+
+async def _status_in(bot: Bot, chat_id: int, user_id: int) -> str:
+    member = await bot.get_chat_member(chat_id, user_id)
+    if member.status == "restricted" and not getattr(member, "is_member", True):
+        return "left"
+    return str(member.status)
+
+
+def _actor(user: Any, lang: str) -> cases.Person:
+    return cases.Person(user.id, user.first_name, lang)
+
+
+def router() -> Router:
+    r = Router(name="department")
+    r.message.filter(F.chat.type.in_(GROUPS))
+    r.callback_query.filter(F.message.chat.type.in_(GROUPS))
+
+    @r.message(Command("bind"))
+    async def bind(
+        message: Message,
+        command: CommandObject,
+        bot: Bot,
+        session: AsyncSession,
+        district: District,
+        now: Any,
+    ) -> None:
+        assert message.from_user is not None
+        person = district.person(message.from_user.id)
+        is_admin = person is not None and person.has_role(Role.ADMIN)
+        if not is_admin:
+            is_admin = (
+                await _status_in(bot, message.chat.id, message.from_user.id) in ADMIN_STATUSES
+            )
+        if not is_admin:
+            raise UserError(N_("bind.not-admin"))
+        if not command.args:
+            raise UserError(N_("bind.usage"))
+        await department.bind_group(
+            session,
+            district,
+            code=command.args,
+            chat_id=message.chat.id,
+            by=message.from_user.id,
+            now=now,
+        )
+
+    @r.callback_query(CallbackOf(CaseAction), InUnitGroup())
+    async def card_button(
+        query: CallbackQuery,
+        cb: CaseAction,
+        unit: str,
+        bot: Bot,
+        session: AsyncSession,
+        district: District,
+        now: Any,
+    ) -> None:
+        assert query.message is not None
+        chat_id = query.message.chat.id
+        if await _status_in(bot, chat_id, query.from_user.id) not in MEMBER_STATUSES:
+            raise UserError(N_("card.not-member"))
+        actor = _actor(query.from_user, district.default_language)
+        if cb.action == "ack":
+            await cases.acknowledge(
+                session, district, case_id=cb.case_id, department=unit, actor=actor, now=now
+            )
+            answer_callback(
+                session,
+                chat_id=chat_id,
+                callback_query_id=query.id,
+                locale=district.default_language,
+                now=now,
+            )
+        elif cb.action in department.PROMPTS:
+            await department.prompt(
+                session,
+                district,
+                case_id=cb.case_id,
+                unit=unit,
+                action=cb.action,
+                actor=actor,
+                chat_id=chat_id,
+                callback_query_id=query.id,
+                now=now,
+            )
+        else:
+            raise UserError(N_("errors.stale-button"))
+
+    @r.callback_query(CallbackOf(AssignCase), InUnitGroup())
+    async def assign(
+        query: CallbackQuery,
+        cb: AssignCase,
+        unit: str,
+        bot: Bot,
+        session: AsyncSession,
+        district: District,
+        now: Any,
+    ) -> None:
+        assert query.message is not None
+        if unit != routing.CENTER:
+            raise UserError(N_("card.stale"))
+        person = district.person(query.from_user.id)
+        allowed = person is not None and (
+            person.has_role(Role.ADMIN) or person.has_role(Role.CENTER_HEAD)
+        )
+        if not allowed:
+            status = await _status_in(bot, query.message.chat.id, query.from_user.id)
+            allowed = status in ADMIN_STATUSES
+        if not allowed:
+            raise UserError(N_("center.not-admin"))
+        await cases.assign(
+            session,
+            district,
+            case_id=cb.case_id,
+            department=cb.unit,
+            actor=_actor(query.from_user, district.default_language),
+            now=now,
+        )
+        answer_callback(
+            session,
+            chat_id=query.message.chat.id,
+            callback_query_id=query.id,
+            locale=district.default_language,
+            now=now,
+        )
+
+    @r.message(F.reply_to_message, InUnitGroup())
+    async def reply(
+        message: Message, unit: str, session: AsyncSession, district: District, now: Any
+    ) -> None:
+        assert message.reply_to_message is not None and message.from_user is not None
+        link = await links.subject_of(
+            session, message.chat.id, message.reply_to_message.message_id
+        )
+        if link is None or link.subject_type != "case":
+            return  # an ordinary conversation in the group
+        if link.purpose not in notify.ANSWER_PURPOSES and link.purpose != notify.RETURN_PROMPT:
+            return
+        if not (message.text or message.photo or message.caption):
+            raise UserError(N_("answer.unsupported"))
+        text = message.text or message.caption or ""
+        actor = _actor(message.from_user, district.default_language)
+        case_id = int(link.subject_id)
+        if link.purpose == notify.RETURN_PROMPT:
+            if message.photo and not text:
+                raise UserError(N_("return.reason-needed"))
+            await cases.return_case(
+                session,
+                district,
+                case_id=case_id,
+                department=unit,
+                actor=actor,
+                reason=text,
+                now=now,
+            )
+            return
+        photos = [message.photo[-1].file_id] if message.photo else []
+        await cases.answer(
+            session,
+            district,
+            case_id=case_id,
+            department=unit,
+            actor=actor,
+            text=text,
+            photos=photos,
+            now=now,
+            media_group_id=message.media_group_id,
+        )
+
+    return r

@@ -1,0 +1,349 @@
+"""The department's side of the loop, end to end: living cards in group chats, acknowledge,
+answer by reply, rating, reopening, Not ours and reassignment by the center, /bind, and every
+press or reply that must change nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from bot.app import Whistle
+from bot.clock import ManualClock
+from bot.db import transaction
+from bot.services import cases
+from bot.testserver import BotAPIServer
+from models import Case, CaseEvent, CaseKind, CaseStatus, Rating
+from scheduler import jobs
+from tests.conftest import AppFactory
+
+RESIDENT = 7300
+CLERK, OTHER_CLERK, OUTSIDER, CENTER_ADMIN, GROUP_ADMIN = 9021, 9022, 9999, 100000002, 9500
+CENTER = -1001000000001
+CGZF, SCJG = -1001000000021, -1001000000022  # 城管执法局, 市场监管局 in config.example.toml
+SCRATCH = -1005555
+PHOTO = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+@pytest.fixture
+async def world(api_server: BotAPIServer, make_app: AppFactory) -> Whistle:
+    api_server.create_group(CENTER, "综治中心", members=[CENTER_ADMIN, OUTSIDER])
+    api_server.create_group(CGZF, "城管执法局", members=[CLERK])
+    api_server.create_group(SCJG, "市场监管局", members=[OTHER_CLERK])
+    api_server.add_user(RESIDENT, first_name="王晓霞", language_code="zh-hans")
+    api_server.create_group(SCRATCH, "Scratch", members=[RESIDENT])
+    api_server.send_text(RESIDENT, "/start")
+    app = await make_app(clock=ManualClock())
+    await api_server.wait_for_message(RESIDENT)  # the greeting
+    # The start-up check reports the groups the bot cannot post in (not created here).
+    [health] = await api_server.wait_for_message(CENTER)
+    assert "供水公司 (water)" in health.text and "城管" not in health.text
+    return app
+
+
+async def file_report(
+    app: Whistle,
+    api_server: BotAPIServer,
+    *,
+    photos: int = 1,
+    anonymous: bool = False,
+    description: str = "楼道里有人飞线充电",
+) -> Case:
+    file_ids = []
+    for _ in range(photos):
+        # A photo posted in a group the bot ignores gives it a real file_id.
+        sent = api_server.send_photo(RESIDENT, PHOTO, chat_id=SCRATCH)
+        file_ids.append(sent["photo"][-1]["file_id"])
+    draft = cases.Draft(
+        kind=CaseKind.REPORT,
+        photos=file_ids,
+        description=description,
+        category="flying_wire",
+        address="康乐小区3号楼",
+        anonymous=anonymous,
+    )
+    async with transaction(app.factory) as session:
+        case = await cases.submit(
+            session,
+            app.district,
+            resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
+            draft=draft,
+            now=app.clock.now(),
+        )
+    app.sender.wake()
+    return case
+
+
+async def reload(app: Whistle, case_id: int | None) -> Case:
+    async with app.factory() as session:
+        case = await session.get(Case, case_id)
+        assert case is not None
+        return case
+
+
+def card_in(api_server: BotAPIServer, chat_id: int) -> Any:
+    cards = [m for m in api_server.messages(chat_id) if m.button_texts() or m.edits]
+    return cards[-1]
+
+
+async def until(api_server: BotAPIServer, check: Any) -> Any:
+    return await api_server.wait_for(lambda _s: check(), timeout=5.0)
+
+
+class TestLivingCard:
+    async def test_card_acknowledge_answer_rate_reopen_close(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case = await file_report(world, api_server)
+        [receipt] = await api_server.wait_for_message(RESIDENT)
+        assert case.number in receipt.text and "城市管理综合执法局" in receipt.text
+
+        [card] = await api_server.wait_for_message(CGZF)
+        assert card.photo and case.number in card.caption
+        assert "飞线充电" in card.caption and "康乐小区3号楼" in card.caption
+        assert "王晓霞" in card.caption  # not anonymous: the first name only
+        assert card.button_texts() == ["✅ 应哨", "📝 答卷", "↪️ 退回"]
+
+        # 应哨
+        api_server.press_button(CLERK, card.message_id, card.callback_data()[0], chat_id=CGZF)
+        [told] = await api_server.wait_for_message(RESIDENT)
+        assert "已应哨" in told.text and case.number in told.text
+        await until(api_server, lambda: "已应哨" in (api_server.messages(CGZF)[0].caption or ""))
+        assert api_server.messages(CGZF)[0].button_texts() == ["📝 答卷", "↪️ 退回"]
+
+        # 答卷 by replying to the card with a photo
+        api_server.send_photo(
+            CLERK, PHOTO, caption="已拆除飞线，加装充电桩", chat_id=CGZF, reply_to=card.message_id
+        )
+        answer, question = await api_server.wait_for_message(RESIDENT, count=2)
+        assert answer.photo and "已拆除飞线" in answer.caption
+        assert question.button_texts() == ["😊 满意", "🙂 基本满意", "😞 不满意"]
+
+        # 评卷: unsatisfied with a comment → back to the same department
+        api_server.press_button(RESIDENT, question.message_id, question.callback_data()[2])
+        await until(
+            api_server,
+            lambda: any("重新办理" in (m.text or "") for m in api_server.messages(RESIDENT)),
+        )
+        assert (await reload(world, case.id)).status is CaseStatus.REOPENED
+        api_server.send_text(RESIDENT, "充电桩还没通电")
+        await until(
+            api_server,
+            lambda: any("充电桩还没通电" in (m.text or "") for m in api_server.messages(CGZF)),
+        )
+        await until(api_server, lambda: "不满意" in (api_server.messages(CGZF)[0].caption or ""))
+
+        # second answer, by text reply → satisfied → closed
+        api_server.send_text(CLERK, "已通电，请查看", chat_id=CGZF, reply_to=card.message_id)
+        await until(
+            api_server,
+            lambda: (
+                sum(
+                    1 for m in api_server.messages(RESIDENT) if m.button_texts()[:1] == ["😊 满意"]
+                )
+                == 2
+            ),
+        )
+        second = [m for m in api_server.messages(RESIDENT) if m.button_texts()[:1] == ["😊 满意"]]
+        api_server.press_button(RESIDENT, second[-1].message_id, second[-1].callback_data()[0])
+        await until(
+            api_server,
+            lambda: any("已办结" in (m.text or "") for m in api_server.messages(RESIDENT)),
+        )
+        closed = await reload(world, case.id)
+        assert closed.status is CaseStatus.CLOSED and closed.rating is Rating.SATISFIED
+        await until(
+            api_server,
+            lambda: (
+                "满意" in (api_server.messages(CGZF)[0].caption or "")
+                and not api_server.messages(CGZF)[0].button_texts()
+            ),
+        )
+
+        async with world.factory() as session:
+            from sqlalchemy import select
+
+            kinds = [
+                e.kind
+                for e in (
+                    await session.scalars(
+                        select(CaseEvent)
+                        .where(CaseEvent.case_id == case.id)
+                        .order_by(CaseEvent.id)
+                    )
+                ).all()
+            ]
+        assert kinds == [
+            "submitted",
+            "dispatched",
+            "acknowledged",
+            "answered",
+            "reopened",
+            "commented",
+            "answered",
+            "closed",
+        ]
+
+    async def test_album_card_and_anonymous_case(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case = await file_report(
+            world,
+            api_server,
+            photos=3,
+            anonymous=True,
+            description="<b>油烟</b> & <script>x</script>",
+        )
+        album_1, album_2, album_3, card = await api_server.wait_for_message(CGZF, count=4)
+        assert all(m.photo for m in (album_1, album_2, album_3))
+        assert card.reply_to_message_id == album_3.message_id
+        assert "反映人：匿名" in card.text and "王晓霞" not in card.text
+        assert "<b>油烟</b> & <script>x</script>" in card.text  # shown literally
+        assert case.number in card.text
+
+    async def test_an_unrated_case_closes_after_72_hours(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case = await file_report(world, api_server)
+        [card] = await api_server.wait_for_message(CGZF)
+        api_server.send_text(CLERK, "已处理", chat_id=CGZF, reply_to=card.message_id)
+        await until(
+            api_server,
+            lambda: any(
+                m.button_texts()[:1] == ["😊 满意"] for m in api_server.messages(RESIDENT)
+            ),
+        )
+        clock = world.clock
+        assert isinstance(clock, ManualClock)
+        run = {
+            "factory": world.factory,
+            "clock": clock,
+            "district": world.district,
+            "on_commit": world.sender.wake,
+        }
+        clock.advance(timedelta(hours=71))
+        assert await jobs.close_unrated_cases(**run) == 0
+        clock.advance(timedelta(hours=2))
+        assert await jobs.close_unrated_cases(**run) == 1
+        closed = await reload(world, case.id)
+        assert closed.status is CaseStatus.CLOSED and closed.rating is Rating.UNRATED
+        await until(
+            api_server,
+            lambda: any("未评价" in (m.text or "") for m in api_server.messages(RESIDENT)),
+        )
+
+
+class TestNotOurs:
+    async def test_returned_reassigned_new_card_old_card_marked(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case = await file_report(world, api_server)
+        [card] = await api_server.wait_for_message(CGZF)
+        api_server.press_button(CLERK, card.message_id, card.callback_data()[2], chat_id=CGZF)
+        [prompt] = await api_server.wait_for_message(CGZF)
+        assert "理由" in prompt.text
+        api_server.send_text(
+            CLERK, "属于餐饮油烟，归市场监管", chat_id=CGZF, reply_to=prompt.message_id
+        )
+        [center_card] = await api_server.wait_for_message(CENTER)
+        assert "属于餐饮油烟，归市场监管" in center_card.text
+        assert "市场监督管理局" in center_card.button_texts()
+        assert "城市管理综合执法局" not in center_card.button_texts()
+        await until(api_server, lambda: "退回" in (api_server.messages(CGZF)[0].caption or ""))
+
+        data = center_card.callback_data()[center_card.button_texts().index("市场监督管理局")]
+        api_server.press_button(OUTSIDER, center_card.message_id, data, chat_id=CENTER)
+        await until(
+            api_server,
+            lambda: any(
+                a.text == "只有综治中心管理员可以分派案件。" for a in api_server.callback_answers
+            ),
+        )
+        api_server.press_button(CENTER_ADMIN, center_card.message_id, data, chat_id=CENTER)
+        [new_card] = await api_server.wait_for_message(SCJG)
+        assert case.number in new_card.caption and new_card.button_texts()[0] == "✅ 应哨"
+        await until(api_server, lambda: "已转交" in (api_server.messages(CGZF)[0].caption or ""))
+        await until(api_server, lambda: "已由" in (api_server.messages(CENTER)[1].text or ""))
+        assert (await reload(world, case.id)).department == "scjg"
+        await until(
+            api_server,
+            lambda: any("已转交" in (m.text or "") for m in api_server.messages(RESIDENT)),
+        )
+
+
+class TestRefusals:
+    async def test_outsider_forged_stale_and_double_presses_change_nothing(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case = await file_report(world, api_server)
+        [card] = await api_server.wait_for_message(CGZF)
+        ack = card.callback_data()[0]
+        api_server.add_member(CGZF, OUTSIDER)
+        api_server.remove_member(CGZF, OUTSIDER)
+        api_server.press_button(OUTSIDER, card.message_id, ack, chat_id=CGZF, force=True)
+        api_server.press_button(
+            CLERK, card.message_id, "c1:ack:notanumber", chat_id=CGZF, force=True
+        )
+        api_server.press_button(
+            CLERK, card.message_id, f"c1:ack:{case.id}:extra", chat_id=CGZF, force=True
+        )
+        api_server.press_button(CLERK, card.message_id, ack, chat_id=CGZF)
+        api_server.press_button(CLERK, card.message_id, ack, chat_id=CGZF, force=True)
+        await until(api_server, lambda: len(api_server.callback_answers) == 5)
+        texts = [a.text for a in api_server.callback_answers]
+        assert texts[0] == "只有本部门工作群的成员可以操作。"
+        assert texts[1] == texts[2] == "这个按钮已失效，请重新操作。"
+        assert texts[3] is None
+        assert texts[4] == "已由 Test 应哨。" or texts[4].startswith("已由")
+        acknowledged = [m for m in api_server.messages(RESIDENT) if "已应哨" in (m.text or "")]
+        assert len(acknowledged) == 1  # the double press told the resident once
+
+    async def test_a_case_button_in_another_departments_group_is_stale(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case = await file_report(world, api_server)
+        await api_server.wait_for_message(CGZF)
+        api_server.send_text(OTHER_CLERK, "hi", chat_id=SCJG)
+        msg = api_server.send_text(OTHER_CLERK, "x", chat_id=SCJG)
+        api_server.press_button(
+            OTHER_CLERK, msg["message_id"], f"c1:ack:{case.id}", chat_id=SCJG, force=True
+        )
+        await until(api_server, lambda: len(api_server.callback_answers) == 1)
+        assert api_server.callback_answers[0].text == "这张卡片已失效。"
+        assert (await reload(world, case.id)).status is CaseStatus.DISPATCHED
+
+    async def test_replies_that_are_not_answers(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case = await file_report(world, api_server)
+        [card] = await api_server.wait_for_message(CGZF)
+        chat = api_server.send_text(CLERK, "谁去看看？", chat_id=CGZF)
+        api_server.send_text(CLERK, "我去", chat_id=CGZF, reply_to=chat["message_id"])
+        api_server.send_sticker(CLERK, chat_id=CGZF, reply_to=card.message_id)
+        [refusal] = await api_server.wait_for_message(CGZF)
+        assert refusal.text == "答复只能是文字或照片，请重新回复。"
+        api_server.send_text(CLERK, "x" * 3500, chat_id=CGZF, reply_to=card.message_id)
+        [too_long] = await api_server.wait_for_message(CGZF)
+        assert "3500" in too_long.text
+        assert (await reload(world, case.id)).status is CaseStatus.DISPATCHED
+
+    async def test_unbound_group_is_ignored_and_bind_makes_it_work(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        unbound = -1009999
+        api_server.create_group(
+            unbound, "新建群", members=[GROUP_ADMIN, CLERK], admins=[GROUP_ADMIN]
+        )
+        api_server.send_text(CLERK, "/start", chat_id=unbound)
+        api_server.send_text(CLERK, "@whistle_test_bot 你好", chat_id=unbound)
+        api_server.send_text(CLERK, "/bind water", chat_id=unbound)  # not an admin
+        [refused] = await api_server.wait_for_message(unbound)
+        assert refused.text == "只有本群管理员可以绑定部门。"
+        api_server.send_text(GROUP_ADMIN, "/bind nosuch", chat_id=unbound)
+        [unknown] = await api_server.wait_for_message(unbound)
+        assert "nosuch" in unknown.text
+        api_server.send_text(GROUP_ADMIN, "/bind water", chat_id=unbound)
+        [bound] = await api_server.wait_for_message(unbound)
+        assert "供水" in bound.text
+        assert len(api_server.messages(unbound)) == 3
