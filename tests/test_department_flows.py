@@ -50,7 +50,7 @@ async def file_report(
     anonymous: bool = False,
     description: str = "楼道里有人飞线充电",
 ) -> Case:
-    file_ids = []
+    file_ids: list[str] = []
     for _ in range(photos):
         # A photo posted in a group the bot ignores gives it a real file_id.
         sent = api_server.send_photo(RESIDENT, PHOTO, chat_id=SCRATCH)
@@ -347,3 +347,37 @@ class TestRefusals:
         [bound] = await api_server.wait_for_message(unbound)
         assert "供水" in bound.text
         assert len(api_server.messages(unbound)) == 3
+
+
+class TestAnswerButton:
+    async def test_answer_button_prompts_and_a_reply_to_the_prompt_answers(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        draft = cases.Draft(kind=CaseKind.SAY, description="建议小区增设充电桩", anonymous=True)
+        async with transaction(world.factory) as session:
+            case = await cases.submit(
+                session,
+                world.district,
+                resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
+                draft=draft,
+                now=world.clock.now(),
+            )
+        world.sender.wake()
+        [center_card] = await api_server.wait_for_message(CENTER)  # no category: triage
+        assert "建议小区增设充电桩" in center_card.text and "匿名" in center_card.text
+        data = center_card.callback_data()[center_card.button_texts().index("城市管理综合执法局")]
+        api_server.press_button(CENTER_ADMIN, center_card.message_id, data, chat_id=CENTER)
+        [card] = await api_server.wait_for_message(CGZF)
+        assert card.text and not card.photo  # no photo: a text card
+        api_server.press_button(CLERK, card.message_id, card.callback_data()[1], chat_id=CGZF)
+        [prompt] = await api_server.wait_for_message(CGZF)
+        assert prompt.reply_to_message_id == card.message_id and "回复本条消息" in prompt.text
+        api_server.send_text(CLERK, "已联系物业整改", chat_id=CGZF, reply_to=prompt.message_id)
+        await until(
+            api_server,
+            lambda: any("已联系物业整改" in (m.text or "") for m in api_server.messages(RESIDENT)),
+        )
+        answered = await reload(world, case.id)
+        assert answered.status is CaseStatus.ANSWERED
+        assert answered.acknowledged_by_name  # answering implied acknowledging
+        await until(api_server, lambda: "已答卷" in (api_server.messages(CGZF)[0].text or ""))
