@@ -101,3 +101,24 @@ class ViewCase(Callback):
 class WithdrawCase(Callback):
     prefix: ClassVar[str] = "w1"
     case_id: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfirmWithdraw(Callback):
+    """The second press of a withdrawal: the resident confirms taking the case back."""
+
+    prefix: ClassVar[str] = "w2"
+    case_id: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DraftAction(Callback):
+    """A button in a resident's filing dialog. ``token`` names one dialog, so presses left
+    over from a submitted, cancelled or restarted dialog are stale. ``action``: ``cat`` (a
+    category, empty ``value`` to skip), ``anon`` / ``contact`` (``value`` 1 or 0), and on the
+    summary ``ok``, ``toggle``, ``edit`` (``value`` names the step) and ``no``."""
+
+    prefix: ClassVar[str] = "d1"
+    token: str
+    action: str
+    value: str

@@ -9,9 +9,14 @@ from __future__ import annotations
 from aiogram import Router
 
 from bot.i18n import Catalogues
-from handlers import department, fallback, start
+from handlers import department, fallback, resident, start
 
 
 def build_routers(catalogues: Catalogues) -> list[Router]:
     # The fallback router goes last: it answers whatever the others left.
-    return [start.router(catalogues), department.router(), fallback.router()]
+    return [
+        start.router(catalogues),
+        resident.router(catalogues),
+        department.router(),
+        fallback.router(),
+    ]

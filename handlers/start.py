@@ -17,7 +17,7 @@ from bot.i18n import N_, Catalogues, match_language
 from bot.services import menu
 from bot.services.errors import UserError
 from bot.services.outbox import send_text
-from handlers.filters import CallbackOf, TextIn
+from handlers.filters import CallbackOf
 from models import User
 
 
@@ -38,12 +38,6 @@ def router(catalogues: Catalogues) -> Router:
     r = Router(name="start")
     r.message.filter(F.chat.type == "private")
     r.callback_query.filter(F.message.chat.type == "private")
-
-    menu_labels = {
-        catalogues.translator(code)(label): feature
-        for code in catalogues.languages
-        for feature, label in menu.FEATURES.items()
-    }
 
     @r.message(CommandStart())
     async def start(
@@ -132,20 +126,6 @@ def router(catalogues: Catalogues) -> Router:
             now=now,
             pressed=(query.id, query.message.message_id),
         )
-
-    @r.message(Command(*menu.FEATURES))
-    async def feature_command(
-        message: Message, command: CommandObject, session: AsyncSession, lang: str, now: Any
-    ) -> None:
-        menu.feature_not_open(
-            session, chat_id=message.chat.id, lang=lang, now=now, feature=command.command
-        )
-
-    @r.message(TextIn(menu_labels))
-    async def feature_button(
-        message: Message, choice: str, session: AsyncSession, lang: str, now: Any
-    ) -> None:
-        menu.feature_not_open(session, chat_id=message.chat.id, lang=lang, now=now, feature=choice)
 
     @r.message(StateFilter(LanguageDialog.choosing), F.text, ~F.text.startswith("/"))
     async def lang_typed(

@@ -128,7 +128,7 @@ class TestBadInput:
         replies = await api_server.wait_for_message(RESIDENT, count=4)
         assert replies[0].text.startswith("There is no such command.")
         assert replies[1].text.startswith("Sorry, I didn't understand.")
-        assert replies[2].text == "“📋 My cases” is opening in this district soon."
+        assert replies[2].text.startswith("You have not filed any cases yet.")
         assert "/report — Photo report of a problem" in replies[3].text
 
     async def test_group_messages_get_no_answer(

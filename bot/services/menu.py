@@ -36,7 +36,7 @@ PRIVATE_COMMANDS: tuple[tuple[str, str], ...] = (
     ("cancel", N_("commands.cancel")),
 )
 
-# The menu entry and command behind each feature still to open.
+# The command and the menu entry behind each of the resident's features.
 FEATURES = {"report": MENU_REPORT, "say": MENU_SAY, "ask": MENU_ASK, "my": MENU_MY}
 
 
@@ -62,20 +62,6 @@ def show_help(session: AsyncSession, *, chat_id: int, lang: str, now: datetime) 
         now=now,
         template="help.html",
         context={"commands": [list(pair) for pair in PRIVATE_COMMANDS]},
-        keyboard=MAIN_MENU,
-    )
-
-
-def feature_not_open(
-    session: AsyncSession, *, chat_id: int, lang: str, now: datetime, feature: str
-) -> None:
-    enqueue(
-        session,
-        chat_id=chat_id,
-        locale=lang,
-        now=now,
-        template="feature_not_open.html",
-        context={"feature_key": FEATURES[feature]},
         keyboard=MAIN_MENU,
     )
 

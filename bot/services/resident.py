@@ -1,0 +1,524 @@
+"""The resident's private chat: the questions of the filing dialogs (随手拍, 我有话说,
+邻里互助), the summary checked before sending, the resident's list of cases and a case's
+timeline, withdrawing, and rating with its optional comment.
+
+No aiogram here. Handlers keep the draft in the dialog state and pass plain values; what the
+resident sees is written to the outbox and rendered at send time in their language.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from bot.callbacks import ConfirmWithdraw, DraftAction, MyCasesPage, ViewCase, WithdrawCase
+from bot.district import District
+from bot.i18n import N_, Translator
+from bot.services import cases
+from bot.services.errors import UserError
+from bot.services.outbox import (
+    answer_callback,
+    button,
+    enqueue,
+    inline_keyboard,
+    literal_button,
+    send_text,
+)
+from models import Case, CaseKind, CaseStatus
+
+PAGE_SIZE = 5
+MAX_WHEN = 200  # Case.needed_when
+MAX_TIMELINE_EVENTS = 30
+
+# The steps of each dialog, in order. The photo step also takes the description.
+STEPS: dict[CaseKind, tuple[str, ...]] = {
+    CaseKind.REPORT: ("photos", "category", "location", "confirm"),
+    CaseKind.SAY: ("description", "category", "anonymous", "confirm"),
+    CaseKind.HELP: ("description", "where", "when", "contact", "confirm"),
+}
+# What the summary's edit buttons may go back to.
+EDITABLE: dict[CaseKind, tuple[str, ...]] = {
+    CaseKind.REPORT: ("description", "category", "location"),
+    CaseKind.SAY: ("description", "category"),
+    CaseKind.HELP: ("description", "where", "when"),
+}
+PROMPTS: dict[tuple[CaseKind, str], str] = {
+    (CaseKind.REPORT, "photos"): N_("report.ask-photos"),
+    (CaseKind.REPORT, "description"): N_("report.ask-description"),
+    (CaseKind.REPORT, "category"): N_("report.ask-category"),
+    (CaseKind.REPORT, "location"): N_("report.ask-location"),
+    (CaseKind.SAY, "description"): N_("say.ask-text"),
+    (CaseKind.SAY, "category"): N_("say.ask-category"),
+    (CaseKind.SAY, "anonymous"): N_("say.ask-anonymous"),
+    (CaseKind.HELP, "description"): N_("ask.ask-what"),
+    (CaseKind.HELP, "where"): N_("ask.ask-where"),
+    (CaseKind.HELP, "when"): N_("ask.ask-when"),
+    (CaseKind.HELP, "contact"): N_("ask.ask-contact"),
+}
+EDIT_LABELS = {
+    "description": N_("summary.edit-description"),
+    "category": N_("summary.edit-category"),
+    "location": N_("summary.edit-location"),
+    "where": N_("summary.edit-where"),
+    "when": N_("summary.edit-when"),
+}
+# A resident may take a case back until a department has acknowledged it.
+WITHDRAWABLE = frozenset({CaseStatus.TRIAGE, CaseStatus.DISPATCHED, CaseStatus.PUBLISHED})
+# Event kinds the timeline shows; others (reminders, escalations) are for staff.
+TIMELINE_EVENTS = (
+    N_("event.submitted"), N_("event.dispatched"), N_("event.acknowledged"),
+    N_("event.answered"), N_("event.returned"), N_("event.transferred"),
+    N_("event.reopened"), N_("event.commented"), N_("event.closed"), N_("event.withdrawn"),
+)  # fmt: skip
+_TIMELINE_KINDS = frozenset(key.removeprefix("event.") for key in TIMELINE_EVENTS)
+# Events after which the timeline names the unit that has the case.
+_WITH_UNIT = frozenset({"dispatched", "acknowledged", "answered", "transferred"})
+
+
+@dataclass(frozen=True)
+class ResidentChat:
+    """One update in a resident's private chat: where to write, in which language, when."""
+
+    session: AsyncSession
+    district: District
+    chat_id: int
+    lang: str
+    now: datetime
+    name: str
+    t: Translator
+
+    def say(
+        self, text_key: str, *, keyboard: dict[str, Any] | None = None, **context: Any
+    ) -> None:
+        send_text(
+            self.session,
+            chat_id=self.chat_id,
+            locale=self.lang,
+            now=self.now,
+            text_key=text_key,
+            keyboard=keyboard,
+            **context,
+        )
+
+    def answer(self, query_id: str, text_key: str | None = None, **context: Any) -> None:
+        answer_callback(
+            self.session,
+            chat_id=self.chat_id,
+            callback_query_id=query_id,
+            locale=self.lang,
+            now=self.now,
+            text_key=text_key,
+            **context,
+        )
+
+    def edit(
+        self,
+        message_id: int,
+        *,
+        text_key: str | None = None,
+        template: str | None = None,
+        context: dict[str, Any] | None = None,
+        keyboard: dict[str, Any] | None = None,
+    ) -> None:
+        """Replace a message's text (and its buttons: none unless given)."""
+        enqueue(
+            self.session,
+            chat_id=self.chat_id,
+            locale=self.lang,
+            now=self.now,
+            method="editMessageText",
+            text_key=text_key,
+            template=template,
+            context=context,
+            keyboard=keyboard,
+            target=message_id,
+        )
+
+    def drop_buttons(self, message_id: int) -> None:
+        enqueue(
+            self.session,
+            chat_id=self.chat_id,
+            locale=self.lang,
+            now=self.now,
+            method="editMessageReplyMarkup",
+            target=message_id,
+        )
+
+
+# -- the filing dialogs -----------------------------------------------------------------------
+
+
+def next_step(kind: CaseKind, done: str) -> str:
+    steps = STEPS[kind]
+    if done not in steps:  # the description, edited on its own in a photo report
+        return "confirm"
+    return steps[min(steps.index(done) + 1, len(steps) - 1)]
+
+
+def add_photo(draft: cases.Draft, file_id: str) -> bool:
+    """False when the draft already has as many photos as a case may have."""
+    if len(draft.photos) >= cases.MAX_PHOTOS:
+        return False
+    draft.photos.append(file_id)
+    return True
+
+
+def check_text(text: str, limit: int) -> str:
+    text = text.strip()
+    if not text:
+        raise UserError(N_("dialog.text-expected"))
+    if len(text) > limit:
+        raise UserError(N_("dialog.text-too-long"), limit=limit, length=len(text))
+    return text
+
+
+def check_address(text: str) -> str:
+    return check_text(text, cases.MAX_ADDRESS)
+
+
+def check_when(text: str) -> str:
+    return check_text(text, MAX_WHEN)
+
+
+def prompt(chat: ResidentChat, *, draft: cases.Draft, step: str, token: str) -> None:
+    """Ask for what the step needs (the summary, at the end)."""
+    if step == "confirm":
+        show_summary(chat, draft=draft, token=token)
+        return
+    keyboard = None
+    if step == "category":
+        keyboard = _category_keyboard(chat, draft.kind, token)
+    elif step == "anonymous":
+        keyboard = inline_keyboard(
+            [
+                button(N_("say.anonymous-yes"), DraftAction(token, "anon", "1").pack()),
+                button(N_("say.anonymous-no"), DraftAction(token, "anon", "0").pack()),
+            ]
+        )
+    elif step == "contact":
+        keyboard = inline_keyboard(
+            [
+                button(N_("ask.contact-yes"), DraftAction(token, "contact", "1").pack()),
+                button(N_("ask.contact-no"), DraftAction(token, "contact", "0").pack()),
+            ]
+        )
+    limits = {
+        "photos": cases.MAX_PHOTOS,
+        "description": cases.MAX_DESCRIPTION,
+        "location": cases.MAX_ADDRESS,
+        "where": cases.MAX_ADDRESS,
+        "when": MAX_WHEN,
+    }
+    context = {"limit": limits[step]} if step in limits else {}
+    chat.say(PROMPTS[(draft.kind, step)], keyboard=keyboard, **context)
+
+
+def _category_keyboard(chat: ResidentChat, kind: CaseKind, token: str) -> dict[str, Any]:
+    buttons = [
+        literal_button(
+            category.names.get(chat.lang), DraftAction(token, "cat", category.code).pack()
+        )
+        for category in chat.district.categories_of_kind(kind.value)
+    ]
+    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    if kind is not CaseKind.REPORT:
+        rows.append([button(N_("dialog.skip"), DraftAction(token, "cat", "").pack())])
+    return {"inline": rows}
+
+
+def category_of(chat: ResidentChat, kind: CaseKind, code: str) -> str | None:
+    """The category a button named, checked against the district; '' means skipped."""
+    if not code and kind is not CaseKind.REPORT:
+        return None
+    category = chat.district.category(code) if code else None
+    if category is None or category.kind != kind.value:
+        raise UserError(N_("report.category-unknown"))
+    return category.code
+
+
+def chosen(chat: ResidentChat, message_id: int, choice: str) -> None:
+    """A question answered by a button shows the answer instead of its buttons."""
+    chat.edit(message_id, text_key=N_("dialog.chosen"), context={"choice": choice})
+
+
+def category_label(chat: ResidentChat, code: str | None) -> str:
+    category = chat.district.category(code) if code else None
+    return category.names.get(chat.lang) if category else chat.t("dialog.skip")
+
+
+def show_summary(
+    chat: ResidentChat, *, draft: cases.Draft, token: str, message_id: int | None = None
+) -> None:
+    """Everything the resident filled in, with Confirm, edits and Cancel; edited in place
+    when ``message_id`` is given (the anonymity toggle)."""
+    context = {
+        "kind": draft.kind.value,
+        "photo_count": len(draft.photos),
+        "description": draft.description,
+        "category": draft.category,
+        "address": draft.address,
+        "latitude": draft.latitude,
+        "longitude": draft.longitude,
+        "needed_when": draft.needed_when,
+        "anonymous": draft.anonymous,
+        "share_contact": draft.share_contact,
+        "contact": draft.contact,
+        "name": chat.name,
+    }
+    keyboard = _summary_keyboard(draft, token)
+    if message_id is not None:
+        chat.edit(message_id, template="resident_summary.html", context=context, keyboard=keyboard)
+        return
+    enqueue(
+        chat.session,
+        chat_id=chat.chat_id,
+        locale=chat.lang,
+        now=chat.now,
+        template="resident_summary.html",
+        context=context,
+        keyboard=keyboard,
+    )
+
+
+def _summary_keyboard(draft: cases.Draft, token: str) -> dict[str, Any]:
+    def action(name: str, value: str = "") -> str:
+        return DraftAction(token, name, value).pack()
+
+    if draft.kind is CaseKind.HELP:
+        toggle = N_("summary.hide-contact") if draft.share_contact else N_("summary.share-contact")
+    else:
+        toggle = N_("summary.go-named") if draft.anonymous else N_("summary.go-anonymous")
+    edits = [button(EDIT_LABELS[step], action("edit", step)) for step in EDITABLE[draft.kind]]
+    edits.append(button(N_("summary.cancel"), action("no")))
+    return inline_keyboard(
+        [button(N_("summary.confirm"), action("ok"))],
+        [button(toggle, action("toggle"))],
+        *(edits[i : i + 2] for i in range(0, len(edits), 2)),
+    )
+
+
+async def submit(
+    chat: ResidentChat, *, resident_id: int, draft: cases.Draft, summary_message_id: int
+) -> Case:
+    """File the case (the service sends the receipt) and retire the summary's buttons."""
+    resident = cases.Person(resident_id, chat.name, chat.lang)
+    case = await cases.submit(
+        chat.session, chat.district, resident=resident, draft=draft, now=chat.now
+    )
+    chat.drop_buttons(summary_message_id)
+    return case
+
+
+def cancelled(chat: ResidentChat, summary_message_id: int) -> None:
+    chat.edit(summary_message_id, text_key=N_("cancel.done"))
+
+
+# -- my cases ---------------------------------------------------------------------------------
+
+
+async def show_cases(
+    chat: ResidentChat, *, resident_id: int, page: int, message_id: int | None = None
+) -> None:
+    """A page of the resident's cases, newest first; paging edits the same message."""
+    rows, total = await cases.cases_of(
+        chat.session, resident_id, page=max(page, 0), page_size=PAGE_SIZE
+    )
+    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+    if not rows and total and page > 0:  # a page that no longer exists
+        page = pages - 1
+        rows, total = await cases.cases_of(
+            chat.session, resident_id, page=page, page_size=PAGE_SIZE
+        )
+    if not rows:
+        if message_id is None:
+            chat.say(N_("my.empty"))
+        else:
+            chat.edit(message_id, text_key=N_("my.empty"))
+        return
+    page = max(page, 0)
+    listed = [
+        {
+            "number": case.number,
+            "kind": case.kind.value,
+            "category": case.category,
+            "status": case.status.value,
+            "updated_at": case.updated_at.isoformat(),
+        }
+        for case in rows
+    ]
+    keyboard_rows = [
+        [literal_button(_case_label(chat, case), ViewCase(_id(case)).pack())] for case in rows
+    ]
+    nav = []
+    if page > 0:
+        nav.append(button(N_("my.prev"), MyCasesPage(page - 1).pack()))
+    if page < pages - 1:
+        nav.append(button(N_("my.next"), MyCasesPage(page + 1).pack()))
+    if nav:
+        keyboard_rows.append(nav)
+    context = {"cases": listed, "page": page + 1, "pages": pages, "total": total}
+    keyboard = {"inline": keyboard_rows}
+    if message_id is None:
+        enqueue(
+            chat.session,
+            chat_id=chat.chat_id,
+            locale=chat.lang,
+            now=chat.now,
+            template="resident_cases.html",
+            context=context,
+            keyboard=keyboard,
+        )
+    else:
+        chat.edit(message_id, template="resident_cases.html", context=context, keyboard=keyboard)
+
+
+def _id(case: Case) -> int:
+    assert case.id is not None
+    return case.id
+
+
+def _case_label(chat: ResidentChat, case: Case) -> str:
+    category = chat.district.category(case.category) if case.category else None
+    what = category.names.get(chat.lang) if category else chat.t(f"kind.{case.kind.value}")
+    return f"{case.number} · {what}"
+
+
+async def _page_of(session: AsyncSession, case: Case) -> int:
+    """The page of the resident's list that shows this case."""
+    newer = await session.scalar(
+        select(func.count())
+        .select_from(Case)
+        .where(
+            col(Case.resident_id) == case.resident_id,
+            or_(
+                col(Case.created_at) > case.created_at,
+                and_(col(Case.created_at) == case.created_at, col(Case.id) > case.id),
+            ),
+        )
+    )
+    return int(newer or 0) // PAGE_SIZE
+
+
+async def show_timeline(
+    chat: ResidentChat,
+    *,
+    resident_id: int,
+    case_id: int,
+    message_id: int,
+    confirm_withdraw: bool = False,
+) -> None:
+    """A case's facts and what happened to it, in place of the list."""
+    case, events = await cases.timeline(chat.session, case_id=case_id, resident_id=resident_id)
+    shown = [
+        {
+            "kind": event.kind,
+            "at": event.at.isoformat(),
+            "department": event.department if event.kind in _WITH_UNIT else None,
+            "note": event.note if event.kind == "commented" else None,
+        }
+        for event in events
+        if event.kind in _TIMELINE_KINDS
+    ][-MAX_TIMELINE_EVENTS:]
+    withdrawable = case.status in WITHDRAWABLE
+    if confirm_withdraw and not withdrawable:
+        raise UserError(N_("withdraw.too-late"), number=case.number)
+    context = {
+        "number": case.number,
+        "kind": case.kind.value,
+        "status": case.status.value,
+        "category": case.category,
+        "department": case.department,
+        "description": case.description,
+        "address": case.address,
+        "latitude": case.latitude,
+        "longitude": case.longitude,
+        "needed_when": case.needed_when,
+        "rating": case.rating.value if case.rating else None,
+        "events": shown,
+        "confirm_withdraw": confirm_withdraw,
+    }
+    back = button(N_("timeline.back"), MyCasesPage(await _page_of(chat.session, case)).pack())
+    if confirm_withdraw:
+        keyboard = inline_keyboard(
+            [
+                button(N_("timeline.withdraw-yes"), ConfirmWithdraw(case_id).pack()),
+                button(N_("timeline.withdraw-no"), ViewCase(case_id).pack()),
+            ]
+        )
+    elif withdrawable:
+        keyboard = inline_keyboard(
+            [button(N_("timeline.withdraw"), WithdrawCase(case_id).pack()), back]
+        )
+    else:
+        keyboard = inline_keyboard([back])
+    chat.edit(message_id, template="resident_timeline.html", context=context, keyboard=keyboard)
+
+
+async def withdraw(chat: ResidentChat, *, resident_id: int, case_id: int, message_id: int) -> Case:
+    case = await cases.withdraw(
+        chat.session, chat.district, case_id=case_id, resident_id=resident_id, now=chat.now
+    )
+    await show_timeline(chat, resident_id=resident_id, case_id=case_id, message_id=message_id)
+    return case
+
+
+# -- rating -----------------------------------------------------------------------------------
+
+
+async def rate(
+    chat: ResidentChat,
+    *,
+    resident_id: int,
+    case_id: int,
+    code: str,
+    message_id: int,
+    ask_comment: bool = True,
+) -> Case:
+    """评卷 from the rating buttons; the question then shows the rating and a comment may
+    follow."""
+    rating = cases.RATINGS.get(code)
+    if rating is None:
+        raise UserError(N_("errors.stale-button"))
+    case = await cases.rate(
+        chat.session,
+        chat.district,
+        case_id=case_id,
+        resident_id=resident_id,
+        rating=rating,
+        now=chat.now,
+    )
+    chat.edit(
+        message_id,
+        text_key=N_("rate.rated"),
+        context={"number": case.number, "rating": chat.t(f"rating.{rating.value}")},
+    )
+    if ask_comment:
+        chat.say(N_("rate.comment-prompt"), limit=cases.MAX_COMMENT)
+    return case
+
+
+async def comment(chat: ResidentChat, *, resident_id: int, case_id: int, text: str) -> Case:
+    return await cases.comment_on_rating(
+        chat.session,
+        chat.district,
+        case_id=case_id,
+        resident_id=resident_id,
+        text=text,
+        now=chat.now,
+    )
+
+
+async def latest_reopened(session: AsyncSession, resident_id: int) -> int | None:
+    """The resident's most recently reopened case, which free text comments on."""
+    case_id: int | None = await session.scalar(
+        select(col(Case.id))
+        .where(col(Case.resident_id) == resident_id, col(Case.status) == CaseStatus.REOPENED)
+        .order_by(col(Case.updated_at).desc(), col(Case.id).desc())
+        .limit(1)
+    )
+    return case_id
