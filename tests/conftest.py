@@ -143,3 +143,26 @@ async def make_app(
 @pytest.fixture
 async def app(make_app: AppFactory) -> Whistle:
     return await make_app()
+
+
+async def settled(app: Whistle, timeout: float = 5.0) -> None:
+    """Wait until the outbox has nothing pending, so every sent message's link is recorded
+    (a reply to a message can only be mapped back once its link is committed)."""
+    from sqlalchemy import func, select
+
+    from models import OutboxMessage, OutboxStatus
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        async with app.factory() as session:
+            pending = await session.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.status == OutboxStatus.PENDING)  # type: ignore[arg-type]
+            )
+        if not pending:
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"{pending} outbox rows still pending")
+        await asyncio.sleep(0.02)

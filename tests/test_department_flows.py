@@ -16,7 +16,7 @@ from bot.services import cases
 from bot.testserver import BotAPIServer
 from models import Case, CaseEvent, CaseKind, CaseStatus, Rating
 from scheduler import jobs
-from tests.conftest import AppFactory
+from tests.conftest import AppFactory, settled
 
 RESIDENT = 7300
 CLERK, OTHER_CLERK, OUTSIDER, CENTER_ADMIN, GROUP_ADMIN = 9021, 9022, 9999, 100000002, 9500
@@ -100,6 +100,8 @@ class TestLivingCard:
         assert case.number in receipt.text and "城市管理综合执法局" in receipt.text
 
         [card] = await api_server.wait_for_message(CGZF)
+
+        await settled(world)
         assert card.photo and case.number in card.caption
         assert "飞线充电" in card.caption and "康乐小区3号楼" in card.caption
         assert "王晓霞" in card.caption  # not anonymous: the first name only
@@ -136,17 +138,14 @@ class TestLivingCard:
 
         # second answer, by text reply → satisfied → closed
         api_server.send_text(CLERK, "已通电，请查看", chat_id=CGZF, reply_to=card.message_id)
-        await until(
-            api_server,
-            lambda: (
-                sum(
-                    1 for m in api_server.messages(RESIDENT) if m.button_texts()[:1] == ["😊 满意"]
-                )
-                == 2
-            ),
+
+        def questions() -> list[Any]:
+            return [m for m in api_server.messages(RESIDENT) if "请为" in (m.text or "")]
+
+        [second] = await until(
+            api_server, lambda: [q for q in questions() if q.message_id != question.message_id]
         )
-        second = [m for m in api_server.messages(RESIDENT) if m.button_texts()[:1] == ["😊 满意"]]
-        api_server.press_button(RESIDENT, second[-1].message_id, second[-1].callback_data()[0])
+        api_server.press_button(RESIDENT, second.message_id, second.callback_data()[0])
         await until(
             api_server,
             lambda: any("已办结" in (m.text or "") for m in api_server.messages(RESIDENT)),
@@ -207,6 +206,7 @@ class TestLivingCard:
     ) -> None:
         case = await file_report(world, api_server)
         [card] = await api_server.wait_for_message(CGZF)
+        await settled(world)
         api_server.send_text(CLERK, "已处理", chat_id=CGZF, reply_to=card.message_id)
         await until(
             api_server,
@@ -240,13 +240,16 @@ class TestNotOurs:
     ) -> None:
         case = await file_report(world, api_server)
         [card] = await api_server.wait_for_message(CGZF)
+        await settled(world)
         api_server.press_button(CLERK, card.message_id, card.callback_data()[2], chat_id=CGZF)
         [prompt] = await api_server.wait_for_message(CGZF)
+        await settled(world)
         assert "理由" in prompt.text
         api_server.send_text(
             CLERK, "属于餐饮油烟，归市场监管", chat_id=CGZF, reply_to=prompt.message_id
         )
         [center_card] = await api_server.wait_for_message(CENTER)
+        await settled(world)
         assert "属于餐饮油烟，归市场监管" in center_card.text
         assert "市场监督管理局" in center_card.button_texts()
         assert "城市管理综合执法局" not in center_card.button_texts()
@@ -278,6 +281,7 @@ class TestRefusals:
     ) -> None:
         case = await file_report(world, api_server)
         [card] = await api_server.wait_for_message(CGZF)
+        await settled(world)
         ack = card.callback_data()[0]
         api_server.add_member(CGZF, OUTSIDER)
         api_server.remove_member(CGZF, OUTSIDER)
@@ -318,6 +322,7 @@ class TestRefusals:
     ) -> None:
         case = await file_report(world, api_server)
         [card] = await api_server.wait_for_message(CGZF)
+        await settled(world)
         chat = api_server.send_text(CLERK, "谁去看看？", chat_id=CGZF)
         api_server.send_text(CLERK, "我去", chat_id=CGZF, reply_to=chat["message_id"])
         api_server.send_sticker(CLERK, chat_id=CGZF, reply_to=card.message_id)
@@ -368,9 +373,11 @@ class TestAnswerButton:
         data = center_card.callback_data()[center_card.button_texts().index("城市管理综合执法局")]
         api_server.press_button(CENTER_ADMIN, center_card.message_id, data, chat_id=CENTER)
         [card] = await api_server.wait_for_message(CGZF)
+        await settled(world)
         assert card.text and not card.photo  # no photo: a text card
         api_server.press_button(CLERK, card.message_id, card.callback_data()[1], chat_id=CGZF)
         [prompt] = await api_server.wait_for_message(CGZF)
+        await settled(world)
         assert prompt.reply_to_message_id == card.message_id and "回复本条消息" in prompt.text
         api_server.send_text(CLERK, "已联系物业整改", chat_id=CGZF, reply_to=prompt.message_id)
         await until(
