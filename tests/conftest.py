@@ -145,7 +145,7 @@ async def app(make_app: AppFactory) -> Whistle:
     return await make_app()
 
 
-async def settled(app: Whistle, timeout: float = 5.0) -> None:
+async def settled(app: Whistle) -> None:
     """Wait until the outbox has nothing pending, so every sent message's link is recorded
     (a reply to a message can only be mapped back once its link is committed)."""
     from sqlalchemy import func, select
@@ -153,7 +153,7 @@ async def settled(app: Whistle, timeout: float = 5.0) -> None:
     from models import OutboxMessage, OutboxStatus
 
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + 5.0
     while True:
         async with app.factory() as session:
             pending = await session.scalar(
