@@ -7,7 +7,6 @@ created in the test server before the application starts.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -30,6 +29,7 @@ CENTER = -1001000000001
 VOLUNTEERS = -1001000000003
 PHOTOS = [f"photo-{i}".encode() for i in range(8)]
 STALE = "这个按钮已失效，请重新操作。"
+SCRATCH = -1009999  # a group the bot does not work in: a source of real photo file ids
 
 
 @pytest.fixture
@@ -40,6 +40,7 @@ async def app(api_server: BotAPIServer, make_app: AppFactory, district: District
     api_server.add_user(STAFF, first_name="赵工")
     for chat_id in district.configured_chat_ids():
         api_server.create_group(chat_id, f"group {chat_id}", members=[STAFF])
+    api_server.create_group(SCRATCH, "scratch", members=[STAFF])
     return await make_app()
 
 
@@ -104,13 +105,23 @@ async def photo_report_to_summary(api_server: BotAPIServer, description: str) ->
     return await say(api_server, "康乐小区3号楼北侧")
 
 
+def photo_file_id(api_server: BotAPIServer) -> str:
+    # Posted where the bot does not see it (privacy mode), to get a file id it can send.
+    sent = api_server.send_photo(STAFF, PHOTOS[7], chat_id=SCRATCH)
+    return str(sent["photo"][-1]["file_id"])
+
+
 async def file_case(
-    app: Whistle, *, kind: CaseKind = CaseKind.REPORT, minutes: int = 0, **values: Any
+    app: Whistle,
+    api_server: BotAPIServer,
+    *,
+    kind: CaseKind = CaseKind.REPORT,
+    **values: Any,
 ) -> Case:
-    """A case filed through the service layer, as if through the dialog."""
+    """A case of RESIDENT (who has started the bot) filed through the service layer."""
     draft = cases.Draft(kind=kind, **values)
     if kind is CaseKind.REPORT:
-        draft.photos = draft.photos or ["file-1"]
+        draft.photos = draft.photos or [photo_file_id(api_server)]
         draft.category = draft.category or "flying_wire"
     draft.description = draft.description or "楼道飞线充电"
     async with transaction(app.factory) as session:
@@ -119,7 +130,7 @@ async def file_case(
             app.district,
             resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
             draft=draft,
-            now=app.clock.now() + timedelta(minutes=minutes),
+            now=app.clock.now(),
         )
     app.sender.wake()
     return case
@@ -264,3 +275,329 @@ def data_of_last(api_server: BotAPIServer, message: BotMessage) -> str:
                 if "确认提交" in button["text"] or "Confirm" in button["text"]:
                     return str(button["callback_data"])
     return data_of(message, "确认提交")
+
+
+# -- 我有话说 and 邻里互助 ----------------------------------------------------------------------
+
+
+class TestSay:
+    async def test_anonymous_post_with_a_category(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await say(api_server, "🗣 我有话说")
+        categories = await say(api_server, "建议在小区里多装几盏路灯")
+        assert categories.button_texts() == ["建议", "表扬", "⏭ 跳过"]
+        await press(api_server, categories, "建议")
+        [question] = await api_server.wait_for_message(RESIDENT)
+        await press(api_server, question, "匿名")
+        [summary] = await api_server.wait_for_message(RESIDENT)
+        assert "分类：建议" in summary.text
+        assert "匿名：处理部门看不到您的名字" in summary.text
+        await press(api_server, summary, "确认提交")
+        [receipt] = await api_server.wait_for_message(RESIDENT)
+        assert "HB-000001" in receipt.text and "综治中心" in receipt.text
+
+        [card] = await api_server.wait_for_message(CENTER)
+        assert "建议在小区里多装几盏路灯" in card.text
+        assert "反映人：匿名" in card.text and "王晓霞" not in card.text
+        [case] = await case_rows(app)
+        assert (case.kind, case.category, case.anonymous) == (CaseKind.SAY, "suggestion", True)
+
+    async def test_post_without_category_in_english_with_a_photo_goes_to_the_center(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await say(api_server, "🗣 Say something", user=NEIGHBOUR)
+        api_server.send_photo(NEIGHBOUR, PHOTOS[0])
+        [received] = await api_server.wait_for_message(NEIGHBOUR)
+        assert received.text.startswith("Photo received. Now please write")
+        categories = await say(api_server, "The bus stop needs a bench", user=NEIGHBOUR)
+        await press(api_server, categories, "Skip", user=NEIGHBOUR)
+        [question] = await api_server.wait_for_message(NEIGHBOUR)
+        await press(api_server, question, "Show my name", user=NEIGHBOUR)
+        [summary] = await api_server.wait_for_message(NEIGHBOUR)
+        assert "Category: none" in summary.text
+        assert "Photos: 1" in summary.text
+        assert "The department will see your name: Li" in summary.text
+        await press(api_server, summary, "Confirm", user=NEIGHBOUR)
+        [receipt] = await api_server.wait_for_message(NEIGHBOUR)
+        assert receipt.text.startswith("✅ Received! Your case number is HB-000001.")
+        assert "governance center" in receipt.text
+
+        [card] = await api_server.wait_for_message(CENTER)
+        assert "The bus stop needs a bench" in card.text
+        [case] = await case_rows(app)
+        assert (case.category, case.department, case.status) == (None, None, CaseStatus.TRIAGE)
+        assert len(case.photos) == 1
+
+
+class TestAskForHelp:
+    async def test_help_request_goes_to_the_volunteers_without_name_or_contact(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        what = await say(api_server, "/ask")
+        assert what.text.startswith("🤝")
+        where = await say(api_server, "帮忙买一袋米送上楼")
+        assert "不要写门牌号和电话" in where.text
+        when = await say(api_server, "康乐小区5号楼附近")
+        assert when.text.startswith("🕒")
+        contact = await say(api_server, "周六上午")
+        assert contact.button_texts() == ["✅ 同意告诉志愿者", "🚫 不提供联系方式"]
+        await press(api_server, contact, "同意")
+        [summary] = await api_server.wait_for_message(RESIDENT)
+        assert "需要：帮忙买一袋米送上楼" in summary.text
+        assert "地点：康乐小区5号楼附近" in summary.text
+        assert "时间：周六上午" in summary.text
+        assert "接单的志愿者将看到您的联系方式：@wangxx" in summary.text
+        await press(api_server, summary, "确认提交")
+        [receipt] = await api_server.wait_for_message(RESIDENT)
+        assert "HB-000001" in receipt.text and "志愿者" in receipt.text
+
+        [card] = await api_server.wait_for_message(VOLUNTEERS)
+        assert "帮忙买一袋米送上楼" in card.text and "周六上午" in card.text
+        assert "王晓霞" not in card.text and "wangxx" not in card.text
+        [case] = await case_rows(app)
+        assert (case.kind, case.status) == (CaseKind.HELP, CaseStatus.PUBLISHED)
+        assert (case.address, case.needed_when, case.contact) == (
+            "康乐小区5号楼附近",
+            "周六上午",
+            "@wangxx",
+        )
+
+    async def test_contact_can_be_withheld_from_the_summary(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await say(api_server, "🤝 邻里互助")
+        await say(api_server, "陪我去医院复查")
+        await say(api_server, "新华西街道")
+        contact = await say(api_server, "下周一")
+        await press(api_server, contact, "同意")
+        [summary] = await api_server.wait_for_message(RESIDENT)
+        await press(api_server, summary, "改为不提供联系方式")
+        await until(api_server, lambda: "不向志愿者提供您的联系方式" in summary.text)
+        await press(api_server, summary, "确认提交")
+        await api_server.wait_for_message(RESIDENT)
+        [case] = await case_rows(app)
+        assert case.contact is None
+
+
+# -- /my, timelines, withdrawal -----------------------------------------------------------------
+
+
+def case_buttons(message: BotMessage) -> list[str]:
+    return [text for text in message.button_texts() if text.startswith("HB-")]
+
+
+class TestMyCases:
+    async def test_nothing_filed_yet(self, app: Whistle, api_server: BotAPIServer) -> None:
+        reply = await say(api_server, "📋 我的案件")
+        assert reply.text.startswith("您还没有提交过案件")
+
+    async def test_pages_timeline_and_withdrawal(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await say(api_server, "/start")
+        filed = [await file_case(app, api_server, description=f"第{i + 1}件") for i in range(6)]
+        await api_server.wait_for_message(RESIDENT, count=6)  # the receipts
+        page = await say(api_server, "/my")
+        assert "共 6 件，第 1/2 页" in page.text
+        assert case_buttons(page) == [f"HB-00000{n} · 飞线充电" for n in (6, 5, 4, 3, 2)]
+        assert "已吹哨，待应哨" in page.text
+        assert page.button_texts()[-1] == "下一页 ▶"
+
+        await press(api_server, page, "下一页")
+        await until(api_server, lambda: "第 2/2 页" in page.text)
+        assert case_buttons(page) == ["HB-000001 · 飞线充电"]
+        assert page.button_texts()[-1] == "◀ 上一页"
+
+        await press(api_server, page, "HB-000001")
+        await until(api_server, lambda: "状态：" in page.text)
+        assert "内容：第1件" in page.text and "办理过程" in page.text
+        assert "提交" in page.text and "吹哨派发 · 城市管理综合执法局" in page.text
+        assert page.button_texts() == ["↩️ 撤回", "« 返回列表"]
+
+        await press(api_server, page, "撤回")
+        await until(api_server, lambda: "确定要撤回 HB-000001 吗" in page.text)
+        await press(api_server, page, "确认撤回")
+        [done] = await api_server.wait_for_message(RESIDENT)
+        assert done.text == "↩️ HB-000001 已撤回。"
+        await until(api_server, lambda: "状态：已撤回" in page.text)
+        assert "您撤回了案件" in page.text
+        assert page.button_texts() == ["« 返回列表"]
+        card = next(m for m in api_server.messages(CGZF) if "HB-000001" in (m.content or ""))
+        await until(api_server, lambda: "↩️ 居民已撤回" in (card.content or ""))
+        assert card.callback_data() == []
+
+        await press(api_server, page, "返回列表")
+        await until(api_server, lambda: "第 2/2 页" in page.text and "已撤回" in page.text)
+
+        # Acknowledged between the two presses: the withdrawal is refused, nothing changes.
+        await press(api_server, page, "上一页")
+        await until(api_server, lambda: "第 1/2 页" in page.text)
+        await press(api_server, page, "HB-000002")
+        await until(api_server, lambda: "内容：第2件" in page.text)
+        await press(api_server, page, "撤回")
+        await until(api_server, lambda: "确定要撤回 HB-000002 吗" in page.text)
+        await acknowledge(app, filed[1])
+        await press(api_server, page, "确认撤回")
+        refusal = api_server.callback_answers[-1]
+        assert refusal.text == "HB-000002 已有部门应哨，不能撤回了。"
+        assert refusal.show_alert is True
+        assert (await case_rows(app))[1].status is CaseStatus.ACKNOWLEDGED
+
+    async def test_in_english(self, app: Whistle, api_server: BotAPIServer) -> None:
+        await say(api_server, "/start")
+        await file_case(app, api_server, kind=CaseKind.SAY, description="More benches, please")
+        await api_server.wait_for_message(RESIDENT)
+        await say(api_server, "/lang en")
+        page = await say(api_server, "📋 My cases")
+        assert "My cases" in page.text and "page 1 of 1" in page.text
+        assert "awaiting assignment" in page.text
+        assert case_buttons(page) == ["HB-000001 · Post"]
+        assert page.button_texts() == ["HB-000001 · Post"]
+        await press(api_server, page, "HB-000001")
+        await until(api_server, lambda: "Status:" in page.text)
+        assert "Progress" in page.text
+        assert "Details: More benches, please" in page.text
+        assert "submitted" in page.text
+        assert page.button_texts() == ["↩️ Withdraw", "« Back to the list"]
+
+
+# -- rating -----------------------------------------------------------------------------------
+
+
+async def answered_case(app: Whistle, api_server: BotAPIServer) -> tuple[Case, BotMessage]:
+    """A case acknowledged and answered by its department; returns the rating question."""
+    await say(api_server, "/start")
+    case = await file_case(app, api_server)
+    await acknowledge(app, case)
+    await answer(app, case)
+    *_, question = await api_server.wait_for_message(RESIDENT, count=4)
+    assert question.button_texts() == ["😊 满意", "🙂 基本满意", "😞 不满意"]
+    return case, question
+
+
+class TestRating:
+    async def test_unsatisfied_reopens_and_the_comment_reaches_the_card(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case, question = await answered_case(app, api_server)
+        await press(api_server, question, "不满意")
+        reopened, prompt = await api_server.wait_for_message(RESIDENT, count=2)
+        assert "HB-000001 已退回 城市管理综合执法局 重新办理" in reopened.text
+        assert prompt.text.startswith("如有意见或补充")
+        await until(api_server, lambda: question.text == "您对 HB-000001 的评价：不满意")
+        assert question.callback_data() == []
+        [row] = await case_rows(app)
+        assert row.status is CaseStatus.REOPENED
+
+        # Pressing a rating twice (a forged press: the buttons are gone) is refused.
+        again = await press_data(api_server, question, f"r1:{case.id}:s")
+        assert (again.text, again.show_alert) == ("HB-000001 已经评价过了。", True)
+
+        thanks = await say(api_server, "充电桩还是没通电")
+        assert thanks.text == "已收到您对 HB-000001 的意见，谢谢！"
+        card = next(m for m in api_server.messages(CGZF) if m.callback_data())
+        await until(
+            api_server,
+            lambda: any(
+                "充电桩还是没通电" in (m.content or "")
+                and m.reply_to_message_id == card.message_id
+                for m in api_server.messages(CGZF)
+            ),
+        )
+        # While the case is reopened, plain text is a further comment on it.
+        more = await say(api_server, "今天还是没电")
+        assert more.text == "已收到您对 HB-000001 的意见，谢谢！"
+        [row] = await case_rows(app)
+        assert row.rating_comment == "今天还是没电"
+
+    async def test_satisfied_closes_and_the_comment_can_be_skipped(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        _case, question = await answered_case(app, api_server)
+        await press(api_server, question, "😊 满意")
+        closed, _prompt = await api_server.wait_for_message(RESIDENT, count=2)
+        assert closed.text == "🏁 HB-000001 已办结，感谢您的评价！"
+        skipped = await say(api_server, "/skip")
+        assert skipped.text == "好的，谢谢您的评价。"
+        [row] = await case_rows(app)
+        assert (row.status, row.rating) == (CaseStatus.CLOSED, cases.RATINGS["s"])
+        assert row.rating_comment is None
+        later = await say(api_server, "你好")  # no dialog and nothing reopened
+        assert later.text.startswith("没看懂您的意思")
+
+    async def test_rating_someone_elses_case_is_refused(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case, _question = await answered_case(app, api_server)
+        greeting = await say(api_server, "/start", user=NEIGHBOUR)
+        refused = await press_data(api_server, greeting, f"r1:{case.id}:u", user=NEIGHBOUR)
+        assert refused.text == "This button has expired. Please start again."
+        [row] = await case_rows(app)
+        assert row.status is CaseStatus.ANSWERED
+
+
+# -- /cancel and bad input ----------------------------------------------------------------------
+
+
+class TestBadInput:
+    async def test_every_step_of_a_photo_report_refuses_what_does_not_fit(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await say(api_server, "/report")
+        api_server.send_voice(RESIDENT, b"ogg")
+        api_server.send_sticker(RESIDENT)
+        api_server.send_document(RESIDENT, b"%PDF", filename="a.pdf", mime_type="application/pdf")
+        for refusal in await api_server.wait_for_message(RESIDENT, count=3):
+            assert refusal.text.startswith("这一步需要照片")
+        assert (await say(api_server, "楼下有垃圾")).text.startswith("请先发送照片")
+        assert (await say(api_server, "/frobnicate")).text.startswith("没有这个命令")
+
+        api_server.send_photo(RESIDENT, PHOTOS[0])
+        await api_server.wait_for_message(RESIDENT)
+        api_server.send_media_group(RESIDENT, PHOTOS[1:7])  # 1 + 6: two too many
+        received, too_many = await api_server.wait_for_message(RESIDENT, count=2)
+        assert received.text.startswith("照片已收到")
+        assert too_many.text == "最多只能发 5 张照片，多出的照片没有收下。"
+
+        too_long = await say(api_server, "长" * 5000)
+        assert "1000" in too_long.text and "5000" in too_long.text
+        categories = await say(api_server, "垃圾堆了一个星期")
+        assert categories.text.startswith("🏷")
+        assert (await say(api_server, "乱堆乱放")).text.startswith("请点上面消息里的按钮")
+        await press(api_server, categories, "乱堆乱放")
+        await api_server.wait_for_message(RESIDENT)
+        api_server.send_sticker(RESIDENT)
+        [refusal] = await api_server.wait_for_message(RESIDENT)
+        assert refusal.text.startswith("这一步需要位置")
+        address_too_long = await say(api_server, "址" * 301)
+        assert "300" in address_too_long.text and "301" in address_too_long.text
+        summary = await say(api_server, "新华西街道<script>&")
+        assert "照片：5 张" in summary.text
+        assert "内容：垃圾堆了一个星期" in summary.text
+        assert "位置：新华西街道<script>&" in summary.text
+        assert (await say(api_server, "好的")).text.startswith("请点上面消息里的按钮")
+
+        cancelled = await say(api_server, "/cancel")
+        assert cancelled.text == "已取消。"
+        assert "📷 随手拍" in cancelled.button_texts()
+        stale = await press_data(api_server, summary, data_of(summary, "确认提交"))
+        assert (stale.text, stale.show_alert) == (STALE, True)
+        assert await case_rows(app) == []
+
+    async def test_text_steps_and_commands_inside_a_dialog(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await say(api_server, "/ask")
+        api_server.send_voice(RESIDENT, b"ogg")
+        [refusal] = await api_server.wait_for_message(RESIDENT)
+        assert refusal.text.startswith("这一步需要文字")
+        assert (await say(api_server, "/help")).text.startswith("可用的命令")
+        where = await say(api_server, "帮忙修水龙头")  # the dialog survived /help
+        assert "不要写门牌号和电话" in where.text
+        # A menu button starts afresh; the old dialog's buttons and state are gone.
+        photos = await say(api_server, "📷 随手拍")
+        assert photos.text.startswith("📷")
+        assert (await say(api_server, "/start")).text.startswith("王晓霞，您好")
+        assert (await say(api_server, "随便说说")).text.startswith("没看懂您的意思")
+        assert (await say(api_server, "/cancel")).text == "当前没有进行中的操作。"
