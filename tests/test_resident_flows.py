@@ -412,7 +412,8 @@ class TestMyCases:
         await press(api_server, page, "HB-000001")
         await until(api_server, lambda: "状态：" in page.text)
         assert "内容：第1件" in page.text and "办理过程" in page.text
-        assert "提交" in page.text and "吹哨派发 · 城市管理综合执法局" in page.text
+        events = [line.split(" ", 2)[-1] for line in page.text.splitlines()[-2:]]
+        assert events == ["提交", "吹哨派发 · 城市管理综合执法局"]  # one line each, in order
         assert page.button_texts() == ["↩️ 撤回", "« 返回列表"]
 
         await press(api_server, page, "撤回")
