@@ -305,9 +305,11 @@ async def time_given(message: Message, chat: ResidentChat, dialog: Dialog) -> No
 # -- what does not fit the step ---------------------------------------------------------------
 
 
-def _refusal(message_id: str, **params: Any) -> Callable[[Message], Awaitable[None]]:
+def _refusal(message_id: str) -> Callable[[Message], Awaitable[None]]:
+    """A handler that answers input the step cannot use, changing nothing."""
+
     async def refuse(message: Message) -> None:
-        raise UserError(message_id, **params)
+        raise UserError(message_id)
 
     return refuse
 
