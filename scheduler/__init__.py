@@ -3,10 +3,10 @@ nothing depends on in-memory timers surviving a restart (job stores are not used
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-
-from collections.abc import Callable
 
 from bot.clock import Clock
 from bot.db import SessionFactory

@@ -248,8 +248,9 @@ class TestNotOurs:
         api_server.send_text(
             CLERK, "属于餐饮油烟，归市场监管", chat_id=CGZF, reply_to=prompt.message_id
         )
-        [center_card] = await api_server.wait_for_message(CENTER)
+        shown, center_card = await api_server.wait_for_message(CENTER, count=2)
         await settled(world)
+        assert shown.photo and center_card.reply_to_message_id == shown.message_id
         assert "属于餐饮油烟，归市场监管" in center_card.text
         assert "市场监督管理局" in center_card.button_texts()
         assert "城市管理综合执法局" not in center_card.button_texts()
@@ -267,7 +268,7 @@ class TestNotOurs:
         [new_card] = await api_server.wait_for_message(SCJG)
         assert case.number in new_card.caption and new_card.button_texts()[0] == "✅ 应哨"
         await until(api_server, lambda: "已转交" in (api_server.messages(CGZF)[0].caption or ""))
-        await until(api_server, lambda: "已由" in (api_server.messages(CENTER)[1].text or ""))
+        await until(api_server, lambda: "已由" in (api_server.messages(CENTER)[-1].text or ""))
         assert (await reload(world, case.id)).department == "scjg"
         await until(
             api_server,
@@ -388,3 +389,55 @@ class TestAnswerButton:
         assert answered.status is CaseStatus.ANSWERED
         assert answered.acknowledged_by_name  # answering implied acknowledging
         await until(api_server, lambda: "已答卷" in (api_server.messages(CGZF)[0].text or ""))
+
+
+class TestWithdrawnCards:
+    async def test_center_card_with_photo_and_withdrawn_cards_lose_their_buttons(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        volunteers = world.district.volunteer_chat_for(None)
+        assert volunteers is not None
+        api_server.create_group(volunteers, "志愿者", members=[CLERK])
+        photo = api_server.send_photo(RESIDENT, PHOTO, chat_id=SCRATCH)["photo"][-1]["file_id"]
+        resident = cases.Person(RESIDENT, "王晓霞", "zh-Hans")
+        async with transaction(world.factory) as session:
+            say = await cases.submit(
+                session,
+                world.district,
+                resident=resident,
+                now=world.clock.now(),
+                draft=cases.Draft(kind=CaseKind.SAY, description="路灯不亮", photos=[photo]),
+            )
+            help_request = await cases.submit(
+                session,
+                world.district,
+                resident=resident,
+                now=world.clock.now(),
+                draft=cases.Draft(
+                    kind=CaseKind.HELP,
+                    description="帮忙买药",
+                    address="康乐社区",
+                    needed_when="明天上午",
+                ),
+            )
+        world.sender.wake()
+        shown, center_card = await api_server.wait_for_message(CENTER, count=2)
+        assert shown.photo and center_card.reply_to_message_id == shown.message_id
+        [help_card] = await api_server.wait_for_message(volunteers)
+        assert "帮忙买药" in help_card.text and "王晓霞" not in help_card.text
+        await settled(world)
+
+        async with transaction(world.factory) as session:
+            for case in (say, help_request):
+                assert case.id is not None
+                await cases.withdraw(
+                    session,
+                    world.district,
+                    case_id=case.id,
+                    resident_id=RESIDENT,
+                    now=world.clock.now(),
+                )
+        world.sender.wake()
+        await until(api_server, lambda: "撤回" in (api_server.messages(CENTER)[-1].text or ""))
+        assert api_server.messages(CENTER)[-1].button_texts() == []
+        await until(api_server, lambda: "撤回" in (api_server.messages(volunteers)[0].text or ""))

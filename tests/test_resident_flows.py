@@ -323,7 +323,8 @@ class TestSay:
         assert receipt.text.startswith("✅ Received! Your case number is HB-000001.")
         assert "governance center" in receipt.text
 
-        [card] = await api_server.wait_for_message(CENTER)
+        photo, card = await api_server.wait_for_message(CENTER, count=2)
+        assert photo.photo and card.reply_to_message_id == photo.message_id
         assert "The bus stop needs a bench" in card.text
         [case] = await case_rows(app)
         assert (case.category, case.department, case.status) == (None, None, CaseStatus.TRIAGE)

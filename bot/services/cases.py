@@ -592,8 +592,29 @@ async def withdraw(
         role="resident",
         previous=previous,
     )
+    lang = district.default_language
     if previous is CaseStatus.DISPATCHED:
         await _refresh(session, district, case, now)
+    elif previous is CaseStatus.TRIAGE and (center := await chat_of(session, district, CENTER)):
+        notify.mark_withdrawn(
+            session,
+            case=case,
+            chat_id=center,
+            lang=lang,
+            now=now,
+            template="center_card.html",
+            purpose=notify.CENTER_CARD,
+        )
+    elif previous is CaseStatus.PUBLISHED and (volunteers := district.volunteer_chat_for(None)):
+        notify.mark_withdrawn(
+            session,
+            case=case,
+            chat_id=volunteers,
+            lang=lang,
+            now=now,
+            template="help_card.html",
+            purpose="help-card",
+        )
     notify.tell_resident(session, case=case, now=now, text_key=N_("withdraw.done"))
     return case
 

@@ -124,28 +124,65 @@ def post_card(
 def _post_text_card(
     session: AsyncSession, *, case: Case, chat_id: int, lang: str, now: datetime
 ) -> None:
+    _post_photos_then_card(
+        session,
+        case=case,
+        chat_id=chat_id,
+        lang=lang,
+        now=now,
+        template="case_card.html",
+        context=card_context(case),
+        keyboard=card_keyboard(case),
+        purpose=CARD,
+    )
+
+
+def _post_photos_then_card(
+    session: AsyncSession,
+    *,
+    case: Case,
+    chat_id: int,
+    lang: str,
+    now: datetime,
+    template: str,
+    context: dict[str, Any],
+    keyboard: dict[str, Any] | None,
+    purpose: str,
+) -> None:
+    """The case's photos (an album cannot carry buttons), then a text card replying to them."""
     target = None
     if case.photos:
-        # An album cannot carry buttons: the card replies to it.
-        enqueue(
-            session,
-            chat_id=chat_id,
-            locale=lang,
-            now=now,
-            method="sendMediaGroup",
-            params={"photos": case.photos},
-            link=case_link(case, CARD_PHOTO),
-        )
-        target = case_link(case, CARD_PHOTO)
+        photo_link = case_link(case, f"{purpose}-photo")
+        if len(case.photos) == 1:
+            enqueue(
+                session,
+                chat_id=chat_id,
+                locale=lang,
+                now=now,
+                method="sendPhoto",
+                params={"photo": case.photos[0]},
+                link=photo_link,
+            )
+        else:
+            enqueue(
+                session,
+                chat_id=chat_id,
+                locale=lang,
+                now=now,
+                method="sendMediaGroup",
+                params={"photos": case.photos},
+                link=photo_link,
+            )
+        target = photo_link
     enqueue(
         session,
         chat_id=chat_id,
         locale=lang,
         now=now,
-        template="case_card.html",
-        context=card_context(case),
-        keyboard=card_keyboard(case),
-        link=case_link(case, CARD),
+        template=template,
+        context=context,
+        keyboard=keyboard,
+        link=case_link(case, purpose),
         target=target,
     )
 
@@ -210,15 +247,39 @@ def post_center_card(
         if d.code != returned_by
     ]
     rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    _post_photos_then_card(
+        session,
+        case=case,
+        chat_id=chat_id,
+        lang=lang,
+        now=now,
+        template="center_card.html",
+        context=card_context(case, reason=reason, returned_by=returned_by),
+        keyboard={"inline": rows},
+        purpose=CENTER_CARD,
+    )
+
+
+def mark_withdrawn(
+    session: AsyncSession,
+    *,
+    case: Case,
+    chat_id: int,
+    lang: str,
+    now: datetime,
+    template: str,
+    purpose: str,
+) -> None:
+    """A center or volunteer card whose case the resident withdrew: no more buttons."""
     enqueue(
         session,
         chat_id=chat_id,
         locale=lang,
         now=now,
-        template="center_card.html",
-        context=card_context(case, reason=reason, returned_by=returned_by),
-        keyboard={"inline": rows},
-        link=case_link(case, CENTER_CARD),
+        method="editMessageText",
+        template=template,
+        context=card_context(case),
+        target=case_link(case, purpose),
     )
 
 

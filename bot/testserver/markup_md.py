@@ -126,7 +126,7 @@ def _md2_is_end(t: ByteText, i: int, stack: list[_MdOpen], have_quote: bool) -> 
 
 # The parser functions below stay long on purpose: they mirror tdlib's loop bodies statement
 # by statement, which is what keeps their behaviour and error texts identical.
-def _md2_open(  # noqa: PLR0915
+def _md2_open(
     t: ByteText, i: int, out: ByteOut, have_quote: bool, can_start_quote: bool
 ) -> tuple[_MdOpen | None, int, bool, bool]:
     c = t[i]
@@ -211,7 +211,7 @@ def _md2_url(t: ByteText, i: int) -> tuple[str, int]:
     return url.decode("utf-8", "replace"), i
 
 
-def _md2_close(  # noqa: PLR0915
+def _md2_close(
     t: ByteText,
     i: int,
     stack: list[_MdOpen],
@@ -283,7 +283,7 @@ def _md2_close(  # noqa: PLR0915
     return i, have_quote, can_start_quote
 
 
-def parse_markdown(source: str) -> tuple[str, list[Entity]]:  # noqa: PLR0915
+def parse_markdown(source: str) -> tuple[str, list[Entity]]:
     """Legacy ``Markdown`` parse mode."""
     t = ByteText(source)
     out = ByteOut()
