@@ -550,7 +550,8 @@ class TestBadInput:
         api_server.send_voice(RESIDENT, b"ogg")
         api_server.send_sticker(RESIDENT)
         api_server.send_document(RESIDENT, b"%PDF", filename="a.pdf", mime_type="application/pdf")
-        for refusal in await api_server.wait_for_message(RESIDENT, count=3):
+        api_server.send_video(RESIDENT, b"mp4", caption="看视频")
+        for refusal in await api_server.wait_for_message(RESIDENT, count=4):
             assert refusal.text.startswith("这一步需要照片")
         assert (await say(api_server, "楼下有垃圾")).text.startswith("请先发送照片")
         assert (await say(api_server, "/frobnicate")).text.startswith("没有这个命令")

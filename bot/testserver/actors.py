@@ -280,6 +280,34 @@ class UserActions:
         }
         return self._user_message(user_id, {"voice": voice}, chat_id, reply_to, bot)
 
+    def send_video(
+        self,
+        user_id: int,
+        data: bytes,
+        *,
+        duration: int = 1,
+        caption: str | None = None,
+        chat_id: int | None = None,
+        reply_to: int | None = None,
+        bot: int | str | None = None,
+    ) -> dict[str, Any]:
+        stored = self._core.world.files.add(
+            "video", data, mime_type="video/mp4", width=640, height=360
+        )
+        video = {
+            "duration": duration,
+            "width": 640,
+            "height": 360,
+            "mime_type": "video/mp4",
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_size": stored.file_size,
+        }
+        content: dict[str, Any] = {"video": video}
+        if caption:
+            content["caption"] = caption
+        return self._user_message(user_id, content, chat_id, reply_to, bot)
+
     def send_sticker(
         self,
         user_id: int,

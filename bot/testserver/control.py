@@ -40,6 +40,7 @@ POST_ACTIONS = (
     "send_photo",
     "send_document",
     "send_voice",
+    "send_video",
     "send_sticker",
     "send_location",
     "send_media_group",

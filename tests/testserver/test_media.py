@@ -96,6 +96,12 @@ async def test_documents_and_voice(api_server: BotAPIServer, tg_bot: Bot, user: 
     assert sent.caption == "export"
     voice = api_server.send_voice(USER, b"OggS....", duration=3)
     assert voice["voice"]["duration"] == 3
+    video = api_server.send_video(USER, b"\x00\x00\x00\x18ftypmp42", caption="clip")
+    assert video["video"]["mime_type"] == "video/mp4" and video["caption"] == "clip"
+    file = await tg_bot.get_file(video["video"]["file_id"])
+    assert file.file_path is not None
+    fetched = await tg_bot.download_file(file.file_path)
+    assert fetched is not None and fetched.read() == b"\x00\x00\x00\x18ftypmp42"
     sticker = api_server.send_sticker(USER, emoji="🔥")
     assert sticker["sticker"]["emoji"] == "🔥"
     location = api_server.send_location(USER, 31.23, 121.47)
