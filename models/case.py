@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Enum, Index
+from sqlalchemy import JSON, BigInteger, Enum, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.types import UTCDateTime
@@ -121,6 +121,18 @@ class Case(SQLModel, table=True):
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     reopen_count: int = 0
 
+    # The card ladder (亮牌): when the current department was whistled, how many times the
+    # case has been dispatched (each dispatch starts a new ladder), and the card it shows.
+    dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    dispatch_count: int = 0
+    card_colour: str = Field(default="none", max_length=8)  # none | yellow | red
+    next_rung_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    deadline_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+    # Dispute early warning (seed 003): the strongest keyword category that matched.
+    risk_category: str | None = Field(default=None, max_length=32)
+    risk_level: int | None = None
+
     def can_become(self, status: CaseStatus) -> bool:
         return status in TRANSITIONS[self.status]
 
@@ -166,3 +178,32 @@ class GroupBinding(SQLModel, table=True):
     chat_id: int = Field(sa_type=BigInteger, index=True, unique=True)
     bound_by: int = Field(sa_type=BigInteger)
     bound_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class EscalationState(StrEnum):
+    PENDING = "pending"
+    FIRED = "fired"
+    CANCELLED = "cancelled"
+
+
+class Escalation(SQLModel, table=True):
+    """One rung of a case's ladder with its due time. Each (case, ladder, cycle, rung) exists
+    once and fires at most once: the scanner claims due rows and marks them fired in the same
+    transaction as the messages they cause."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (
+        UniqueConstraint("case_id", "ladder", "cycle", "rung", name="uq_escalations_rung"),
+        Index("ix_escalations_state_due", "state", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    ladder: str = Field(max_length=16)  # ack | deadline
+    cycle: int
+    rung: int
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    state: EscalationState = Field(
+        default=EscalationState.PENDING, sa_type=_enum(EscalationState)
+    )
+    fired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
