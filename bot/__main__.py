@@ -1,5 +1,5 @@
 """``python -m bot`` runs the service; ``python -m bot migrate`` only migrates;
-``python -m bot check`` validates the district file and settings."""
+``python -m bot check`` validates the district file, the keyword library and settings."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from bot.db import migrate
 from bot.district import DistrictError, load_district, resolve_district_path
 from bot.logs import configure_logging, log_event
 from bot.settings import Settings
+from bot.warning import LibraryError, load_library, resolve_keywords_path
 
 logger = logging.getLogger("bot")
 
@@ -58,8 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as error:
         print(f"The district file was not found: {error}", file=sys.stderr)
         return 2
+    keywords = resolve_keywords_path(settings.keywords_file)
+    try:
+        load_library(keywords)
+    except LibraryError as error:
+        print(f"The keyword library is invalid:\n{error}", file=sys.stderr)
+        return 2
     if args.command == "check":
         print(f"{path}: OK")
+        print(f"{keywords}: OK")
         return 0
     if args.command == "migrate":
         asyncio.run(migrate(settings.database_url))

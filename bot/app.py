@@ -35,6 +35,7 @@ from bot.services import routing
 from bot.services.menu import PRIVATE_COMMANDS
 from bot.services.outbox import send_text
 from bot.settings import Settings
+from bot.warning import EarlyWarning, resolve_keywords_path
 from handlers import build_routers
 from scheduler import build_scheduler
 
@@ -60,6 +61,9 @@ class Whistle:
         self.catalogues = Catalogues(
             district.default_language, template_globals=district_globals(district)
         )
+        # Loaded before anything starts: a broken library stops the service like a broken
+        # district file; later reloads keep the library in use instead.
+        self.early_warning = EarlyWarning(resolve_keywords_path(settings.keywords_file))
         self.engine: AsyncEngine = create_engine(settings.database_url)
         self.factory: SessionFactory = session_factory(self.engine)
         self.bot = Bot(
@@ -98,6 +102,7 @@ class Whistle:
             district=self.district,
             catalogues=self.catalogues,
             clock=self.clock,
+            early_warning=self.early_warning,
         )
         dispatcher.update.outer_middleware(self.unit_of_work)
         dispatcher.update.outer_middleware(dispatcher.fsm)

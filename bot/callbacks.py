@@ -122,3 +122,12 @@ class DraftAction(Callback):
     token: str
     action: str
     value: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CallOutcome(Callback):
+    """The center head's "phone the chief" task: ``c`` called, ``n`` no answer."""
+
+    prefix: ClassVar[str] = "k1"
+    case_id: int
+    outcome: str

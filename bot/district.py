@@ -20,6 +20,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final, Self, TypeAlias
@@ -203,6 +204,39 @@ def _check_not_empty(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return values
 
 
+_DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?")
+
+
+def parse_duration(value: str) -> timedelta:
+    """``"90m"``, ``"1h"``, ``"1h30m"``, ``"2d"``; a leading ``-`` means before."""
+    text = value.strip().lower()
+    sign = -1 if text.startswith("-") else 1
+    match = _DURATION_RE.fullmatch(text.lstrip("-+"))
+    if not text.lstrip("-+") or match is None or not any(match.groups()):
+        raise _invalid(
+            "duration_format", f"{value!r} is not a duration like '0m', '90m', '1h', '1h30m', '2d'"
+        )
+    days, hours, minutes = (int(g or 0) for g in match.groups())
+    return sign * timedelta(days=days, hours=hours, minutes=minutes)
+
+
+def _check_offset(value: str) -> str:
+    if parse_duration(value) < timedelta(0):
+        raise _invalid("offset_negative", f"offset {value!r} must not be negative")
+    return value
+
+
+def _check_rungs_ordered(rungs: tuple[Rung, ...]) -> tuple[Rung, ...]:
+    for index in range(1, len(rungs)):
+        if rungs[index].offset <= rungs[index - 1].offset:
+            raise _invalid(
+                "ladder_order",
+                f"rung {index} (after = {rungs[index].after!r}) must come later than rung "
+                f"{index - 1} (after = {rungs[index - 1].after!r}): list rungs in time order",
+            )
+    return rungs
+
+
 # TOML already has exact types, so scalars are strict: `chat_id = true` must not become 1.
 Code = Annotated[str, Strict(), AfterValidator(_check_code)]
 GroupChatId = Annotated[int, Strict(), AfterValidator(_check_group_chat_id)]
@@ -233,6 +267,53 @@ class CategoryKind(StrEnum):
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CardColour(StrEnum):
+    NONE = "none"
+    YELLOW = "yellow"
+    RED = "red"
+
+
+class Audience(StrEnum):
+    """Who a rung of the card ladder tells."""
+
+    DEPARTMENT = "department"  # a reminder replying to the card in the department's group
+    CENTER = "center"  # the governance center's group
+    CENTER_HEAD = "center_head"  # privately, everyone with that role
+    LEADER = "leader"  # privately, the leaders in charge
+    SUPERVISION = "supervision"  # the supervision chat, with the case's full timeline
+
+
+class Task(StrEnum):
+    CALL_CHIEF = "call_chief"  # the center head phones the department's chief and records it
+
+
+class Rung(_Frozen):
+    """One step of the card ladder (亮牌), counted from the whistle."""
+
+    after: Annotated[str, Strict(), AfterValidator(_check_offset)]
+    card: CardColour = CardColour.NONE
+    notify: Annotated[tuple[Audience, ...], AfterValidator(_check_no_duplicates)] = (
+        Audience.DEPARTMENT,
+    )
+    task: Task | None = None
+
+    @property
+    def offset(self) -> timedelta:
+        return parse_duration(self.after)
+
+
+# The seed's rule (seed 001): a reminder at the whistle; at 1 h a second reminder, a yellow
+# card and the center head phones the chief; at 4 h a third reminder, a red card and the leader
+# in charge is told; at 15 h the case goes to the supervision platform.
+DEFAULT_LADDER: Final = (
+    Rung(after="0m"),
+    Rung(after="1h", card=CardColour.YELLOW, notify=(Audience.DEPARTMENT, Audience.CENTER_HEAD),
+         task=Task.CALL_CHIEF),
+    Rung(after="4h", card=CardColour.RED, notify=(Audience.DEPARTMENT, Audience.LEADER)),
+    Rung(after="15h", card=CardColour.RED, notify=(Audience.SUPERVISION, Audience.CENTER)),
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,6 +437,9 @@ class District(_Frozen):
     departments: tuple[Department, ...] = ()
     categories: tuple[Category, ...] = ()
     people: tuple[Person, ...] = ()
+    ladder: Annotated[
+        tuple[Rung, ...], AfterValidator(_check_not_empty), AfterValidator(_check_rungs_ordered)
+    ] = DEFAULT_LADDER
 
     _languages: tuple[str, ...] = PrivateAttr(default=DEFAULT_LANGUAGES)
     _street_offices: dict[str, StreetOffice] = PrivateAttr(default_factory=dict)

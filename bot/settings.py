@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     telegram_api_base: str = Field(default=DEFAULT_API_BASE, alias="TELEGRAM_API_BASE")
     database_url: str = Field(default=DEFAULT_DATABASE_URL, alias="DATABASE_URL")
     whistle_config: str | None = Field(default=None, alias="WHISTLE_CONFIG")
+    # The early-warning keyword library; the shipped bot/warning/keywords.toml when unset.
+    keywords_file: str | None = Field(default=None, alias="WHISTLE_KEYWORDS")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
     polling_timeout: int = Field(default=25, alias="POLLING_TIMEOUT", ge=0, le=50)
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 from aiogram import Router
 
 from bot.i18n import Catalogues
-from handlers import department, fallback, resident, start
+from handlers import department, early_warning, fallback, resident, start, tasks
 
 
 def build_routers(catalogues: Catalogues) -> list[Router]:
     # The fallback router goes last: it answers whatever the others left.
     return [
         start.router(catalogues),
+        tasks.router(),
         resident.router(catalogues),
         department.router(),
+        early_warning.router(),
         fallback.router(),
     ]

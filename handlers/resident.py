@@ -35,6 +35,7 @@ from bot.i18n import N_, Catalogues
 from bot.services import cases, menu, resident
 from bot.services.errors import UserError
 from bot.services.resident import ResidentChat
+from bot.warning import EarlyWarning
 from handlers.filters import CallbackOf, TextIn
 from models import CaseKind
 
@@ -157,6 +158,7 @@ async def _context(
 ) -> Any:
     """Every handler here gets the chat it answers in and the dialog."""
     user = data["user"]
+    warning: EarlyWarning | None = data.get("early_warning")
     data["chat"] = ResidentChat(
         session=data["session"],
         district=data["district"],
@@ -165,6 +167,7 @@ async def _context(
         now=data["now"],
         name=user.first_name,
         t=data["t"],
+        keywords=warning.library if warning is not None else None,
     )
     data["dialog"] = await Dialog.load(data["state"])
     return await handler(event, data)

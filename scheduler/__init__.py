@@ -23,6 +23,15 @@ def build_scheduler(
 ) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC")
     scheduler.add_job(
+        jobs.escalate_due_cases,
+        IntervalTrigger(seconds=30),
+        kwargs={"factory": factory, "clock": clock, "district": district, "on_commit": on_commit},
+        id="escalate_due_cases",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=3600,
+    )
+    scheduler.add_job(
         jobs.close_unrated_cases,
         IntervalTrigger(minutes=1),
         kwargs={"factory": factory, "clock": clock, "district": district, "on_commit": on_commit},

@@ -9,7 +9,7 @@ from bot.clock import Clock
 from bot.db import SessionFactory, transaction
 from bot.district import District
 from bot.logs import log_event
-from bot.services import cases
+from bot.services import cases, ladder
 from bot.services.updates import prune_processed_updates as prune
 
 logger = logging.getLogger(__name__)
@@ -32,3 +32,26 @@ async def close_unrated_cases(
         on_commit()
         log_event(logger, "job.close_unrated_cases", closed=closed)
     return closed
+
+
+async def escalate_due_cases(
+    *,
+    factory: SessionFactory,
+    clock: Clock,
+    district: District,
+    on_commit: Callable[[], None],
+    batch: int = 200,
+) -> int:
+    """Settle every rung of the card ladder that is due, in batches of short transactions."""
+    total = 0
+    while True:
+        async with transaction(factory) as session:
+            settled = await ladder.fire_due(session, district, now=clock.now(), limit=batch)
+        total += settled
+        if settled:
+            on_commit()
+        if settled < batch:
+            break
+    if total:
+        log_event(logger, "job.escalate_due_cases", settled=total)
+    return total

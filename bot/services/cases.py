@@ -17,7 +17,7 @@ from sqlmodel import col
 
 from bot.district import District
 from bot.i18n import N_
-from bot.services import notify
+from bot.services import ladder, notify
 from bot.services.errors import UserError
 from bot.services.outbox import enqueue
 from bot.services.routing import CENTER, chat_of
@@ -222,6 +222,7 @@ async def _dispatch(
         raise UserError(N_("assign.no-group"), department=department)
     case.department = department
     previous = _move(case, CaseStatus.DISPATCHED, now)
+    ladder.start(session, district, case, now=now)
     _event(session, case, kind="dispatched", now=now, actor=actor, role=role, previous=previous)
     notify.post_card(session, case=case, chat_id=chat_id, lang=district.default_language, now=now)
 
@@ -277,15 +278,16 @@ async def acknowledge(
     case = await _case_of_department(session, case_id, department)
     if case.status is not CaseStatus.DISPATCHED:
         raise UserError(N_("card.already-acknowledged"), name=case.acknowledged_by_name or "")
-    _acknowledge(session, district, case, actor, now)
+    await _acknowledge(session, district, case, actor, now)
     await _refresh(session, district, case, now)
     return case
 
 
-def _acknowledge(
+async def _acknowledge(
     session: AsyncSession, district: District, case: Case, actor: Person, now: datetime
 ) -> None:
     previous = _move(case, CaseStatus.ACKNOWLEDGED, now)
+    await ladder.stop(session, case)
     case.acknowledged_at, case.acknowledged_by = now, actor.id
     case.acknowledged_by_name = actor.name[:128]
     _event(
@@ -340,7 +342,7 @@ async def answer(
     if not text and not photos:
         raise UserError(N_("answer.empty"))
     if case.status is CaseStatus.DISPATCHED:
-        _acknowledge(session, district, case, actor, now)
+        await _acknowledge(session, district, case, actor, now)
     previous = _move(case, CaseStatus.ANSWERED, now)
     case.answered_at, case.answer_text, case.answer_photos = now, text or None, photos
     case.answer_album = media_group_id
@@ -380,6 +382,7 @@ async def return_case(
     if case.status is CaseStatus.ANSWERED:
         raise UserError(N_("card.already-answered"), number=case.number)
     previous = _move(case, CaseStatus.TRIAGE, now)
+    await ladder.stop(session, case)
     _event(
         session,
         case,
@@ -582,6 +585,7 @@ async def withdraw(
     if case.status not in (CaseStatus.TRIAGE, CaseStatus.DISPATCHED, CaseStatus.PUBLISHED):
         raise UserError(N_("withdraw.too-late"), number=case.number)
     previous = _move(case, CaseStatus.WITHDRAWN, now)
+    await ladder.stop(session, case)
     resident = Person(resident_id, case.resident_name, case.resident_language)
     _event(
         session,

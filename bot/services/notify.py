@@ -70,6 +70,8 @@ def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str
         "rating": case.rating.value if case.rating else None,
         "reopen_count": case.reopen_count,
         "closed_at": _iso(case.closed_at),
+        "card_colour": case.card_colour,
+        "next_rung_at": _iso(case.next_rung_at),
         "caption": caption,
         **extra,
     }

@@ -19,7 +19,7 @@ from sqlmodel import col
 from bot.callbacks import ConfirmWithdraw, DraftAction, MyCasesPage, ViewCase, WithdrawCase
 from bot.district import District
 from bot.i18n import N_, Translator
-from bot.services import cases
+from bot.services import cases, early_warning
 from bot.services.errors import UserError
 from bot.services.outbox import (
     answer_callback,
@@ -29,6 +29,7 @@ from bot.services.outbox import (
     literal_button,
     send_text,
 )
+from bot.warning import KeywordLibrary
 from models import Case, CaseKind, CaseStatus
 
 PAGE_SIZE = 5
@@ -91,6 +92,8 @@ class ResidentChat:
     now: datetime
     name: str
     t: Translator
+    # The early-warning library in use when the update arrived (None: no screening).
+    keywords: KeywordLibrary | None = None
 
     def say(
         self, text_key: str, *, keyboard: dict[str, Any] | None = None, **context: Any
@@ -305,11 +308,16 @@ def _summary_keyboard(draft: cases.Draft, token: str) -> dict[str, Any]:
 async def submit(
     chat: ResidentChat, *, resident_id: int, draft: cases.Draft, summary_message_id: int
 ) -> Case:
-    """File the case (the service sends the receipt) and retire the summary's buttons."""
+    """File the case (the service sends the receipt), screen it for dispute risks and retire
+    the summary's buttons."""
     resident = cases.Person(resident_id, chat.name, chat.lang)
     case = await cases.submit(
         chat.session, chat.district, resident=resident, draft=draft, now=chat.now
     )
+    if chat.keywords is not None:
+        await early_warning.screen_case(
+            chat.session, chat.district, chat.keywords, case, now=chat.now
+        )
     chat.drop_buttons(summary_message_id)
     return case
 

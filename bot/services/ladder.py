@@ -1,0 +1,406 @@
+"""The card ladder (亮牌): whistles that cannot be ignored.
+
+When a case is dispatched, every rung of the district's ladder becomes an ``escalations`` row
+with its due time. A scanner claims due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite
+serialises writers) and fires each in the same transaction as the messages it causes and the
+row's change to ``fired``: a rung that fell due while the service was down fires once after a
+restart, nothing repeats, nothing is skipped. Acknowledgement (or anything that takes the case
+away from the department) cancels the rungs still pending. The scan reads only due rows,
+through the ``(state, due_at)`` index.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from bot.callbacks import CallOutcome
+from bot.district import Audience, CardColour, District, Role, Rung, Task
+from bot.i18n import N_
+from bot.logs import log_event
+from bot.services import notify
+from bot.services.errors import UserError
+from bot.services.outbox import answer_callback, button, enqueue, inline_keyboard, send_text
+from bot.services.routing import CENTER, bound_chats
+from models import Case, CaseEvent, CaseStatus, Escalation, EscalationState, User
+
+logger = logging.getLogger(__name__)
+
+ACK_LADDER = "ack"
+# What the supervision platform sees of a case's history: the resident's timeline plus the
+# ladder's own steps.
+SUPERVISION_EVENTS = frozenset(
+    key.removeprefix("event.")
+    for key in (
+        N_("event.submitted"), N_("event.dispatched"), N_("event.returned"),
+        N_("event.transferred"), N_("event.escalated"), N_("event.chief_called"),
+    )
+)  # fmt: skip
+_COLOUR_ORDER = {CardColour.NONE: 0, CardColour.YELLOW: 1, CardColour.RED: 2}
+
+
+def start(session: AsyncSession, district: District, case: Case, *, now: datetime) -> None:
+    """A new whistle: a fresh ladder (the rungs of an earlier dispatch were cancelled)."""
+    assert case.id is not None
+    case.dispatch_count += 1
+    case.dispatched_at = now
+    case.card_colour = CardColour.NONE.value
+    for index, rung in enumerate(district.ladder):
+        session.add(
+            Escalation(
+                case_id=case.id,
+                ladder=ACK_LADDER,
+                cycle=case.dispatch_count,
+                rung=index,
+                due_at=now + rung.offset,
+            )
+        )
+    case.next_rung_at = now + district.ladder[0].offset
+
+
+async def stop(session: AsyncSession, case: Case) -> None:
+    """Acknowledged, returned, withdrawn: the rungs still pending will not fire."""
+    await session.execute(
+        update(Escalation)
+        .where(
+            col(Escalation.case_id) == case.id,
+            col(Escalation.state) == EscalationState.PENDING,
+        )
+        .values(state=EscalationState.CANCELLED)
+    )
+    case.next_rung_at = None
+
+
+def due_query(now: datetime, limit: int) -> Any:
+    return (
+        select(Escalation)
+        .where(
+            col(Escalation.state) == EscalationState.PENDING,
+            col(Escalation.due_at) <= now,
+        )
+        .order_by(col(Escalation.due_at), col(Escalation.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
+async def fire_due(
+    session: AsyncSession, district: District, *, now: datetime, limit: int = 200
+) -> int:
+    """Settle up to ``limit`` due rungs: fire them, or cancel those that no longer apply.
+    Returns how many rows were settled (fewer than ``limit`` means none are left due)."""
+    rows = (await session.scalars(due_query(now, limit))).all()
+    if not rows:
+        return 0
+    # One query each for the cases, the groups and the people who can be messaged, however
+    # many rungs are due.
+    found = await session.scalars(
+        select(Case).where(col(Case.id).in_({row.case_id for row in rows}))
+    )
+    by_id = {case.id: case for case in found.all()}
+    scan = await _Scan.load(session, district)
+    for row in rows:
+        case = by_id.get(row.case_id)
+        if case is None or not _still_applies(case, row):
+            row.state = EscalationState.CANCELLED
+            continue
+        await _fire(session, district, scan, case, row, now)
+        row.state, row.fired_at = EscalationState.FIRED, now
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class _Scan:
+    chats: dict[str, int]
+    reachable: frozenset[int]  # people with a role who have started the bot
+
+    @classmethod
+    async def load(cls, session: AsyncSession, district: District) -> _Scan:
+        ids = [person.telegram_id for person in district.people]
+        known = await session.scalars(select(col(User.id)).where(col(User.id).in_(ids)))
+        return cls(await bound_chats(session, district), frozenset(known.all()))
+
+
+def _still_applies(case: Case, row: Escalation) -> bool:
+    return (
+        row.ladder == ACK_LADDER
+        and case.status is CaseStatus.DISPATCHED
+        and row.cycle == case.dispatch_count
+    )
+
+
+async def _fire(
+    session: AsyncSession,
+    district: District,
+    scan: _Scan,
+    case: Case,
+    row: Escalation,
+    now: datetime,
+) -> None:
+    rung = district.ladder[row.rung]
+    if _COLOUR_ORDER[rung.card] > _COLOUR_ORDER[CardColour(case.card_colour)]:
+        case.card_colour = rung.card.value
+    following = district.ladder[row.rung + 1] if row.rung + 1 < len(district.ladder) else None
+    assert case.dispatched_at is not None
+    case.next_rung_at = case.dispatched_at + following.offset if following else None
+    assert case.id is not None
+    session.add(
+        CaseEvent(
+            case_id=case.id,
+            at=now,
+            kind="escalated",
+            actor_role="system",
+            department=case.department,
+            from_status=case.status,
+            to_status=case.status,
+            data={"rung": row.rung, "card": rung.card.value, "due_at": row.due_at.isoformat()},
+        )
+    )
+    lang = district.default_language
+    context = _context(case, district, rung, row.rung, lang, now)
+    for audience in rung.notify:
+        await _tell(session, district, scan, case, audience, rung, context, now)
+    dept_chat = scan.chats.get(case.department or "")
+    if dept_chat is not None:
+        notify.refresh_card(session, case=case, chat_id=dept_chat, lang=lang, now=now)
+    log_event(logger, "ladder.fired", case=case.number, rung=row.rung, card=rung.card.value)
+
+
+def _context(
+    case: Case, district: District, rung: Rung, index: int, lang: str, now: datetime
+) -> dict[str, Any]:
+    assert case.dispatched_at is not None
+    hours = (now - case.dispatched_at).total_seconds() / 3600
+    return {
+        "number": case.number,
+        "department": case.department,
+        "rung": index + 1,
+        "card": rung.card.value,
+        "hours": f"{hours:.1f}".rstrip("0").rstrip("."),
+        "dispatched_at": case.dispatched_at.isoformat(),
+    }
+
+
+async def _tell(
+    session: AsyncSession,
+    district: District,
+    scan: _Scan,
+    case: Case,
+    audience: Audience,
+    rung: Rung,
+    context: dict[str, Any],
+    now: datetime,
+) -> None:
+    lang = district.default_language
+    if audience is Audience.DEPARTMENT:
+        chat_id = scan.chats.get(case.department or "")
+        if chat_id is not None:
+            enqueue(
+                session,
+                chat_id=chat_id,
+                locale=lang,
+                now=now,
+                template="ladder_reminder.html",
+                context=context,
+                target=notify.case_link(case, notify.CARD),
+                link=notify.case_link(case, "reminder"),
+            )
+    elif audience is Audience.CENTER:
+        center = scan.chats.get(CENTER)
+        if center is not None:
+            enqueue(
+                session,
+                chat_id=center,
+                locale=lang,
+                now=now,
+                template="ladder_center.html",
+                context=context,
+            )
+    elif audience is Audience.SUPERVISION:
+        await _push_to_supervision(session, district, case, context, now)
+    else:
+        role = Role.CENTER_HEAD if audience is Audience.CENTER_HEAD else Role.LEADER
+        for person in district.people_with_role(role):
+            await _tell_person(
+                session,
+                district,
+                scan,
+                case,
+                person.telegram_id,
+                person.name,
+                role,
+                rung,
+                context,
+                now,
+            )
+
+
+async def _tell_person(
+    session: AsyncSession,
+    district: District,
+    scan: _Scan,
+    case: Case,
+    user_id: int,
+    name: str,
+    role: Role,
+    rung: Rung,
+    context: dict[str, Any],
+    now: datetime,
+) -> None:
+    """A private message to a named person; one who never started the bot cannot be reached,
+    which is logged and told to the center instead of being dropped silently."""
+    user = await session.get(User, user_id) if user_id in scan.reachable else None
+    if user is None:
+        log_event(
+            logger,
+            "ladder.undeliverable",
+            logging.WARNING,
+            case=case.number,
+            user_id=user_id,
+            role=role.value,
+        )
+        center = scan.chats.get(CENTER)
+        if center is not None:
+            send_text(
+                session,
+                chat_id=center,
+                locale=district.default_language,
+                now=now,
+                text_key=N_("ladder.undeliverable"),
+                name=name,
+                number=case.number,
+            )
+        return
+    lang = user.language or district.default_language
+    assert case.id is not None
+    keyboard = None
+    template = "ladder_leader.html"
+    if role is Role.CENTER_HEAD:
+        template = "ladder_call_task.html"
+        if rung.task is Task.CALL_CHIEF:
+            keyboard = inline_keyboard(
+                [
+                    button(N_("task.called"), CallOutcome(case.id, "c").pack()),
+                    button(N_("task.no-answer"), CallOutcome(case.id, "n").pack()),
+                ]
+            )
+    enqueue(
+        session,
+        chat_id=user_id,
+        locale=lang,
+        now=now,
+        template=template,
+        context={**context, "task": rung.task.value if rung.task else None},
+        keyboard=keyboard,
+        link=notify.case_link(case, "task"),
+    )
+
+
+async def _push_to_supervision(
+    session: AsyncSession, district: District, case: Case, context: dict[str, Any], now: datetime
+) -> None:
+    if district.supervision is None or district.supervision.chat_id is None:
+        return
+    events = (
+        await session.scalars(
+            select(CaseEvent).where(col(CaseEvent.case_id) == case.id).order_by(col(CaseEvent.id))
+        )
+    ).all()
+    timeline = [
+        {"at": e.at.isoformat(), "kind": e.kind, "department": e.department, "data": e.data}
+        for e in events
+        if e.kind in SUPERVISION_EVENTS
+    ]
+    enqueue(
+        session,
+        chat_id=district.supervision.chat_id,
+        locale=district.default_language,
+        now=now,
+        template="ladder_supervision.html",
+        context={**notify.card_context(case), **context, "timeline": timeline},
+    )
+
+
+OUTCOMES = {"c": N_("task.called"), "n": N_("task.no-answer")}
+
+
+async def record_call(
+    session: AsyncSession,
+    district: District,
+    *,
+    case_id: int,
+    outcome: str,
+    by: int,
+    chat_id: int,
+    message_id: int,
+    callback_query_id: str,
+    lang: str,
+    now: datetime,
+) -> Case:
+    """The center head's phone call to the chief, Called or No answer, recorded on the case."""
+    person = district.person(by)
+    if person is None or not person.has_role(Role.CENTER_HEAD):
+        raise UserError(N_("errors.stale-button"))
+    case = await session.get(Case, case_id)
+    if case is None or outcome not in OUTCOMES:
+        raise UserError(N_("errors.stale-button"))
+    session.add(
+        CaseEvent(
+            case_id=case_id,
+            at=now,
+            kind="chief_called",
+            actor_id=by,
+            actor_role="center",
+            department=case.department,
+            from_status=case.status,
+            to_status=case.status,
+            data={"outcome": "called" if outcome == "c" else "no_answer"},
+        )
+    )
+    answer_callback(
+        session, chat_id=chat_id, callback_query_id=callback_query_id, locale=lang, now=now
+    )
+    enqueue(
+        session,
+        chat_id=chat_id,
+        locale=lang,
+        now=now,
+        method="editMessageReplyMarkup",
+        target=message_id,
+    )
+    enqueue(
+        session,
+        chat_id=chat_id,
+        locale=lang,
+        now=now,
+        template="task_recorded.html",
+        context={"number": case.number, "outcome_key": OUTCOMES[outcome]},
+    )
+    return case
+
+
+async def add_call_note(
+    session: AsyncSession, *, case_id: int, by: int, note: str, lang: str, now: datetime
+) -> None:
+    """The note after a call goes on the call's event."""
+    note = note.strip()[:1000]
+    event = await session.scalar(
+        select(CaseEvent)
+        .where(
+            col(CaseEvent.case_id) == case_id,
+            col(CaseEvent.kind) == "chief_called",
+            col(CaseEvent.actor_id) == by,
+        )
+        .order_by(col(CaseEvent.id).desc())
+        .limit(1)
+    )
+    if event is None or not note:
+        raise UserError(N_("errors.stale-button"))
+    event.note = note
+    send_text(session, chat_id=by, locale=lang, now=now, text_key=N_("task.note-saved"))

@@ -1,0 +1,315 @@
+"""The card ladder (亮牌), end to end on a test clock: the exact messages at 0, 1 h, 4 h and
+15 h, acknowledgement stopping it, a restart that neither repeats nor skips a rung, two
+scanners on one database, and the index that keeps a scan proportional to what is due."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+
+from bot.app import Whistle
+from bot.clock import ManualClock
+from bot.db import create_engine, session_factory, transaction
+from bot.district import parse_district
+from bot.services import cases, ladder
+from bot.testserver import BotAPIServer
+from models import Case, CaseEvent, CaseKind, CaseStatus, Escalation, OutboxMessage
+from scheduler import jobs
+from tests.conftest import EXAMPLE_DISTRICT, AppFactory, settled
+
+RESIDENT, CLERK = 7400, 9021
+CENTER_HEAD, LEADER = 100000001, 100000003  # people in config.example.toml
+CENTER, SUPERVISION, CGZF = -1001000000001, -1001000000002, -1001000000021
+SCRATCH = -1005556
+PHOTO = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+@pytest.fixture
+async def world(api_server: BotAPIServer, make_app: AppFactory) -> Whistle:
+    api_server.create_group(CENTER, "综治中心", members=[CENTER_HEAD])
+    api_server.create_group(SUPERVISION, "阳光+监督", members=[])
+    api_server.create_group(CGZF, "城管执法局", members=[CLERK])
+    api_server.create_group(SCRATCH, "Scratch", members=[RESIDENT])
+    for user, name in ((RESIDENT, "王晓霞"), (CENTER_HEAD, "李主任")):
+        api_server.add_user(user, first_name=name, language_code="zh-hans")
+        api_server.send_text(user, "/start")
+    app = await make_app(clock=ManualClock())
+    await api_server.wait_for_message(RESIDENT)
+    await api_server.wait_for_message(CENTER_HEAD)
+    await api_server.wait_for_message(CENTER)  # the start-up check's list of unreachable groups
+    return app
+
+
+async def whistle(app: Whistle, api_server: BotAPIServer) -> Case:
+    photo = api_server.send_photo(RESIDENT, PHOTO, chat_id=SCRATCH)["photo"][-1]["file_id"]
+    draft = cases.Draft(
+        kind=CaseKind.REPORT,
+        photos=[photo],
+        description="楼道飞线充电",
+        category="flying_wire",
+        address="康乐小区3号楼",
+    )
+    async with transaction(app.factory) as session:
+        case = await cases.submit(
+            session,
+            app.district,
+            resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
+            draft=draft,
+            now=app.clock.now(),
+        )
+    app.sender.wake()
+    return case
+
+
+async def at(app: Whistle, offset: timedelta, case: Case) -> int:
+    """Move the test clock to ``offset`` after the whistle and run the scanner job."""
+    clock = app.clock
+    assert isinstance(clock, ManualClock) and case.created_at is not None
+    clock.set(case.created_at + offset)
+    settled_rows = await jobs.escalate_due_cases(
+        factory=app.factory, clock=clock, district=app.district, on_commit=app.sender.wake
+    )
+    await settled(app)
+    return settled_rows
+
+
+def texts(api_server: BotAPIServer, chat_id: int) -> list[str]:
+    return [m.text or m.caption or "" for m in api_server.messages(chat_id)]
+
+
+def card_caption(api_server: BotAPIServer) -> str:
+    return api_server.messages(CGZF)[0].caption or ""
+
+
+class TestNoAcknowledgement:
+    async def test_the_four_rungs_at_0_1_4_and_15_hours(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case = await whistle(world, api_server)
+        [card] = await api_server.wait_for_message(CGZF)
+        await settled(world)
+        assert "下一级督办" in card.caption
+
+        await at(world, timedelta(0), case)
+        [first] = await api_server.wait_for_message(CGZF)
+        assert first.reply_to_message_id == card.message_id
+        assert first.text == "⏰ 第 1 次提醒：HB-000001 已吹哨 0 小时，请尽快应哨。"
+
+        await at(world, timedelta(minutes=59), case)
+        assert len(api_server.messages(CGZF)) == 2  # nothing before the hour
+
+        await at(world, timedelta(hours=1), case)
+        [second] = await api_server.wait_for_message(CGZF)
+        assert (
+            second.text == "⏰ 第 2 次提醒：HB-000001 已吹哨 1 小时，请尽快应哨。\n已亮🟨 黄牌。"
+        )
+        assert "🟨 黄牌" in card_caption(api_server)
+        [task] = await api_server.wait_for_message(CENTER_HEAD)
+        assert task.text.startswith(
+            "☎️ 督办任务（黄牌）：HB-000001 已吹哨 1 小时，城市管理综合执法局"
+        )
+        assert task.button_texts() == ["✅ 已打通", "📵 无人接听"]
+        api_server.press_button(CENTER_HEAD, task.message_id, task.callback_data()[1])
+        [recorded] = await api_server.wait_for_message(CENTER_HEAD)
+        assert "无人接听" in recorded.text
+        api_server.send_text(CENTER_HEAD, "办公室电话无人接，已发短信")
+        [saved] = await api_server.wait_for_message(CENTER_HEAD)
+        assert saved.text == "备注已记录。"
+
+        await at(world, timedelta(hours=4), case)
+        [third] = await api_server.wait_for_message(CGZF)
+        assert third.text == "⏰ 第 3 次提醒：HB-000001 已吹哨 4 小时，请尽快应哨。\n已亮🟥 红牌。"
+        assert "🟥 红牌" in card_caption(api_server)
+        # The leader in charge never started the bot: the center is told, nothing is dropped.
+        [undeliverable] = await api_server.wait_for_message(CENTER)
+        assert undeliverable.text.startswith("⚠️ 无法私信 王副区长") or "无法私信" in (
+            undeliverable.text
+        )
+
+        await at(world, timedelta(hours=15), case)
+        [pushed] = await api_server.wait_for_message(SUPERVISION)
+        assert pushed.text.startswith(
+            "⚠️ 监督推送：城市管理综合执法局 对 HB-000001 吹哨 15 小时未应哨。"
+        )
+        assert "督办提醒" in pushed.text and "电话督办" in pushed.text
+        assert "王晓霞" not in pushed.text or "反映人：王晓霞" in pushed.text
+        [center_notice] = await api_server.wait_for_message(CENTER)
+        assert "已推送纪委监委监督" in center_notice.text
+
+        await at(world, timedelta(hours=30), case)  # nothing after the last rung
+        assert len(api_server.messages(CGZF)) == 4
+        async with world.factory() as session:
+            events = (
+                await session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id))
+            ).all()
+        assert [e.data["rung"] for e in events if e.kind == "escalated"] == [0, 1, 2, 3]
+        [call] = [e for e in events if e.kind == "chief_called"]
+        assert (call.data["outcome"], call.note) == ("no_answer", "办公室电话无人接，已发短信")
+
+    async def test_acknowledgement_at_3h59_prevents_the_red_card(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case = await whistle(world, api_server)
+        [card] = await api_server.wait_for_message(CGZF)
+        await settled(world)
+        await at(world, timedelta(hours=1), case)
+        await api_server.wait_for_message(CGZF, count=2)  # reminders 1 and 2
+        clock = world.clock
+        assert isinstance(clock, ManualClock)
+        clock.set(case.created_at + timedelta(hours=3, minutes=59))
+        api_server.press_button(CLERK, card.message_id, card.callback_data()[0], chat_id=CGZF)
+        await api_server.wait_for(lambda s: len(s.callback_answers) >= 1)
+        await settled(world)
+        await at(world, timedelta(hours=4), case)
+        await at(world, timedelta(hours=15), case)
+        assert not any("红牌" in t for t in texts(api_server, CGZF)[1:])
+        assert "🟥" not in card_caption(api_server) and "🟨 黄牌" in card_caption(api_server)
+        assert api_server.messages(SUPERVISION) == []
+        async with world.factory() as session:
+            pending = await session.scalar(
+                select(func.count())
+                .select_from(Escalation)
+                .where(Escalation.case_id == case.id, Escalation.state == "pending")
+            )
+        assert pending == 0
+
+
+class TestDurability:
+    async def test_a_restart_at_2h_neither_repeats_nor_skips(
+        self, world: Whistle, api_server: BotAPIServer, make_app: AppFactory
+    ) -> None:
+        case = await whistle(world, api_server)
+        await api_server.wait_for_message(CGZF)
+        await settled(world)
+        await at(world, timedelta(hours=1), case)
+        await api_server.wait_for_message(CGZF, count=2)
+        await world.stop()
+
+        clock = ManualClock(case.created_at + timedelta(hours=2))
+        again = await make_app(clock=clock)
+        await at(again, timedelta(hours=2), case)
+        assert len(api_server.messages(CGZF)) == 3  # the card and two reminders, no repeat
+        await at(again, timedelta(hours=4, minutes=1), case)
+        [red] = await api_server.wait_for_message(CGZF)
+        assert "第 3 次提醒" in red.text and "红牌" in red.text
+
+    async def test_rungs_due_while_down_fire_once_each_in_order(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case = await whistle(world, api_server)
+        await api_server.wait_for_message(CGZF)
+        await settled(world)
+        await at(world, timedelta(hours=5), case)  # down from the whistle until 5 h
+        reminders = await api_server.wait_for_message(CGZF, count=3)
+        assert [m.text.split("：")[0] for m in reminders] == [
+            "⏰ 第 1 次提醒",
+            "⏰ 第 2 次提醒",
+            "⏰ 第 3 次提醒",
+        ]
+        assert await at(world, timedelta(hours=5), case) == 0
+
+
+async def make_dispatched_cases(factory: Any, district: Any, count: int, now: Any) -> None:
+    async with transaction(factory) as session:
+        for _ in range(count):
+            case = Case(
+                kind=CaseKind.REPORT,
+                status=CaseStatus.DISPATCHED,
+                department="cgzf",
+                category="flying_wire",
+                resident_id=RESIDENT,
+                resident_language="zh-Hans",
+                description="x",
+                created_at=now,
+                updated_at=now,
+                photos=["p"],
+            )
+            session.add(case)
+            await session.flush()
+            assert case.id is not None
+            case.number = district.case_number(case.id)
+            ladder.start(session, district, case, now=now)
+
+
+async def test_two_scanners_fire_each_rung_once_over_1000_cases(
+    factory: Any, database_url: str, district: Any
+) -> None:
+    clock = ManualClock()
+    await make_dispatched_cases(factory, district, 1000, clock.now())
+    clock.advance(timedelta(hours=1))
+    engines = [create_engine(database_url) for _ in range(2)]
+    try:
+        runs = [
+            jobs.escalate_due_cases(
+                factory=session_factory(engine),
+                clock=clock,
+                district=district,
+                on_commit=lambda: None,
+                batch=50,
+            )
+            for engine in engines
+        ]
+        if database_url.startswith("sqlite"):
+            # SQLite is the single-process default: its scanners take turns.
+            settled_counts = [await run for run in runs]
+        else:
+            settled_counts = await asyncio.gather(*runs)
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    assert sum(settled_counts) == 2000  # rungs 0 and 1 of 1,000 cases, between the two
+    async with factory() as session:
+        fired = (
+            await session.execute(
+                select(CaseEvent.case_id, func.count())
+                .where(CaseEvent.kind == "escalated")
+                .group_by(CaseEvent.case_id)
+            )
+        ).all()
+        reminders = await session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.template == "ladder_reminder.html")
+        )
+    assert len(fired) == 1000 and {n for _, n in fired} == {2}
+    assert reminders == 2000
+
+
+async def test_the_scan_reads_due_rows_through_the_index(factory: Any, database_url: str) -> None:
+    query = ladder.due_query(ManualClock().now(), 100)
+    async with factory() as session:
+        connection = await session.connection()
+        compiled = query.compile(connection.engine, compile_kwargs={"literal_binds": True})
+        if database_url.startswith("sqlite"):
+            sql = str(compiled).replace(" FOR UPDATE SKIP LOCKED", "")
+            plan = (await session.execute(text(f"EXPLAIN QUERY PLAN {sql}"))).all()
+            described = " ".join(str(row[-1]) for row in plan)
+        else:
+            await session.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = (await session.execute(text(f"EXPLAIN {compiled}"))).all()
+            described = " ".join(row[0] for row in plan)
+    assert "ix_escalations_state_due" in described
+
+
+class TestConfiguration:
+    @pytest.mark.parametrize(
+        ("after", "message"),
+        [
+            ("-4h", "must not be negative"),
+            ("30m", "must come later than rung 1"),
+            ("4 hours", "is not a duration"),
+        ],
+    )
+    def test_bad_rungs_are_refused_with_the_key(self, after: str, message: str) -> None:
+        from bot.district import DistrictError
+
+        source = EXAMPLE_DISTRICT.read_text(encoding="utf-8").replace(
+            'after = "4h"', f'after = "{after}"'
+        )
+        with pytest.raises(DistrictError) as refused:
+            parse_district(source, path="config.toml")
+        assert "ladder" in str(refused.value) and message in str(refused.value)
