@@ -46,13 +46,15 @@ async def _run(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
-    parser.add_argument("command", nargs="?", default="run", choices=["run", "migrate", "check"])
+    parser.add_argument(
+        "command", nargs="?", default="run", choices=["run", "migrate", "check", "replay-ladder"]
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     configure_logging(settings.log_level)
     try:
         path = resolve_district_path(settings.whistle_config)
-        load_district(path)
+        district = load_district(path)
     except DistrictError as error:
         print(f"The district file is invalid:\n{error}", file=sys.stderr)
         return 2
@@ -68,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         print(f"{path}: OK")
         print(f"{keywords}: OK")
+        return 0
+    if args.command == "replay-ladder":
+        from bot.replay import format_deliveries, replay_ladder
+
+        print(format_deliveries(asyncio.run(replay_ladder(district))))
         return 0
     if args.command == "migrate":
         asyncio.run(migrate(settings.database_url))

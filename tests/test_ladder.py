@@ -313,3 +313,22 @@ class TestConfiguration:
         with pytest.raises(DistrictError) as refused:
             parse_district(source, path="config.toml")
         assert "ladder" in str(refused.value) and message in str(refused.value)
+
+
+def test_replay_prints_what_a_case_receives_and_when(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.__main__ import main
+
+    monkeypatch.setenv("WHISTLE_CONFIG", str(EXAMPLE_DISTRICT))
+    assert main(["replay-ladder"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    by_time: dict[str, list[str]] = {}
+    for line in lines:
+        stamp, rest = line.strip().split("  ", 1)
+        by_time.setdefault(stamp, []).append(rest)
+    assert list(by_time) == ["+0:00", "+1:00", "+4:00", "+15:00"]
+    assert any("第 1 次提醒" in line for line in by_time["+0:00"])
+    assert any("黄牌" in line and "督办任务" in line for line in by_time["+1:00"])
+    assert any("✎" in line and "🟥 红牌" in line for line in by_time["+4:00"])
+    assert any("监督推送" in line for line in by_time["+15:00"])
