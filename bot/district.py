@@ -20,7 +20,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final, Self, TypeAlias
@@ -289,6 +289,80 @@ class Task(StrEnum):
     CALL_CHIEF = "call_chief"  # the center head phones the department's chief and records it
 
 
+_DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _check_clock_time(value: str) -> str:
+    try:
+        time.fromisoformat(value)
+    except ValueError:
+        raise _invalid("time_format", f"{value!r} is not a time like '08:30'") from None
+    return value
+
+
+def _check_iso_date(value: str) -> str:
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise _invalid("date_format", f"{value!r} is not a date like '2026-10-01'") from None
+    return value
+
+
+class WorkingHours(_Frozen):
+    """Office hours for the ladder's clocks: off by default, as in the seed (the clock runs
+    around the clock). When on, only working time counts towards a rung."""
+
+    enabled: StrictBool = False
+    days: Annotated[tuple[Annotated[str, Strict()], ...], AfterValidator(_check_no_duplicates)] = (
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+    )
+    start: Annotated[str, Strict(), AfterValidator(_check_clock_time)] = "08:30"
+    end: Annotated[str, Strict(), AfterValidator(_check_clock_time)] = "17:30"
+    holidays: tuple[Annotated[str, Strict(), AfterValidator(_check_iso_date)], ...] = ()
+    # Weekend days worked in exchange for a holiday (调休).
+    extra_workdays: tuple[Annotated[str, Strict(), AfterValidator(_check_iso_date)], ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        unknown = [day for day in self.days if day not in _DAYS]
+        if unknown:
+            raise _invalid("day_unknown", f"unknown day {unknown[0]!r}: use {', '.join(_DAYS)}")
+        if time.fromisoformat(self.end) <= time.fromisoformat(self.start):
+            raise _invalid("hours_order", f"end {self.end!r} must be after start {self.start!r}")
+        return self
+
+    def is_workday(self, day: date) -> bool:
+        iso = day.isoformat()
+        if iso in self.extra_workdays:
+            return True
+        return iso not in self.holidays and _DAYS[day.weekday()] in self.days
+
+    def add(self, start: datetime, offset: timedelta, tz: ZoneInfo) -> datetime:
+        """``start`` plus ``offset`` of working time (plain time when off)."""
+        if not self.enabled or offset <= timedelta(0):
+            return start + offset
+        opens, closes = time.fromisoformat(self.start), time.fromisoformat(self.end)
+        moment = start.astimezone(tz)
+        remaining = offset
+        for _ in range(3660):  # ten years of days: a calendar with no workday is refused
+            day = moment.date()
+            if self.is_workday(day):
+                day_open = datetime.combine(day, opens, tz)
+                day_close = datetime.combine(day, closes, tz)
+                moment = max(moment, day_open)
+                if moment < day_close:
+                    available = day_close - moment
+                    if remaining <= available:
+                        return (moment + remaining).astimezone(start.tzinfo)
+                    remaining -= available
+            moment = datetime.combine(day + timedelta(days=1), opens, tz)
+        raise ValueError("the working-hours calendar has no working time")
+
+
 class Rung(_Frozen):
     """One step of the card ladder (亮牌), counted from the whistle."""
 
@@ -440,6 +514,7 @@ class District(_Frozen):
     ladder: Annotated[
         tuple[Rung, ...], AfterValidator(_check_not_empty), AfterValidator(_check_rungs_ordered)
     ] = DEFAULT_LADDER
+    working_hours: WorkingHours = Field(default_factory=WorkingHours)
 
     _languages: tuple[str, ...] = PrivateAttr(default=DEFAULT_LANGUAGES)
     _street_offices: dict[str, StreetOffice] = PrivateAttr(default_factory=dict)

@@ -332,3 +332,73 @@ def test_replay_prints_what_a_case_receives_and_when(
     assert any("黄牌" in line and "督办任务" in line for line in by_time["+1:00"])
     assert any("✎" in line and "🟥 红牌" in line for line in by_time["+4:00"])
     assert any("监督推送" in line for line in by_time["+15:00"])
+
+
+class TestWorkingHours:
+    def calendar(self, **changes: Any) -> Any:
+        source = EXAMPLE_DISTRICT.read_text(encoding="utf-8").replace(
+            "enabled = false", "enabled = true"
+        )
+        return parse_district(source, path="config.toml").working_hours
+
+    def test_a_rung_over_the_weekend_lands_on_monday(self) -> None:
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo("Asia/Shanghai")
+        hours = self.calendar()
+        friday_five = datetime(2026, 11, 20, 17, 0, tzinfo=tz)
+        assert hours.add(friday_five, timedelta(hours=1), tz) == datetime(
+            2026, 11, 23, 9, 0, tzinfo=tz
+        )
+        assert hours.add(friday_five, timedelta(hours=4), tz) == datetime(
+            2026, 11, 23, 12, 0, tzinfo=tz
+        )
+        # Saturday night counts from Monday's opening.
+        assert hours.add(datetime(2026, 11, 21, 22, 0, tzinfo=tz), timedelta(hours=1), tz) == (
+            datetime(2026, 11, 23, 9, 30, tzinfo=tz)
+        )
+        # The National Day holidays are skipped; the make-up Saturday (10-10) is worked.
+        assert hours.add(datetime(2026, 9, 30, 17, 0, tzinfo=tz), timedelta(hours=1), tz) == (
+            datetime(2026, 10, 8, 9, 0, tzinfo=tz)
+        )
+        assert hours.add(datetime(2026, 10, 9, 17, 0, tzinfo=tz), timedelta(hours=1), tz) == (
+            datetime(2026, 10, 10, 9, 0, tzinfo=tz)
+        )
+
+    def test_off_by_default_the_clock_runs_around_the_clock(self, district: Any) -> None:
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo("Asia/Shanghai")
+        friday_five = datetime(2026, 11, 20, 17, 0, tzinfo=tz)
+        assert district.working_hours.add(friday_five, timedelta(hours=15), tz) == (
+            friday_five + timedelta(hours=15)
+        )
+
+    async def test_the_ladder_uses_the_calendar(self, factory: Any) -> None:
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        source = EXAMPLE_DISTRICT.read_text(encoding="utf-8").replace(
+            "enabled = false", "enabled = true"
+        )
+        district = parse_district(source, path="config.toml")
+        friday_five = datetime(2026, 11, 20, 17, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+        await make_dispatched_cases(factory, district, 1, friday_five)
+        async with factory() as session:
+            due = (
+                await session.scalars(select(Escalation.due_at).order_by(Escalation.rung))
+            ).all()
+        local = [d.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%a %H:%M") for d in due]
+        # 15 h of working time: 0.5 h on Friday, 9 h on Monday, 5.5 h on Tuesday.
+        assert local == ["Fri 17:00", "Mon 09:00", "Mon 12:00", "Tue 14:00"]
+
+    def test_a_calendar_without_a_sane_day_is_refused(self) -> None:
+        from bot.district import DistrictError
+
+        source = EXAMPLE_DISTRICT.read_text(encoding="utf-8").replace(
+            'end = "17:30"', 'end = "07:00"'
+        )
+        with pytest.raises(DistrictError, match="working_hours"):
+            parse_district(source, path="config.toml")

@@ -58,10 +58,10 @@ def start(session: AsyncSession, district: District, case: Case, *, now: datetim
                 ladder=ACK_LADDER,
                 cycle=case.dispatch_count,
                 rung=index,
-                due_at=now + rung.offset,
+                due_at=district.working_hours.add(now, rung.offset, district.tzinfo),
             )
         )
-    case.next_rung_at = now + district.ladder[0].offset
+    case.next_rung_at = district.working_hours.add(now, district.ladder[0].offset, district.tzinfo)
 
 
 async def stop(session: AsyncSession, case: Case) -> None:
@@ -148,7 +148,11 @@ async def _fire(
         case.card_colour = rung.card.value
     following = district.ladder[row.rung + 1] if row.rung + 1 < len(district.ladder) else None
     assert case.dispatched_at is not None
-    case.next_rung_at = case.dispatched_at + following.offset if following else None
+    case.next_rung_at = (
+        district.working_hours.add(case.dispatched_at, following.offset, district.tzinfo)
+        if following
+        else None
+    )
     assert case.id is not None
     session.add(
         CaseEvent(
