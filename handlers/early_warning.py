@@ -44,7 +44,7 @@ def router() -> Router:
         person = district.person(message.from_user.id)
         if person is None or not any(person.has_role(role) for role in RELOADERS):
             raise UserError(N_("warning.reload-not-allowed"))
-        warning_service.reload_library(
+        await warning_service.reload_library(
             session,
             district,
             early_warning,

@@ -1,15 +1,16 @@
 """Dispute early warning (矛盾纠纷预警, seed 003): screening what residents file, and reloading
 the keyword library.
 
-A report or post whose text hits a category of the library is flagged on the case (category
-and risk level), gets a ``risk_flagged`` event and an alert in the governance center's group,
-all in the filing transaction. The alert names the case, the category, the level and the
-library words that matched; never the resident's name or contact. A text that hits nothing
-changes nothing.
+A report or post whose text hits a category of the library is flagged on the case with the
+strongest category and its risk level, gets a ``risk_flagged`` event and an alert in the
+governance center's group, all in the filing transaction. The alert names the case, the
+categories hit, the level and the library words that matched; never the resident's name or
+contact. A text that hits nothing changes nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
 from datetime import datetime
@@ -47,12 +48,19 @@ async def screen_case(
     """Match a newly filed case's text; on a hit flag the case and alert the center."""
     if case.kind not in SCREENED_KINDS:
         return None
-    top = library.assess(case.description).top
+    assessment = library.assess(case.description)
+    top = assessment.top
     if top is None:
         return None
     assert case.id is not None
     category = top.category
-    words = [keyword.word.removesuffix("*") for keyword in top.keywords]
+    others = [score.category for score in assessment.flagged[1:]]
+    words = [
+        keyword.word.removesuffix("*")
+        for score in assessment.flagged
+        for keyword in score.keywords
+    ]
+    languages = {*category.names, district.default_language}
     case.risk_category, case.risk_level = category.code, category.level
     session.add(
         CaseEvent(
@@ -68,6 +76,7 @@ async def screen_case(
                 "level": category.level,
                 "score": top.score,
                 "threshold": category.threshold,
+                "also": [other.code for other in others],
                 "words": words,
             },
         )
@@ -84,9 +93,10 @@ async def screen_case(
                 "number": case.number,
                 "kind": case.kind.value,
                 "category": category.code,
-                # The names travel with the alert: a later reload must not change it.
-                "category_names": dict(category.names),
+                # Names travel with the alert, so a later reload does not change it.
+                "category_names": {lang: category.name(lang) for lang in languages},
                 "level": category.level,
+                "also_names": {lang: [other.name(lang) for other in others] for lang in languages},
                 "words": words,
                 "department": case.department,
             },
@@ -104,7 +114,7 @@ async def screen_case(
     return top
 
 
-def reload_library(
+async def reload_library(
     session: AsyncSession,
     district: District,
     early_warning: EarlyWarning,
@@ -117,7 +127,7 @@ def reload_library(
     use and the answer quotes what is wrong."""
     lang = district.default_language
     try:
-        library = early_warning.reload()
+        library = await asyncio.to_thread(early_warning.reload)
     except LibraryError as error:
         # The file's name is enough in a chat; the full path is for the server's logs.
         shown = [
