@@ -131,3 +131,14 @@ class CallOutcome(Callback):
     prefix: ClassVar[str] = "k1"
     case_id: int
     outcome: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TriageStep(Callback):
+    """A step of the triage wizard: ``lead``/``assist`` a unit code, ``next``, ``back``,
+    ``diff`` simple|complex|hard, ``due`` days (0 for the standard time)."""
+
+    prefix: ClassVar[str] = "t1"
+    case_id: int
+    action: str
+    value: str

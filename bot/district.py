@@ -483,6 +483,8 @@ class Category(_Frozen):
     kind: CategoryKind
     department: Code | None = None
     triage: StrictBool = False
+    # Which street office triages it (三审); the governance center when left out.
+    triage_by: Code | None = None
 
 
 class Person(_Frozen):
@@ -904,6 +906,9 @@ def _check_references(data: Mapping[str, Any], report: _Report) -> None:
             )
         elif isinstance(department, str) and department not in departments:
             dangling(("categories", index, "department"), department, "department")
+        triage_by = item.get("triage_by")
+        if isinstance(triage_by, str) and triage_by not in offices:
+            dangling(("categories", index, "triage_by"), triage_by, "street office")
 
     for index, item in _items(data, "people"):
         codes = item.get("departments")

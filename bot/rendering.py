@@ -71,7 +71,15 @@ def district_globals(district: District) -> dict[str, Any]:
         moment = datetime.fromisoformat(iso).astimezone(district.tzinfo)
         return moment.strftime("%Y-%m-%d %H:%M")
 
-    return {"unit_name": unit_name, "category_name": category_name, "local_time": local_time}
+    def unit_names(codes: list[str], lang: str) -> str:
+        return ", ".join(unit_name(code, lang) for code in codes)
+
+    return {
+        "unit_name": unit_name,
+        "unit_names": unit_names,
+        "category_name": category_name,
+        "local_time": local_time,
+    }
 
 
 class RenderError(Exception):

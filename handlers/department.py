@@ -14,10 +14,10 @@ from aiogram.filters import Command, CommandObject, Filter
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import AssignCase, CaseAction
+from bot.callbacks import AssignCase, CaseAction, TriageStep
 from bot.district import District, Role
 from bot.i18n import N_
-from bot.services import cases, department, links, notify, routing
+from bot.services import cases, department, links, notify, routing, triage
 from bot.services.errors import UserError
 from bot.services.outbox import answer_callback
 from handlers.filters import CallbackOf
@@ -159,6 +159,38 @@ def router() -> Router:
         answer_callback(
             session,
             chat_id=query.message.chat.id,
+            callback_query_id=query.id,
+            locale=district.default_language,
+            now=now,
+        )
+
+    @r.callback_query(CallbackOf(TriageStep), InUnitGroup())
+    async def triage_step(
+        query: CallbackQuery,
+        cb: TriageStep,
+        unit: str,
+        bot: Bot,
+        session: AsyncSession,
+        district: District,
+        now: Any,
+    ) -> None:
+        assert query.message is not None
+        chat_id = query.message.chat.id
+        if await _status_in(bot, chat_id, query.from_user.id) not in MEMBER_STATUSES:
+            raise UserError(N_("card.not-member"))
+        await triage.step(
+            session,
+            district,
+            case_id=cb.case_id,
+            unit=unit,
+            action=cb.action,
+            value=cb.value,
+            actor=_actor(query.from_user, district.default_language),
+            now=now,
+        )
+        answer_callback(
+            session,
+            chat_id=chat_id,
             callback_query_id=query.id,
             locale=district.default_language,
             now=now,

@@ -129,6 +129,13 @@ class Case(SQLModel, table=True):
     next_rung_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     deadline_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
+    # 三审 triage by a street office (or the center): where it waits, and what was decided.
+    triage_unit: str | None = Field(default=None, max_length=32)
+    triage_lead: str | None = Field(default=None, max_length=32)
+    triage_assist: list[str] = Field(default_factory=list, sa_type=JSON)
+    triage_difficulty: str | None = Field(default=None, max_length=16)  # simple|complex|hard
+    triage_step: str | None = Field(default=None, max_length=16)  # lead|assist|difficulty|time
+
     # Dispute early warning (seed 003): the strongest keyword category that matched.
     risk_category: str | None = Field(default=None, max_length=32)
     risk_level: int | None = None

@@ -103,6 +103,20 @@ def _event(
     )
 
 
+def record(
+    session: AsyncSession,
+    case: Case,
+    *,
+    kind: str,
+    now: datetime,
+    actor: Person | None,
+    role: str,
+    **data: Any,
+) -> None:
+    """An audit event that is not a status change (a triage decision, a flag)."""
+    _event(session, case, kind=kind, now=now, actor=actor, role=role, previous=case.status, **data)
+
+
 def _unit_name(district: District, code: str | None, lang: str) -> str:
     unit = (district.department(code) or district.street_office(code)) if code else None
     return unit.names.get(lang) if unit else (code or "")
@@ -171,6 +185,21 @@ async def submit(
             department=None,
         )
         return case
+    if category is not None and category.triage:
+        from bot.services import triage  # triage dispatches through this module
+
+        unit = category.triage_by or CENTER
+        if await chat_of(session, district, unit) is not None:
+            await triage.open_triage(session, district, case, unit=unit, now=now)
+            notify.tell_resident(
+                session,
+                case=case,
+                now=now,
+                template="receipt.html",
+                route="center" if unit == CENTER else "triage",
+                department=unit,
+            )
+            return case
     department = category.department if category and not category.triage else None
     if department is None or await chat_of(session, district, department) is None:
         await _to_triage(session, district, case, now=now, reason=None, returned_by=None)
@@ -178,7 +207,7 @@ async def submit(
             session, case=case, now=now, template="receipt.html", route="center", department=None
         )
         return case
-    await _dispatch(session, district, case, department, now=now, actor=None, role="system")
+    await dispatch(session, district, case, department, now=now, actor=None, role="system")
     notify.tell_resident(
         session,
         case=case,
@@ -207,7 +236,7 @@ async def _publish_help(
     )
 
 
-async def _dispatch(
+async def dispatch(
     session: AsyncSession,
     district: District,
     case: Case,
@@ -425,7 +454,7 @@ async def assign(
     if district.department(department) is None:
         raise UserError(N_("errors.stale-button"))
     previous_department = case.department
-    await _dispatch(session, district, case, department, now=now, actor=actor, role="center")
+    await dispatch(session, district, case, department, now=now, actor=actor, role="center")
     if previous_department and previous_department != department:
         _event(
             session,

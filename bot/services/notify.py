@@ -126,7 +126,7 @@ def post_card(
 def _post_text_card(
     session: AsyncSession, *, case: Case, chat_id: int, lang: str, now: datetime
 ) -> None:
-    _post_photos_then_card(
+    post_with_photos(
         session,
         case=case,
         chat_id=chat_id,
@@ -139,7 +139,7 @@ def _post_text_card(
     )
 
 
-def _post_photos_then_card(
+def post_with_photos(
     session: AsyncSession,
     *,
     case: Case,
@@ -249,7 +249,7 @@ def post_center_card(
         if d.code != returned_by
     ]
     rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
-    _post_photos_then_card(
+    post_with_photos(
         session,
         case=case,
         chat_id=chat_id,

@@ -1,0 +1,179 @@
+"""三审 triage in the street office's group: the wizard's outcomes, assisting cards, the leader
+for hard cases, an agreed deadline, and presses from outside the street office."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bot.app import Whistle
+from bot.clock import ManualClock
+from bot.db import transaction
+from bot.services import cases
+from bot.testserver import BotAPIServer
+from models import Case, CaseEvent, CaseKind, CaseStatus
+from tests.conftest import AppFactory, settled
+
+RESIDENT, OFFICER, CLERK, OUTSIDER, LEADER = 7500, 9011, 9021, 9999, 100000003
+XINHUA, CGZF, SCJG, KANGLE = -1001000000011, -1001000000021, -1001000000022, -1001000000031
+CENTER, SCRATCH = -1001000000001, -1005557
+PHOTO = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+@pytest.fixture
+async def world(api_server: BotAPIServer, make_app: AppFactory) -> Whistle:
+    api_server.create_group(XINHUA, "新华街道", members=[OFFICER])
+    api_server.create_group(CENTER, "综治中心", members=[])
+    for chat, title in ((CGZF, "城管"), (SCJG, "市场监管"), (KANGLE, "康乐社区")):
+        api_server.create_group(chat, title, members=[CLERK, OUTSIDER])
+    api_server.create_group(SCRATCH, "Scratch", members=[RESIDENT])
+    for user, name in ((RESIDENT, "王晓霞"), (LEADER, "赵志刚")):
+        api_server.add_user(user, first_name=name, language_code="zh-hans")
+        api_server.send_text(user, "/start")
+    app = await make_app(clock=ManualClock())
+    await api_server.wait_for_message(RESIDENT)
+    await api_server.wait_for_message(LEADER)
+    await api_server.wait_for_message(CENTER)  # start-up check
+    return app
+
+
+async def file_other(app: Whistle, api_server: BotAPIServer) -> tuple[Case, Any]:
+    photo = api_server.send_photo(RESIDENT, PHOTO, chat_id=SCRATCH)["photo"][-1]["file_id"]
+    draft = cases.Draft(
+        kind=CaseKind.REPORT,
+        photos=[photo],
+        description="小区门口井盖丢了",
+        category="other",
+        address="新华街12号",
+    )
+    async with transaction(app.factory) as session:
+        case = await cases.submit(
+            session,
+            app.district,
+            resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
+            draft=draft,
+            now=app.clock.now(),
+        )
+    app.sender.wake()
+    shown, card = await api_server.wait_for_message(XINHUA, count=2)
+    assert shown.photo and card.reply_to_message_id == shown.message_id
+    [receipt] = await api_server.wait_for_message(RESIDENT)
+    assert "新华街道 研判" in receipt.text
+    await settled(app)
+    return case, card
+
+
+async def press(app: Whistle, api_server: BotAPIServer, label: str, user: int = OFFICER) -> Any:
+    """Press the triage card's button whose label contains ``label``; return the new card."""
+    card = [m for m in api_server.messages(XINHUA) if m.button_texts()][-1]
+    index = next(i for i, text in enumerate(card.button_texts()) if label in text)
+    answers = len(api_server.callback_answers)
+    api_server.press_button(user, card.message_id, card.callback_data()[index], chat_id=XINHUA)
+    await api_server.wait_for(lambda s: len(s.callback_answers) > answers)
+    await settled(app)
+    return api_server.messages(XINHUA)[-1]
+
+
+async def reload(app: Whistle, case: Case) -> Case:
+    async with app.factory() as session:
+        found = await session.get(Case, case.id)
+        assert found is not None
+        return found
+
+
+class TestOutcomes:
+    async def test_simple_goes_to_the_community_alone(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case, card = await file_other(world, api_server)
+        assert "一审职责：请选择主责部门。" in card.text
+        assert "✅ 城市管理综合执法局" in card.button_texts()  # proposed from the category
+        await press(world, api_server, "康乐社区")
+        step = await press(world, api_server, "下一步")
+        assert "需要协办部门吗" in step.text
+        await press(world, api_server, "市场监督管理局")  # chosen, but simple drops assistants
+        await press(world, api_server, "下一步")
+        await press(world, api_server, "简单")
+        done = await press(world, api_server, "标准时限")
+        assert "研判完成" in done.text and done.button_texts() == []
+        [community_card] = await api_server.wait_for_message(KANGLE)
+        assert case.number in community_card.caption and "✅ 应哨" in community_card.button_texts()
+        assert api_server.messages(SCJG) == []
+        found = await reload(world, case)
+        assert (found.status, found.department, found.triage_difficulty) == (
+            CaseStatus.DISPATCHED,
+            "kangle",
+            "simple",
+        )
+        [told] = await api_server.wait_for_message(RESIDENT)
+        assert "康乐社区" in told.text and "预计" not in told.text
+
+    async def test_complex_gives_assistants_their_own_cards(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case, _ = await file_other(world, api_server)
+        await press(world, api_server, "下一步")  # keep the proposed lead
+        await press(world, api_server, "市场监督管理局")
+        await press(world, api_server, "下一步")
+        await press(world, api_server, "复杂")
+        await press(world, api_server, "标准时限")
+        [lead_card] = await api_server.wait_for_message(CGZF)
+        [assist_card] = await api_server.wait_for_message(SCJG)
+        assert "✅ 应哨" in lead_card.button_texts()
+        assert assist_card.text.startswith("🤝 协办（主责：城市管理综合执法局）")
+        assert assist_card.button_texts() == []
+        async with world.factory() as session:
+            from sqlalchemy import select
+
+            triaged = (
+                await session.scalars(
+                    select(CaseEvent).where(
+                        CaseEvent.case_id == case.id, CaseEvent.kind == "triaged"
+                    )
+                )
+            ).one()
+        assert triaged.data == {"lead": "cgzf", "assist": ["scjg"], "difficulty": "complex",
+                                "deadline_days": 0}  # fmt: skip
+
+    async def test_hard_tells_the_leader_and_a_deadline_tells_the_resident(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case, _ = await file_other(world, api_server)
+        await press(world, api_server, "下一步")
+        await press(world, api_server, "市场监督管理局")
+        await press(world, api_server, "下一步")
+        await press(world, api_server, "疑难")
+        await press(world, api_server, "7 天内办结")
+        [leader_note] = await api_server.wait_for_message(LEADER)
+        assert case.number in leader_note.text and "市场监督管理局" in leader_note.text
+        [told] = await api_server.wait_for_message(RESIDENT)
+        assert "预计 2026-01-12 前办结" in told.text
+        assert (await reload(world, case)).deadline_at is not None
+
+    async def test_back_goes_one_step_back(self, world: Whistle, api_server: BotAPIServer) -> None:
+        await file_other(world, api_server)
+        await press(world, api_server, "下一步")
+        await press(world, api_server, "下一步")
+        step = await press(world, api_server, "上一步")
+        assert "需要协办部门吗" in step.text
+
+
+class TestRefusals:
+    async def test_presses_from_outside_the_street_office_change_nothing(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case, card = await file_other(world, api_server)
+        data = card.callback_data()[0]
+        api_server.add_member(XINHUA, OUTSIDER)
+        api_server.remove_member(XINHUA, OUTSIDER)
+        api_server.press_button(OUTSIDER, card.message_id, data, chat_id=XINHUA, force=True)
+        other = api_server.send_text(CLERK, "x", chat_id=CGZF)
+        api_server.press_button(CLERK, other["message_id"], data, chat_id=CGZF, force=True)
+        await api_server.wait_for(lambda s: len(s.callback_answers) == 2)
+        assert [a.text for a in api_server.callback_answers] == [
+            "只有本部门工作群的成员可以操作。",
+            "这张卡片已失效。",
+        ]
+        found = await reload(world, case)
+        assert (found.status, found.triage_step) == (CaseStatus.TRIAGE, "lead")
