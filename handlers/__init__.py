@@ -18,7 +18,8 @@ def build_routers(catalogues: Catalogues) -> list[Router]:
         start.router(catalogues),
         tasks.router(),
         resident.router(catalogues),
-        department.router(),
+        # Before the department router, whose reply handler takes any reply in a unit's group.
         early_warning.router(),
+        department.router(),
         fallback.router(),
     ]

@@ -7,8 +7,11 @@ is broken."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,7 +32,7 @@ from bot.warning import (
 )
 from bot.warning.matcher import Matcher, Pattern
 from models import Case, CaseEvent
-from tests.conftest import make_settings, settled
+from tests.conftest import EXAMPLE_DISTRICT, ROOT, make_settings, settled
 
 RESIDENT, CLERK, OUTSIDER, GROUP_ADMIN = 7400, 9031, 9998, 9501
 CENTER_HEAD, CENTER_ADMIN = 100000001, 100000002  # roles in config.example.toml
@@ -285,6 +288,29 @@ class TestValidation:
             load_library(tmp_path / "nowhere.toml")
 
 
+class TestCommandLine:
+    def test_check_validates_the_library_too(self, tmp_path: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "WHISTLE_"))}
+        env.update(WHISTLE_CONFIG=str(EXAMPLE_DISTRICT), PYTHONPATH=str(ROOT))
+        command = [sys.executable, "-m", "bot", "check"]
+
+        def check() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                command, check=False, env=env, cwd=tmp_path, capture_output=True, text=True
+            )
+
+        ok = check()
+        assert ok.returncode == 0, ok.stderr
+        assert f"{DEFAULT_KEYWORDS_PATH}: OK" in ok.stdout
+
+        broken = tmp_path / "keywords.toml"
+        broken.write_text(BASE.replace('"砍死他" = 10', '"砍死他" = 0'), encoding="utf-8")
+        env["WHISTLE_KEYWORDS"] = str(broken)
+        refused = check()
+        assert refused.returncode == 2
+        assert f"{broken}:7: {WORD}: must be a whole number" in refused.stderr
+
+
 class TestBenchmark:
     def test_runs_and_writes_its_results(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -445,8 +471,14 @@ def write(path: Path, text: str) -> None:
 
 
 class TestReload:
-    async def reload(self, api_server: BotAPIServer, user: int, chat_id: int = CENTER) -> str:
-        api_server.send_text(user, "/reload_keywords", chat_id=chat_id)
+    async def reload(
+        self,
+        api_server: BotAPIServer,
+        user: int,
+        chat_id: int = CENTER,
+        reply_to: int | None = None,
+    ) -> str:
+        api_server.send_text(user, "/reload_keywords", chat_id=chat_id, reply_to=reply_to)
         [reply] = await api_server.wait_for_message(chat_id)
         return reply.text
 
@@ -467,7 +499,7 @@ class TestReload:
 
         in_use = app.early_warning.library
         write(keywords_file, SMALL_LIBRARY.replace('"井盖丢了" = 3', '"井盖丢了" = 0'))
-        reply = await self.reload(api_server, CENTER_HEAD)
+        reply = await self.reload(api_server, CENTER_HEAD, reply_to=alert.message_id)
         assert reply.startswith("❌ 关键词库有误，未加载，继续使用原词库（2 个关键词）")
         assert 'keywords.toml:7: categories.manholes.words.zh-Hans."井盖丢了": ' in reply
         assert str(keywords_file.parent) not in reply  # the file's name, not the server's path
