@@ -210,7 +210,5 @@ class Escalation(SQLModel, table=True):
     cycle: int
     rung: int
     due_at: datetime = Field(sa_type=UTCDateTime)
-    state: EscalationState = Field(
-        default=EscalationState.PENDING, sa_type=_enum(EscalationState)
-    )
+    state: EscalationState = Field(default=EscalationState.PENDING, sa_type=_enum(EscalationState))
     fired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

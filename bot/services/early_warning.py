@@ -55,11 +55,14 @@ async def screen_case(
     assert case.id is not None
     category = top.category
     others = [score.category for score in assessment.flagged[1:]]
-    words = [
-        keyword.word.removesuffix("*")
-        for score in assessment.flagged
-        for keyword in score.keywords
-    ]
+    # A word listed in two categories is shown once.
+    words = list(
+        dict.fromkeys(
+            keyword.word.removesuffix("*")
+            for score in assessment.flagged
+            for keyword in score.keywords
+        )
+    )
     languages = {*category.names, district.default_language}
     case.risk_category, case.risk_level = category.code, category.level
     session.add(
