@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Final, Self, TypeAlias
+from typing import Annotated, Any, Final, Self, TypeAlias, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -226,13 +226,21 @@ def _check_offset(value: str) -> str:
     return value
 
 
-def _check_rungs_ordered(rungs: tuple[Rung, ...]) -> tuple[Rung, ...]:
+_R = TypeVar("_R", bound="LadderStep")
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _check_rungs_ordered(rungs: tuple[_R, ...]) -> tuple[_R, ...]:
     for index in range(1, len(rungs)):
         if rungs[index].offset <= rungs[index - 1].offset:
             raise _invalid(
                 "ladder_order",
-                f"rung {index} (after = {rungs[index].after!r}) must come later than rung "
-                f"{index - 1} (after = {rungs[index - 1].after!r}): list rungs in time order",
+                f"rung {index} ({rungs[index].when}) must come later than rung "
+                f"{index - 1} ({rungs[index - 1].when}): list rungs in time order",
             )
     return rungs
 
@@ -363,10 +371,9 @@ class WorkingHours(_Frozen):
         raise ValueError("the working-hours calendar has no working time")
 
 
-class Rung(_Frozen):
-    """One step of the card ladder (亮牌), counted from the whistle."""
+class LadderStep(_Frozen):
+    """What a rung does: the card it shows, who it tells, the task it sets."""
 
-    after: Annotated[str, Strict(), AfterValidator(_check_offset)]
     card: CardColour = CardColour.NONE
     notify: Annotated[tuple[Audience, ...], AfterValidator(_check_no_duplicates)] = (
         Audience.DEPARTMENT,
@@ -375,7 +382,40 @@ class Rung(_Frozen):
 
     @property
     def offset(self) -> timedelta:
+        raise NotImplementedError
+
+    @property
+    def when(self) -> str:
+        raise NotImplementedError
+
+
+class Rung(LadderStep):
+    """One step of the card ladder (亮牌), counted from the whistle."""
+
+    after: Annotated[str, Strict(), AfterValidator(_check_offset)]
+
+    @property
+    def offset(self) -> timedelta:
         return parse_duration(self.after)
+
+    @property
+    def when(self) -> str:
+        return f"after = {self.after!r}"
+
+
+class DeadlineRung(LadderStep):
+    """A step of the deadline ladder, counted from an agreed completion deadline: negative
+    offsets come before it (a reminder), positive ones after (overdue cards)."""
+
+    at: Annotated[str, Strict(), AfterValidator(_check_duration)]
+
+    @property
+    def offset(self) -> timedelta:
+        return parse_duration(self.at)
+
+    @property
+    def when(self) -> str:
+        return f"at = {self.at!r}"
 
 
 # The seed's rule (seed 001): a reminder at the whistle; at 1 h a second reminder, a yellow
@@ -387,6 +427,16 @@ DEFAULT_LADDER: Final = (
          task=Task.CALL_CHIEF),
     Rung(after="4h", card=CardColour.RED, notify=(Audience.DEPARTMENT, Audience.LEADER)),
     Rung(after="15h", card=CardColour.RED, notify=(Audience.SUPERVISION, Audience.CENTER)),
+)  # fmt: skip
+
+# For acknowledged cases with an agreed deadline: a reminder the day before, an overdue notice
+# at the deadline, then a yellow and a red card.
+DEFAULT_DEADLINE_LADDER: Final = (
+    DeadlineRung(at="-1d"),
+    DeadlineRung(at="0m", notify=(Audience.DEPARTMENT, Audience.CENTER)),
+    DeadlineRung(at="1d", card=CardColour.YELLOW,
+                 notify=(Audience.DEPARTMENT, Audience.CENTER_HEAD), task=Task.CALL_CHIEF),
+    DeadlineRung(at="3d", card=CardColour.RED, notify=(Audience.DEPARTMENT, Audience.LEADER)),
 )  # fmt: skip
 
 
@@ -516,6 +566,9 @@ class District(_Frozen):
     ladder: Annotated[
         tuple[Rung, ...], AfterValidator(_check_not_empty), AfterValidator(_check_rungs_ordered)
     ] = DEFAULT_LADDER
+    deadline_ladder: Annotated[tuple[DeadlineRung, ...], AfterValidator(_check_rungs_ordered)] = (
+        DEFAULT_DEADLINE_LADDER
+    )
     working_hours: WorkingHours = Field(default_factory=WorkingHours)
 
     _languages: tuple[str, ...] = PrivateAttr(default=DEFAULT_LANGUAGES)

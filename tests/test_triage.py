@@ -177,3 +177,64 @@ class TestRefusals:
         ]
         found = await reload(world, case)
         assert (found.status, found.triage_step) == (CaseStatus.TRIAGE, "lead")
+
+
+class TestDeadlineLadder:
+    async def test_an_agreed_deadline_reminds_then_escalates_until_the_answer(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        from datetime import timedelta
+
+        from scheduler import jobs
+
+        case, _ = await file_other(world, api_server)
+        await press(world, api_server, "下一步")
+        await press(world, api_server, "下一步")
+        await press(world, api_server, "复杂")
+        await press(world, api_server, "3 天内办结")
+        [card] = await api_server.wait_for_message(CGZF)
+        assert "约定办结期限：2026-01-08 09:00" in card.caption
+        await settled(world)
+        answered = len(api_server.callback_answers)
+        api_server.press_button(CLERK, card.message_id, card.callback_data()[0], chat_id=CGZF)
+        await api_server.wait_for(lambda s: len(s.callback_answers) > answered)
+        await settled(world)
+        clock = world.clock
+        assert isinstance(clock, ManualClock)
+        deadline = (await reload(world, case)).deadline_at
+        assert deadline is not None
+
+        async def run_at(moment: Any) -> None:
+            clock.set(moment)
+            await jobs.escalate_due_cases(
+                factory=world.factory,
+                clock=clock,
+                district=world.district,
+                on_commit=world.sender.wake,
+            )
+            await settled(world)
+
+        def notices() -> list[str]:
+            return [m.text for m in api_server.messages(CGZF) if m.text and "约定" in m.text]
+
+        await run_at(deadline - timedelta(days=1))
+        assert notices() == [
+            "⏳ HB-000001（城市管理综合执法局）约定 2026-01-08 09:00 前办结，请抓紧答卷。"
+        ]
+        await run_at(deadline)
+        assert notices()[-1].startswith("⌛ HB-000001（城市管理综合执法局）已到约定办结期限")
+        assert any("已到约定办结期限" in (m.text or "") for m in api_server.messages(CENTER))
+        await run_at(deadline + timedelta(days=1))
+        assert notices()[-1].startswith("🚨 HB-000001（城市管理综合执法局）超过约定期限")
+        assert "🟨 黄牌" in (api_server.messages(CGZF)[0].caption or "")
+
+        api_server.send_text(CLERK, "井盖已补装", chat_id=CGZF, reply_to=card.message_id)
+        await api_server.wait_for(
+            lambda s: any(
+                "井盖已补装" in (m.text or m.caption or "") for m in s.messages(RESIDENT)
+            )
+        )
+        await settled(world)
+        before = len(notices())
+        await run_at(deadline + timedelta(days=5))
+        assert len(notices()) == before  # the answer stopped the deadline ladder

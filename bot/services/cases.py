@@ -317,6 +317,7 @@ async def _acknowledge(
 ) -> None:
     previous = _move(case, CaseStatus.ACKNOWLEDGED, now)
     await ladder.stop(session, case)
+    ladder.start_deadline(session, district, case, now=now)
     case.acknowledged_at, case.acknowledged_by = now, actor.id
     case.acknowledged_by_name = actor.name[:128]
     _event(
@@ -373,6 +374,7 @@ async def answer(
     if case.status is CaseStatus.DISPATCHED:
         await _acknowledge(session, district, case, actor, now)
     previous = _move(case, CaseStatus.ANSWERED, now)
+    await ladder.stop(session, case)
     case.answered_at, case.answer_text, case.answer_photos = now, text or None, photos
     case.answer_album = media_group_id
     case.rating_due_at = now + timedelta(hours=district.district.rating_hours)

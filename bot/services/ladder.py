@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from bot.callbacks import CallOutcome
-from bot.district import Audience, CardColour, District, Role, Rung, Task
+from bot.district import Audience, CardColour, District, LadderStep, Role, Task
 from bot.i18n import N_
 from bot.logs import log_event
 from bot.services import notify
@@ -33,6 +33,7 @@ from models import Case, CaseEvent, CaseStatus, Escalation, EscalationState, Use
 logger = logging.getLogger(__name__)
 
 ACK_LADDER = "ack"
+DEADLINE_LADDER = "deadline"
 # What the supervision platform sees of a case's history: the resident's timeline plus the
 # ladder's own steps.
 SUPERVISION_EVENTS = frozenset(
@@ -62,6 +63,32 @@ def start(session: AsyncSession, district: District, case: Case, *, now: datetim
             )
         )
     case.next_rung_at = district.working_hours.add(now, district.ladder[0].offset, district.tzinfo)
+
+
+def start_deadline(
+    session: AsyncSession, district: District, case: Case, *, now: datetime
+) -> None:
+    """Acknowledged with an agreed deadline: the deadline ladder runs until the answer.
+    Reminders meant for before the deadline that are already past are left out."""
+    if case.deadline_at is None:
+        return
+    assert case.id is not None
+    first: datetime | None = None
+    for index, rung in enumerate(district.deadline_ladder):
+        due = case.deadline_at + rung.offset
+        if rung.offset < timedelta(0) and due <= now:
+            continue
+        session.add(
+            Escalation(
+                case_id=case.id,
+                ladder=DEADLINE_LADDER,
+                cycle=case.dispatch_count,
+                rung=index,
+                due_at=due,
+            )
+        )
+        first = due if first is None else min(first, due)
+    case.next_rung_at = first
 
 
 async def stop(session: AsyncSession, case: Case) -> None:
@@ -128,11 +155,30 @@ class _Scan:
 
 
 def _still_applies(case: Case, row: Escalation) -> bool:
-    return (
-        row.ladder == ACK_LADDER
-        and case.status is CaseStatus.DISPATCHED
-        and row.cycle == case.dispatch_count
+    if row.cycle != case.dispatch_count:
+        return False
+    if row.ladder == ACK_LADDER:
+        return case.status is CaseStatus.DISPATCHED
+    return row.ladder == DEADLINE_LADDER and case.status in (
+        CaseStatus.ACKNOWLEDGED,
+        CaseStatus.REOPENED,
     )
+
+
+def _rungs(district: District, ladder: str) -> tuple[LadderStep, ...]:
+    return district.ladder if ladder == ACK_LADDER else district.deadline_ladder
+
+
+def _next_due(district: District, case: Case, row: Escalation) -> datetime | None:
+    rungs = _rungs(district, row.ladder)
+    if row.rung + 1 >= len(rungs):
+        return None
+    following = rungs[row.rung + 1]
+    if row.ladder == DEADLINE_LADDER:
+        assert case.deadline_at is not None
+        return case.deadline_at + following.offset
+    assert case.dispatched_at is not None
+    return district.working_hours.add(case.dispatched_at, following.offset, district.tzinfo)
 
 
 async def _fire(
@@ -143,16 +189,10 @@ async def _fire(
     row: Escalation,
     now: datetime,
 ) -> None:
-    rung = district.ladder[row.rung]
+    rung = _rungs(district, row.ladder)[row.rung]
     if _COLOUR_ORDER[rung.card] > _COLOUR_ORDER[CardColour(case.card_colour)]:
         case.card_colour = rung.card.value
-    following = district.ladder[row.rung + 1] if row.rung + 1 < len(district.ladder) else None
-    assert case.dispatched_at is not None
-    case.next_rung_at = (
-        district.working_hours.add(case.dispatched_at, following.offset, district.tzinfo)
-        if following
-        else None
-    )
+    case.next_rung_at = _next_due(district, case, row)
     assert case.id is not None
     session.add(
         CaseEvent(
@@ -163,11 +203,16 @@ async def _fire(
             department=case.department,
             from_status=case.status,
             to_status=case.status,
-            data={"rung": row.rung, "card": rung.card.value, "due_at": row.due_at.isoformat()},
+            data={
+                "ladder": row.ladder,
+                "rung": row.rung,
+                "card": rung.card.value,
+                "due_at": row.due_at.isoformat(),
+            },
         )
     )
     lang = district.default_language
-    context = _context(case, district, rung, row.rung, lang, now)
+    context = _context(case, rung, row, now)
     for audience in rung.notify:
         await _tell(session, district, scan, case, audience, rung, context, now)
     dept_chat = scan.chats.get(case.department or "")
@@ -176,19 +221,28 @@ async def _fire(
     log_event(logger, "ladder.fired", case=case.number, rung=row.rung, card=rung.card.value)
 
 
-def _context(
-    case: Case, district: District, rung: Rung, index: int, lang: str, now: datetime
-) -> dict[str, Any]:
+def _hours(delta: timedelta) -> str:
+    return f"{abs(delta.total_seconds()) / 3600:.1f}".rstrip("0").rstrip(".")
+
+
+def _context(case: Case, rung: LadderStep, row: Escalation, now: datetime) -> dict[str, Any]:
     assert case.dispatched_at is not None
-    hours = (now - case.dispatched_at).total_seconds() / 3600
-    return {
+    context = {
+        "ladder": row.ladder,
         "number": case.number,
         "department": case.department,
-        "rung": index + 1,
+        "rung": row.rung + 1,
         "card": rung.card.value,
-        "hours": f"{hours:.1f}".rstrip("0").rstrip("."),
+        "hours": _hours(now - case.dispatched_at),
         "dispatched_at": case.dispatched_at.isoformat(),
     }
+    if row.ladder == DEADLINE_LADDER and case.deadline_at is not None:
+        context["deadline"] = case.deadline_at.isoformat()
+        context["phase"] = (
+            "before" if rung.offset < timedelta(0) else "at" if not rung.offset else "after"
+        )
+        context["overdue_hours"] = _hours(now - case.deadline_at)
+    return context
 
 
 async def _tell(
@@ -197,7 +251,7 @@ async def _tell(
     scan: _Scan,
     case: Case,
     audience: Audience,
-    rung: Rung,
+    rung: LadderStep,
     context: dict[str, Any],
     now: datetime,
 ) -> None:
@@ -253,7 +307,7 @@ async def _tell_person(
     user_id: int,
     name: str,
     role: Role,
-    rung: Rung,
+    rung: LadderStep,
     context: dict[str, Any],
     now: datetime,
 ) -> None:

@@ -72,6 +72,7 @@ def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str
         "closed_at": _iso(case.closed_at),
         "card_colour": case.card_colour,
         "next_rung_at": _iso(case.next_rung_at),
+        "deadline_at": _iso(case.deadline_at),
         "caption": caption,
         **extra,
     }
