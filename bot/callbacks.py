@@ -142,3 +142,22 @@ class TriageStep(Callback):
     case_id: int
     action: str
     value: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ProposeDeadline(Callback):
+    """A department proposes a completion deadline in days (0: show the choices)."""
+
+    prefix: ClassVar[str] = "p1"
+    case_id: int
+    days: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DecideDeadline(Callback):
+    """The street office (or center) approves (``y``) or rejects (``n``) a proposed deadline."""
+
+    prefix: ClassVar[str] = "p2"
+    case_id: int
+    days: int
+    decision: str

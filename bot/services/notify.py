@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import AssignCase, CaseAction, RateCase
+from bot.callbacks import AssignCase, CaseAction, ProposeDeadline, RateCase
 from bot.district import District
 from bot.i18n import N_
 from bot.services.outbox import Link, button, enqueue, inline_keyboard
@@ -87,6 +87,10 @@ def card_keyboard(case: Case) -> dict[str, Any] | None:
         row.append(button(N_("card.button.acknowledge"), CaseAction("ack", case.id).pack()))
     row.append(button(N_("card.button.answer"), CaseAction("ans", case.id).pack()))
     row.append(button(N_("card.button.return"), CaseAction("ret", case.id).pack()))
+    if case.status is CaseStatus.ACKNOWLEDGED and case.deadline_at is None:
+        # Long-running work: the department proposes a completion date (三审时效).
+        propose = button(N_("card.button.propose-deadline"), ProposeDeadline(case.id, 0).pack())
+        return inline_keyboard(row, [propose])
     return inline_keyboard(row)
 
 
