@@ -44,6 +44,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 __all__ = [
     "DEFAULT_LANGUAGES",
     "EXAMPLE_DISTRICT_PATH",
+    "Bundling",
     "Category",
     "CategoryKind",
     "Department",
@@ -371,6 +372,15 @@ class WorkingHours(_Frozen):
         raise ValueError("the working-hours calendar has no working time")
 
 
+class Bundling(_Frozen):
+    """打包: when a new photo report is offered an open case of the same category to follow
+    instead — filed within ``window_days`` and within ``distance_m`` metres of it (or at the
+    same address, when the reports have no coordinates)."""
+
+    distance_m: Annotated[int, Strict(), Field(ge=1, le=10_000)] = 250
+    window_days: Annotated[int, Strict(), Field(ge=1, le=365)] = 30
+
+
 class LadderStep(_Frozen):
     """What a rung does: the card it shows, who it tells, the task it sets."""
 
@@ -525,6 +535,8 @@ class Department(_Frozen):
     kind: DepartmentKind = DepartmentKind.DEPARTMENT
     street_office: Code | None = None
     volunteer_chat_id: GroupChatId | None = None
+    # Words in a case that suggest this department should assist (triage proposes it).
+    keywords: tuple[Text, ...] = ()
 
 
 class Category(_Frozen):
@@ -570,6 +582,7 @@ class District(_Frozen):
         DEFAULT_DEADLINE_LADDER
     )
     working_hours: WorkingHours = Field(default_factory=WorkingHours)
+    bundling: Bundling = Field(default_factory=Bundling)
 
     _languages: tuple[str, ...] = PrivateAttr(default=DEFAULT_LANGUAGES)
     _street_offices: dict[str, StreetOffice] = PrivateAttr(default_factory=dict)

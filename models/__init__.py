@@ -3,6 +3,7 @@
 from models.case import (
     Case,
     CaseEvent,
+    CaseFollower,
     CaseKind,
     CaseStatus,
     Escalation,
@@ -20,6 +21,7 @@ from models.user import User
 __all__ = [
     "Case",
     "CaseEvent",
+    "CaseFollower",
     "CaseKind",
     "CaseStatus",
     "DialogState",

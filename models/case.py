@@ -42,6 +42,7 @@ class CaseStatus(StrEnum):
     CLOSED = "closed"  # 交卷 / 评卷
     PUBLISHED = "published"  # a help request posted to volunteers
     WITHDRAWN = "withdrawn"  # by the resident, before anyone acknowledged
+    BUNDLED = "bundled"  # 打包: handled as part of another case's bundle, closed with it
 
 
 class Rating(StrEnum):
@@ -53,14 +54,20 @@ class Rating(StrEnum):
 
 # The only allowed moves. Anything else is refused with InvalidTransition.
 TRANSITIONS: dict[CaseStatus, frozenset[CaseStatus]] = {
-    CaseStatus.TRIAGE: frozenset({CaseStatus.DISPATCHED, CaseStatus.WITHDRAWN}),
-    CaseStatus.DISPATCHED: frozenset(
-        {CaseStatus.ACKNOWLEDGED, CaseStatus.TRIAGE, CaseStatus.WITHDRAWN}
+    CaseStatus.TRIAGE: frozenset(
+        {CaseStatus.DISPATCHED, CaseStatus.WITHDRAWN, CaseStatus.BUNDLED}
     ),
-    CaseStatus.ACKNOWLEDGED: frozenset({CaseStatus.ANSWERED, CaseStatus.TRIAGE}),
-    CaseStatus.ANSWERED: frozenset({CaseStatus.CLOSED, CaseStatus.REOPENED}),
-    CaseStatus.REOPENED: frozenset({CaseStatus.ANSWERED, CaseStatus.TRIAGE}),
+    CaseStatus.DISPATCHED: frozenset(
+        {CaseStatus.ACKNOWLEDGED, CaseStatus.TRIAGE, CaseStatus.WITHDRAWN, CaseStatus.BUNDLED}
+    ),
+    CaseStatus.ACKNOWLEDGED: frozenset(
+        {CaseStatus.ANSWERED, CaseStatus.TRIAGE, CaseStatus.BUNDLED}
+    ),
+    CaseStatus.ANSWERED: frozenset({CaseStatus.CLOSED, CaseStatus.REOPENED, CaseStatus.BUNDLED}),
+    CaseStatus.REOPENED: frozenset({CaseStatus.ANSWERED, CaseStatus.TRIAGE, CaseStatus.BUNDLED}),
     CaseStatus.PUBLISHED: frozenset({CaseStatus.WITHDRAWN, CaseStatus.CLOSED}),
+    # A bundled case closes when its bundle's lead closes.
+    CaseStatus.BUNDLED: frozenset({CaseStatus.CLOSED}),
     CaseStatus.CLOSED: frozenset(),
     CaseStatus.WITHDRAWN: frozenset(),
 }
@@ -82,6 +89,8 @@ class Case(SQLModel, table=True):
     __table_args__ = (
         Index("ix_cases_resident_created", "resident_id", "created_at"),
         Index("ix_cases_status_rating_due", "status", "rating_due_at"),
+        # Similar-case detection reads open cases of one category filed recently.
+        Index("ix_cases_category_status_created", "category", "status", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -140,6 +149,12 @@ class Case(SQLModel, table=True):
     risk_category: str | None = Field(default=None, max_length=32)
     risk_level: int | None = None
 
+    # 打包 bundling: the lead case of the bundle this case belongs to (a lead points at
+    # itself), and how many residents reported the problem (the filer and its followers),
+    # kept with the followers so every card shows it without a query.
+    bundle_id: int | None = Field(default=None, foreign_key="cases.id", index=True)
+    reporters: int = 1
+
     def can_become(self, status: CaseStatus) -> bool:
         return status in TRANSITIONS[self.status]
 
@@ -174,6 +189,21 @@ class CaseEvent(SQLModel, table=True):
     to_status: CaseStatus | None = Field(default=None, sa_type=_enum(CaseStatus))
     note: str | None = Field(default=None, max_length=2000)
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+class CaseFollower(SQLModel, table=True):
+    """A co-reporter: a resident who reported the same problem and follows this case instead
+    of filing another (or whose own case was bundled into it). Followers are told what the
+    case's resident is told, in their own language, and never see who the resident is."""
+
+    __tablename__ = "case_followers"
+    __table_args__ = (UniqueConstraint("case_id", "user_id", name="uq_case_followers_case_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id")
+    user_id: int = Field(sa_type=BigInteger, index=True)
+    language: str = Field(max_length=16)
+    joined_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class GroupBinding(SQLModel, table=True):

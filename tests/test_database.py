@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from aiogram.fsm.storage.base import StorageKey
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, func, select
 
 import models  # noqa: F401
@@ -19,7 +21,7 @@ from bot.db import SessionFactory, alembic_config, create_engine, migrate, trans
 from bot.fsm import DatabaseStorage
 from bot.services.updates import claim_update
 from bot.settings import normalize_database_url
-from models import DialogState, ProcessedUpdate
+from models import Case, CaseFollower, CaseKind, CaseStatus, DialogState, ProcessedUpdate
 from scheduler.jobs import prune_processed_updates
 
 
@@ -46,6 +48,32 @@ class TestMigrations:
             tables = await connection.run_sync(lambda c: set(c.dialect.get_table_names(c)))
         await engine.dispose()
         assert {"outbox", "message_links", "dialog_states", "processed_updates", "users"} <= tables
+
+
+class TestCaseFollowers:
+    async def test_a_resident_follows_a_case_once(self, factory: SessionFactory) -> None:
+        now = ManualClock().now()
+        async with transaction(factory) as session:
+            case = Case(
+                kind=CaseKind.REPORT,
+                status=CaseStatus.DISPATCHED,
+                resident_id=1,
+                resident_language="zh-Hans",
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(case)
+            await session.flush()
+            assert case.id is not None and case.reporters == 1
+            case.bundle_id = case.id  # a bundle's lead points at itself
+            session.add(CaseFollower(case_id=case.id, user_id=2, language="en", joined_at=now))
+        with pytest.raises(IntegrityError):
+            async with transaction(factory) as session:
+                session.add(CaseFollower(case_id=case.id, user_id=2, language="en", joined_at=now))
+        async with factory() as session:
+            follower = await session.scalar(select(CaseFollower))
+            assert follower is not None
+            assert (follower.case_id, follower.user_id, follower.joined_at) == (case.id, 2, now)
 
 
 class TestDialogStorage:

@@ -927,6 +927,41 @@ class TestReadApi:
         assert District.model_validate(dumped) == district
 
 
+class TestBundling:
+    def test_defaults_when_the_table_is_left_out(self, tmp_path: Path) -> None:
+        bundling = load_text(tmp_path, MINIMAL).bundling
+
+        assert (bundling.distance_m, bundling.window_days) == (250, 30)
+
+    def test_values_are_read(self, tmp_path: Path) -> None:
+        text = MINIMAL + "\n[bundling]\ndistance_m = 100\nwindow_days = 7\n"
+
+        bundling = load_text(tmp_path, text).bundling
+
+        assert (bundling.distance_m, bundling.window_days) == (100, 7)
+
+    @pytest.mark.parametrize(
+        ("line", "key", "message"),
+        [
+            ("distance_m = 0", "bundling.distance_m", "greater than or equal to 1"),
+            ("distance_m = 250.5", "bundling.distance_m", "expected an integer"),
+            ("window_days = 400", "bundling.window_days", "less than or equal to 365"),
+            ('window_days = "30"', "bundling.window_days", "expected an integer"),
+            ("radius = 100", "bundling.radius", "unknown key 'radius'"),
+        ],
+    )
+    def test_bad_values_name_key_and_line(
+        self, tmp_path: Path, line: str, key: str, message: str
+    ) -> None:
+        text = MINIMAL + f"\n[bundling]\n{line}  # <-\n"
+
+        error = only_problem(tmp_path, text)
+
+        assert error.key == key
+        assert error.line == marked_line(text)
+        assert message in error.message
+
+
 class TestLoadingAndPaths:
     def test_missing_file(self, tmp_path: Path) -> None:
         with pytest.raises(DistrictError) as caught:
