@@ -113,7 +113,11 @@ class TestOutcomes:
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
         case, _ = await file_other(world, api_server)
-        await press(world, api_server, "下一步")  # keep the proposed lead
+        assist_step = await press(world, api_server, "下一步")  # keep the proposed lead
+        # "井盖" in the report: the water company is proposed to assist.
+        assert "☑️ 供水公司" in assist_step.button_texts()
+        assert "协办部门：供水公司" in assist_step.text
+        await press(world, api_server, "供水公司")  # not needed after all
         await press(world, api_server, "市场监督管理局")
         await press(world, api_server, "下一步")
         await press(world, api_server, "复杂")

@@ -35,7 +35,7 @@ async def open_triage(
     category = district.category(case.category) if case.category else None
     case.triage_unit = unit
     case.triage_lead = category.department if category else None
-    case.triage_assist = []
+    case.triage_assist = proposed_assistants(district, case.description, case.triage_lead)
     case.triage_step = "lead"
     chat_id = await chat_of(session, district, unit)
     assert chat_id is not None
@@ -50,6 +50,17 @@ async def open_triage(
         keyboard=_keyboard(case, district),
         purpose=TRIAGE_CARD,
     )
+
+
+def proposed_assistants(district: District, text: str, lead: str | None) -> list[str]:
+    """Departments whose keywords appear in the case (the street office can change them)."""
+    folded = text.casefold()
+    return [
+        department.code
+        for department in district.departments
+        if department.code != lead
+        and any(word.casefold() in folded for word in department.keywords)
+    ]
 
 
 def _context(case: Case, district: District) -> dict[str, Any]:
