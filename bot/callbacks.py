@@ -115,8 +115,9 @@ class ConfirmWithdraw(Callback):
 class DraftAction(Callback):
     """A button in a resident's filing dialog. ``token`` names one dialog, so presses left
     over from a submitted, cancelled or restarted dialog are stale. ``action``: ``cat`` (a
-    category, empty ``value`` to skip), ``anon`` / ``contact`` (``value`` 1 or 0), and on the
-    summary ``ok``, ``toggle``, ``edit`` (``value`` names the step) and ``no``."""
+    category, empty ``value`` to skip), ``anon`` / ``contact`` (``value`` 1 or 0), on the
+    summary ``ok``, ``toggle``, ``edit`` (``value`` names the step) and ``no``, and on the
+    offer of a similar open case ``follow`` (``value`` its id) and ``new``."""
 
     prefix: ClassVar[str] = "d1"
     token: str
@@ -161,3 +162,12 @@ class DecideDeadline(Callback):
     case_id: int
     days: int
     decision: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleDecision(Callback):
+    """Confirm (``y``) or cancel (``n``) a /bundle proposal, named by its audit event."""
+
+    prefix: ClassVar[str] = "b1"
+    proposal: int
+    action: str

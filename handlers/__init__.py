@@ -9,7 +9,16 @@ from __future__ import annotations
 from aiogram import Router
 
 from bot.i18n import Catalogues
-from handlers import deadlines, department, early_warning, fallback, resident, start, tasks
+from handlers import (
+    bundling,
+    deadlines,
+    department,
+    early_warning,
+    fallback,
+    resident,
+    start,
+    tasks,
+)
 
 
 def build_routers(catalogues: Catalogues) -> list[Router]:
@@ -21,6 +30,7 @@ def build_routers(catalogues: Catalogues) -> list[Router]:
         # Before the department router, whose reply handler takes any reply in a unit's group.
         early_warning.router(),
         deadlines.router(),
+        bundling.router(),
         department.router(),
         fallback.router(),
     ]

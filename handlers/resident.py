@@ -50,6 +50,7 @@ class Filing(StatesGroup):
     when = State()
     contact = State()
     confirm = State()
+    similar = State()  # a photo report repeats an open case: follow it, or file anyway
 
 
 class RatingComment(StatesGroup):
@@ -68,6 +69,7 @@ STEP_STATES: dict[str, State] = {
         "when",
         "contact",
         "confirm",
+        "similar",
     )
 }
 FIRST_STEPS = {
@@ -76,7 +78,7 @@ FIRST_STEPS = {
     "ask": (CaseKind.HELP, "description"),
 }
 TEXT_STEPS = (Filing.description, Filing.where, Filing.when)
-BUTTON_STEPS = (Filing.category, Filing.anonymous, Filing.contact, Filing.confirm)
+BUTTON_STEPS = (Filing.category, Filing.anonymous, Filing.contact, Filing.confirm, Filing.similar)
 
 
 @dataclass
@@ -327,7 +329,13 @@ async def draft_pressed(
     dialog: Dialog,
     raw_state: str | None,
 ) -> None:
-    expected = {"cat": Filing.category, "anon": Filing.anonymous, "contact": Filing.contact}
+    expected = {
+        "cat": Filing.category,
+        "anon": Filing.anonymous,
+        "contact": Filing.contact,
+        "follow": Filing.similar,
+        "new": Filing.similar,
+    }
     if cb.token != dialog.token or raw_state != expected.get(cb.action, Filing.confirm).state:
         raise UserError(N_("errors.stale-button"))
     message_id = _message_id(query)
@@ -347,6 +355,8 @@ async def draft_pressed(
         label = N_("ask.contact-yes") if draft.share_contact else N_("ask.contact-no")
         resident.chosen(chat, message_id, chat.t(label))
         await dialog.advance(chat, "contact")
+    elif cb.action in ("follow", "new"):
+        await _similar_pressed(query, cb, chat, dialog, message_id)
     else:
         await _summary_pressed(query, cb, chat, dialog, message_id)
 
@@ -361,10 +371,19 @@ async def _summary_pressed(
 ) -> None:
     draft = dialog.draft
     if cb.action == "ok":
-        await resident.submit(
-            chat, resident_id=query.from_user.id, draft=draft, summary_message_id=message_id
+        similar = await resident.confirm(
+            chat,
+            resident_id=query.from_user.id,
+            draft=draft,
+            token=dialog.token,
+            message_id=message_id,
         )
-        await dialog.state.clear()
+        if similar is None:
+            await dialog.state.clear()
+            return
+        dialog.data["similar"] = similar
+        await dialog.state.set_state(Filing.similar)
+        await dialog.save()
     elif cb.action == "toggle":
         if draft.kind is CaseKind.HELP:
             _share_contact(draft, query.from_user, not draft.share_contact)
@@ -380,6 +399,28 @@ async def _summary_pressed(
         resident.cancelled(chat, message_id)
     else:
         raise UserError(N_("errors.stale-button"))
+
+
+async def _similar_pressed(
+    query: CallbackQuery, cb: DraftAction, chat: ResidentChat, dialog: Dialog, message_id: int
+) -> None:
+    """Same problem (follow the case offered) or a different one (file the report)."""
+    draft = dialog.draft
+    if cb.action == "follow":
+        if cb.value != str(dialog.data.get("similar")):
+            raise UserError(N_("errors.stale-button"))
+        await resident.follow_similar(
+            chat,
+            resident_id=query.from_user.id,
+            case_id=int(cb.value),
+            draft=draft,
+            message_id=message_id,
+        )
+    else:
+        await resident.file_anyway(
+            chat, resident_id=query.from_user.id, draft=draft, message_id=message_id
+        )
+    await dialog.state.clear()
 
 
 # -- my cases ---------------------------------------------------------------------------------
@@ -432,7 +473,7 @@ async def rate_pressed(
     chat.answer(query.id)
     # A dialog under way is not interrupted: the comment is then simply not asked for.
     ask_comment = raw_state is None or raw_state == RatingComment.comment.state
-    await resident.rate(
+    asked = await resident.rate(
         chat,
         resident_id=query.from_user.id,
         case_id=cb.case_id,
@@ -440,7 +481,7 @@ async def rate_pressed(
         message_id=_message_id(query),
         ask_comment=ask_comment,
     )
-    if ask_comment:
+    if asked:
         await state.set_state(RatingComment.comment)
         await state.set_data({"case": cb.case_id})
 

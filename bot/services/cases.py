@@ -2,7 +2,9 @@
 
 Every function changes a case through its model's transition rules, appends the audit event
 and writes what people are told to the outbox, all in the caller's transaction. Guards raise
-:class:`UserError` with the message the person acting should see.
+:class:`UserError` with the message the person acting should see. What the resident is told
+about a case's progress, its co-reporters (followers, see :mod:`bot.services.followers`) are
+told too.
 """
 
 from __future__ import annotations
@@ -17,11 +19,19 @@ from sqlmodel import col
 
 from bot.district import District
 from bot.i18n import N_
-from bot.services import ladder, notify
+from bot.services import followers, ladder, notify
 from bot.services.errors import UserError
 from bot.services.outbox import enqueue
 from bot.services.routing import CENTER, chat_of
-from models import Case, CaseEvent, CaseKind, CaseStatus, InvalidTransition, Rating
+from models import (
+    Case,
+    CaseEvent,
+    CaseFollower,
+    CaseKind,
+    CaseStatus,
+    InvalidTransition,
+    Rating,
+)
 
 MAX_PHOTOS = 5
 MAX_DESCRIPTION = 1000
@@ -85,22 +95,22 @@ def _event(
     previous: CaseStatus | None = None,
     note: str | None = None,
     **data: Any,
-) -> None:
+) -> CaseEvent:
     assert case.id is not None
-    session.add(
-        CaseEvent(
-            case_id=case.id,
-            at=now,
-            kind=kind,
-            actor_id=actor.id if actor else None,
-            actor_role=role,
-            department=case.department,
-            from_status=previous,
-            to_status=case.status,
-            note=note,
-            data=data,
-        )
+    event = CaseEvent(
+        case_id=case.id,
+        at=now,
+        kind=kind,
+        actor_id=actor.id if actor else None,
+        actor_role=role,
+        department=case.department,
+        from_status=previous,
+        to_status=case.status,
+        note=note,
+        data=data,
     )
+    session.add(event)
+    return event
 
 
 def record(
@@ -111,15 +121,43 @@ def record(
     now: datetime,
     actor: Person | None,
     role: str,
+    note: str | None = None,
     **data: Any,
-) -> None:
+) -> CaseEvent:
     """An audit event that is not a status change (a triage decision, a flag)."""
-    _event(session, case, kind=kind, now=now, actor=actor, role=role, previous=case.status, **data)
+    return _event(
+        session,
+        case,
+        kind=kind,
+        now=now,
+        actor=actor,
+        role=role,
+        previous=case.status,
+        note=note,
+        **data,
+    )
 
 
-def _unit_name(district: District, code: str | None, lang: str) -> str:
-    unit = (district.department(code) or district.street_office(code)) if code else None
-    return unit.names.get(lang) if unit else (code or "")
+def change_status(
+    session: AsyncSession,
+    case: Case,
+    status: CaseStatus,
+    *,
+    kind: str,
+    now: datetime,
+    actor: Person | None,
+    role: str,
+    note: str | None = None,
+    **data: Any,
+) -> CaseStatus:
+    """A move by the rules with its audit event, for services outside the closed loop (a
+    case bundled into another); returns the previous status."""
+    previous = _move(case, status, now)
+    _event(
+        session, case, kind=kind, now=now, actor=actor, role=role, previous=previous, note=note,
+        **data,
+    )  # fmt: skip
+    return previous
 
 
 def _move(case: Case, status: CaseStatus, now: datetime) -> CaseStatus:
@@ -127,6 +165,11 @@ def _move(case: Case, status: CaseStatus, now: datetime) -> CaseStatus:
         return case.move_to(status, now=now)
     except InvalidTransition as error:
         raise UserError(N_("case.not-possible-now"), number=case.number) from error
+
+
+async def reporters_of(session: AsyncSession, case: Case) -> list[notify.Reporter]:
+    """Who is told about the case's progress: its resident, then its co-reporters."""
+    return notify.reporters(case, await followers.of_case(session, case))
 
 
 async def get_case(session: AsyncSession, case_id: int) -> Case:
@@ -308,7 +351,7 @@ async def acknowledge(
     if case.status is not CaseStatus.DISPATCHED:
         raise UserError(N_("card.already-acknowledged"), name=case.acknowledged_by_name or "")
     await _acknowledge(session, district, case, actor, now)
-    await _refresh(session, district, case, now)
+    await refresh(session, district, case, now)
     return case
 
 
@@ -329,12 +372,14 @@ async def _acknowledge(
         role="department",
         previous=previous,
     )
-    notify.tell_resident(
+    notify.tell_reporters(
         session,
+        district,
         case=case,
+        to=await reporters_of(session, case),
         now=now,
         text_key=N_("resident.acknowledged"),
-        department=_unit_name(district, case.department, case.resident_language),
+        unit=case.department,
     )
 
 
@@ -359,14 +404,15 @@ async def answer(
         # The rest of an album sent as the answer arrives as separate messages.
         if media_group_id and photos and case.answer_album == media_group_id:
             case.answer_photos = [*case.answer_photos, *photos][:10]
-            enqueue(
-                session,
-                chat_id=case.resident_id,
-                locale=case.resident_language,
-                now=now,
-                method="sendPhoto",
-                params={"photo": photos[0]},
-            )
+            for reporter in await reporters_of(session, case):
+                enqueue(
+                    session,
+                    chat_id=reporter.chat_id,
+                    locale=reporter.lang,
+                    now=now,
+                    method="sendPhoto",
+                    params={"photo": photos[0]},
+                )
             return case
         raise UserError(N_("card.already-answered"), number=case.number)
     if not text and not photos:
@@ -390,8 +436,8 @@ async def answer(
         photos=photos,
         media_group_id=media_group_id,
     )
-    notify.send_answer_to_resident(session, case=case, now=now)
-    await _refresh(session, district, case, now)
+    notify.send_answer(session, case=case, to=await reporters_of(session, case), now=now)
+    await refresh(session, district, case, now)
     return case
 
 
@@ -457,7 +503,9 @@ async def assign(
         raise UserError(N_("errors.stale-button"))
     previous_department = case.department
     await dispatch(session, district, case, department, now=now, actor=actor, role="center")
-    if previous_department and previous_department != department:
+    transferred = bool(previous_department and previous_department != department)
+    if transferred:
+        assert previous_department is not None
         _event(
             session,
             case,
@@ -477,21 +525,15 @@ async def assign(
                 now=now,
                 transferred_from=previous_department,
             )
-        notify.tell_resident(
-            session,
-            case=case,
-            now=now,
-            text_key=N_("resident.transferred"),
-            department=_unit_name(district, department, case.resident_language),
-        )
-    else:
-        notify.tell_resident(
-            session,
-            case=case,
-            now=now,
-            text_key=N_("resident.dispatched"),
-            department=_unit_name(district, department, case.resident_language),
-        )
+    notify.tell_reporters(
+        session,
+        district,
+        case=case,
+        to=await reporters_of(session, case),
+        now=now,
+        text_key=N_("resident.transferred") if transferred else N_("resident.dispatched"),
+        unit=department,
+    )
     center_chat = await chat_of(session, district, CENTER)
     if center_chat is not None:
         enqueue(
@@ -529,8 +571,15 @@ async def rate(
     rating: Rating,
     now: datetime,
 ) -> Case:
-    """评卷. Unsatisfied reopens the case with the same department; the others close it."""
-    case = await _own_case(session, case_id, resident_id)
+    """评卷. Unsatisfied reopens the case with the same department; the others close it.
+
+    The rule for co-reporters: they are asked too and their ratings are recorded (events, shown
+    in timelines), but the case's state follows the rating of the resident who filed it, so
+    one case never has two outcomes and nobody can close a case for someone else."""
+    case = await get_case(session, case_id)
+    if case.resident_id != resident_id:
+        await _co_rate(session, case, resident_id=resident_id, rating=rating, now=now)
+        return case
     if case.status is not CaseStatus.ANSWERED:
         raise UserError(N_("rate.already"), number=case.number)
     case.rating = rating
@@ -549,12 +598,15 @@ async def rate(
             previous=previous,
             rating=rating.value,
         )
-        notify.tell_resident(
+        notify.tell_reporters(
             session,
+            district,
             case=case,
+            to=await reporters_of(session, case),
             now=now,
             text_key=N_("resident.reopened"),
-            department=_unit_name(district, case.department, case.resident_language),
+            follower_key=N_("resident.reopened-followed"),
+            unit=case.department,
         )
     else:
         previous = _move(case, CaseStatus.CLOSED, now)
@@ -568,9 +620,74 @@ async def rate(
             previous=previous,
             rating=rating.value,
         )
-        notify.tell_resident(session, case=case, now=now, text_key=N_("resident.closed-rated"))
-    await _refresh(session, district, case, now)
+        notify.tell_reporters(
+            session,
+            district,
+            case=case,
+            to=await reporters_of(session, case),
+            now=now,
+            text_key=N_("resident.closed-rated"),
+            follower_key=N_("resident.closed-followed"),
+        )
+        await _close_bundle(session, case, now)
+    await refresh(session, district, case, now)
     return case
+
+
+async def _co_rate(
+    session: AsyncSession, case: Case, *, resident_id: int, rating: Rating, now: datetime
+) -> None:
+    """A co-reporter's rating of the latest answer: recorded, once per answer."""
+    follower = await session.scalar(
+        select(CaseFollower).where(
+            col(CaseFollower.case_id) == case.id, col(CaseFollower.user_id) == resident_id
+        )
+    )
+    rated = CaseStatus.ANSWERED, CaseStatus.REOPENED, CaseStatus.CLOSED
+    if follower is None or case.answered_at is None or case.status not in rated:
+        raise UserError(N_("errors.stale-button"))
+    earlier = await session.scalar(
+        select(col(CaseEvent.id)).where(
+            col(CaseEvent.case_id) == case.id,
+            col(CaseEvent.kind) == "co_rated",
+            col(CaseEvent.actor_id) == resident_id,
+            col(CaseEvent.at) >= case.answered_at,
+        )
+    )
+    if earlier is not None:
+        raise UserError(N_("rate.already"), number=case.number)
+    co_reporter = Person(resident_id, "", follower.language)
+    record(
+        session, case, kind="co_rated", now=now, actor=co_reporter, role="resident",
+        rating=rating.value,
+    )  # fmt: skip
+
+
+async def _close_bundle(session: AsyncSession, lead: Case, now: datetime) -> None:
+    """Closing a bundle's lead closes the cases bundled into it, with the lead's rating.
+    Their residents follow the lead, so they have been told already."""
+    if lead.id is None or lead.bundle_id != lead.id:
+        return
+    members = await session.scalars(
+        select(Case)
+        .where(col(Case.bundle_id) == lead.id, col(Case.status) == CaseStatus.BUNDLED)
+        .order_by(col(Case.id))
+        .with_for_update()
+    )
+    for member in members.all():
+        member.rating = lead.rating
+        previous = _move(member, CaseStatus.CLOSED, now)
+        _event(
+            session,
+            member,
+            kind="closed",
+            now=now,
+            actor=None,
+            role="system",
+            previous=previous,
+            rating=lead.rating.value if lead.rating else None,
+            bundle=lead.number,
+        )
 
 
 async def comment_on_rating(
@@ -608,6 +725,12 @@ async def comment_on_rating(
     return case
 
 
+def is_shared(case: Case) -> bool:
+    """Other residents follow the case, or cases were bundled into it: its resident cannot
+    take it back from them."""
+    return case.reporters > 1 or case.bundle_id is not None
+
+
 async def withdraw(
     session: AsyncSession, district: District, *, case_id: int, resident_id: int, now: datetime
 ) -> Case:
@@ -615,6 +738,8 @@ async def withdraw(
     case = await _own_case(session, case_id, resident_id)
     if case.status not in (CaseStatus.TRIAGE, CaseStatus.DISPATCHED, CaseStatus.PUBLISHED):
         raise UserError(N_("withdraw.too-late"), number=case.number)
+    if is_shared(case):
+        raise UserError(N_("withdraw.shared"), number=case.number)
     previous = _move(case, CaseStatus.WITHDRAWN, now)
     await ladder.stop(session, case)
     resident = Person(resident_id, case.resident_name, case.resident_language)
@@ -629,9 +754,9 @@ async def withdraw(
     )
     lang = district.default_language
     if previous is CaseStatus.DISPATCHED:
-        await _refresh(session, district, case, now)
+        await refresh(session, district, case, now)
     elif previous is CaseStatus.TRIAGE and (center := await chat_of(session, district, CENTER)):
-        notify.mark_withdrawn(
+        notify.retire_card(
             session,
             case=case,
             chat_id=center,
@@ -641,7 +766,7 @@ async def withdraw(
             purpose=notify.CENTER_CARD,
         )
     elif previous is CaseStatus.PUBLISHED and (volunteers := district.volunteer_chat_for(None)):
-        notify.mark_withdrawn(
+        notify.retire_card(
             session,
             case=case,
             chat_id=volunteers,
@@ -678,18 +803,30 @@ async def close_unrated(session: AsyncSession, district: District, *, now: datet
             previous=previous,
             rating=Rating.UNRATED.value,
         )
-        notify.tell_resident(session, case=case, now=now, text_key=N_("resident.closed-unrated"))
-        await _refresh(session, district, case, now)
+        notify.tell_reporters(
+            session,
+            district,
+            case=case,
+            to=await reporters_of(session, case),
+            now=now,
+            text_key=N_("resident.closed-unrated"),
+            follower_key=N_("resident.closed-followed"),
+        )
+        await _close_bundle(session, case, now)
+        await refresh(session, district, case, now)
     return len(due)
 
 
-async def _refresh(session: AsyncSession, district: District, case: Case, now: datetime) -> None:
+async def refresh(
+    session: AsyncSession, district: District, case: Case, now: datetime, **extra: Any
+) -> None:
+    """Edit the case's card in its department's group to the case's state."""
     if case.kind is CaseKind.HELP or not case.department:
         return
     chat_id = await chat_of(session, district, case.department)
     if chat_id is not None:
         notify.refresh_card(
-            session, case=case, chat_id=chat_id, lang=district.default_language, now=now
+            session, case=case, chat_id=chat_id, lang=district.default_language, now=now, **extra
         )
 
 
@@ -699,13 +836,12 @@ async def _refresh(session: AsyncSession, district: District, case: Case, now: d
 async def cases_of(
     session: AsyncSession, resident_id: int, *, page: int, page_size: int = 5
 ) -> tuple[list[Case], int]:
-    """The resident's cases, newest first, and how many there are."""
-    total = await session.scalar(
-        select(func.count()).select_from(Case).where(col(Case.resident_id) == resident_id)
-    )
+    """The resident's cases and those they follow, newest first, and how many there are."""
+    mine = followers.mine(resident_id)
+    total = await session.scalar(select(func.count()).select_from(Case).where(mine))
     rows = await session.scalars(
         select(Case)
-        .where(col(Case.resident_id) == resident_id)
+        .where(mine)
         .order_by(col(Case.created_at).desc(), col(Case.id).desc())
         .offset(max(page, 0) * page_size)
         .limit(page_size)
@@ -716,8 +852,13 @@ async def cases_of(
 async def timeline(
     session: AsyncSession, *, case_id: int, resident_id: int
 ) -> tuple[Case, list[CaseEvent]]:
+    """A case's audit events, for its resident or a co-reporter."""
     case = await session.get(Case, case_id)
-    if case is None or case.resident_id != resident_id:
+    if case is None:
+        raise UserError(N_("errors.stale-button"))
+    if case.resident_id != resident_id and not await followers.follows(
+        session, case_id, resident_id
+    ):
         raise UserError(N_("errors.stale-button"))
     events = await session.scalars(
         select(CaseEvent)

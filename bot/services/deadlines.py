@@ -172,9 +172,11 @@ async def decide(
         )
         ladder.start_deadline(session, district, case, now=now)
         expected = case.deadline_at.astimezone(district.tzinfo).strftime("%Y-%m-%d")
-        notify.tell_resident(
+        notify.tell_reporters(
             session,
+            district,
             case=case,
+            to=await cases.reporters_of(session, case),
             now=now,
             template="deadline_resident.html",
             department=case.department,

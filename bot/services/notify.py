@@ -2,11 +2,14 @@
 
 The department card is one living message per group: posted once, then edited in place as
 the case moves. Texts are rendered at send time in the recipient's language; the context
-holds codes and ISO times only.
+holds codes and ISO times only. What a case's resident is told about its progress goes to its
+co-reporters (followers) too, each in their own language.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +19,7 @@ from bot.callbacks import AssignCase, CaseAction, ProposeDeadline, RateCase
 from bot.district import District
 from bot.i18n import N_
 from bot.services.outbox import Link, button, enqueue, inline_keyboard
-from models import Case, CaseStatus
+from models import Case, CaseFollower, CaseStatus
 
 CARD = "card"
 CARD_PHOTO = "card-photo"
@@ -31,7 +34,7 @@ DYNAMIC_MESSAGE_IDS = (
     N_("rating.unrated"),
     N_("status.triage"), N_("status.dispatched"), N_("status.acknowledged"),
     N_("status.answered"), N_("status.reopened"), N_("status.closed"), N_("status.published"),
-    N_("status.withdrawn"),
+    N_("status.withdrawn"), N_("status.bundled"),
 )  # fmt: skip
 
 # Replies to messages with these purposes are answers to the case.
@@ -73,6 +76,7 @@ def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str
         "card_colour": case.card_colour,
         "next_rung_at": _iso(case.next_rung_at),
         "deadline_at": _iso(case.deadline_at),
+        "reporters": case.reporters,
         "caption": caption,
         **extra,
     }
@@ -267,7 +271,7 @@ def post_center_card(
     )
 
 
-def mark_withdrawn(
+def retire_card(
     session: AsyncSession,
     *,
     case: Case,
@@ -276,8 +280,10 @@ def mark_withdrawn(
     now: datetime,
     template: str,
     purpose: str,
+    **extra: Any,
 ) -> None:
-    """A center or volunteer card whose case the resident withdrew: no more buttons."""
+    """A center, triage or volunteer card whose case left it (withdrawn by the resident,
+    bundled into another case): its current state and no more buttons."""
     enqueue(
         session,
         chat_id=chat_id,
@@ -285,7 +291,7 @@ def mark_withdrawn(
         now=now,
         method="editMessageText",
         template=template,
-        context=card_context(case),
+        context=card_context(case, **extra),
         target=case_link(case, purpose),
     )
 
@@ -300,6 +306,7 @@ def tell_resident(
     keyboard: dict[str, Any] | None = None,
     **context: Any,
 ) -> None:
+    """A message for the case's own resident only (a receipt, an answer to what they did)."""
     enqueue(
         session,
         chat_id=case.resident_id,
@@ -312,53 +319,108 @@ def tell_resident(
     )
 
 
-def send_answer_to_resident(session: AsyncSession, *, case: Case, now: datetime) -> None:
-    """The department's answer (with its photos), then the rating question."""
+def unit_name(district: District, code: str | None, lang: str) -> str:
+    unit = (district.department(code) or district.street_office(code)) if code else None
+    return unit.names.get(lang) if unit else (code or "")
+
+
+@dataclass(frozen=True)
+class Reporter:
+    """A resident told about a case's progress: the one who filed it, or a co-reporter."""
+
+    chat_id: int
+    lang: str
+    owner: bool
+
+
+def reporters(case: Case, followers: Iterable[CaseFollower] = ()) -> list[Reporter]:
+    return [
+        Reporter(case.resident_id, case.resident_language, owner=True),
+        *(Reporter(f.user_id, f.language, owner=False) for f in followers),
+    ]
+
+
+def tell_reporters(
+    session: AsyncSession,
+    district: District,
+    *,
+    case: Case,
+    to: Iterable[Reporter],
+    now: datetime,
+    text_key: str | None = None,
+    follower_key: str | None = None,
+    template: str | None = None,
+    unit: str | None = None,
+    **context: Any,
+) -> None:
+    """A change in the case, told to its resident and its co-reporters. ``follower_key`` is
+    what co-reporters read instead of ``text_key`` when the resident's wording speaks of
+    what only the resident did; ``unit`` (a code) becomes ``department``, named in each
+    reader's language."""
+    for reporter in to:
+        named = {"department": unit_name(district, unit, reporter.lang)} if unit else {}
+        enqueue(
+            session,
+            chat_id=reporter.chat_id,
+            locale=reporter.lang,
+            now=now,
+            text_key=text_key if reporter.owner else (follower_key or text_key),
+            template=template,
+            context={"number": case.number, **context, **named},
+        )
+
+
+def send_answer(
+    session: AsyncSession, *, case: Case, to: Iterable[Reporter], now: datetime
+) -> None:
+    """The department's answer (with its photos), then the rating question, to every reporter.
+    Co-reporters rate too; only the resident's rating moves the case (see cases.rate)."""
     assert case.id is not None
-    lang = case.resident_language
     context = {"number": case.number, "department": case.department, "text": case.answer_text}
     photos = case.answer_photos
-    if len(photos) == 1:
-        enqueue(
-            session,
-            chat_id=case.resident_id,
-            locale=lang,
-            now=now,
-            method="sendPhoto",
-            template="answer.html",
-            context={**context, "caption": True},
-            params={"photo": photos[0]},
-        )
-    else:
-        if photos:
-            enqueue(
-                session,
-                chat_id=case.resident_id,
-                locale=lang,
-                now=now,
-                method="sendMediaGroup",
-                params={"photos": photos[:10]},
-            )
-        enqueue(
-            session,
-            chat_id=case.resident_id,
-            locale=lang,
-            now=now,
-            template="answer.html",
-            context={**context, "caption": False},
-        )
     rate = inline_keyboard(
         [button(N_("rate.satisfied"), RateCase(case.id, "s").pack())],
         [button(N_("rate.basically"), RateCase(case.id, "b").pack())],
         [button(N_("rate.unsatisfied"), RateCase(case.id, "u").pack())],
     )
-    enqueue(
-        session,
-        chat_id=case.resident_id,
-        locale=lang,
-        now=now,
-        text_key=N_("rate.question"),
-        context={"number": case.number},
-        keyboard=rate,
-        link=case_link(case, "rating"),
-    )
+    for reporter in to:
+        chat_id, lang = reporter.chat_id, reporter.lang
+        if len(photos) == 1:
+            enqueue(
+                session,
+                chat_id=chat_id,
+                locale=lang,
+                now=now,
+                method="sendPhoto",
+                template="answer.html",
+                context={**context, "caption": True},
+                params={"photo": photos[0]},
+            )
+        else:
+            if photos:
+                enqueue(
+                    session,
+                    chat_id=chat_id,
+                    locale=lang,
+                    now=now,
+                    method="sendMediaGroup",
+                    params={"photos": photos[:10]},
+                )
+            enqueue(
+                session,
+                chat_id=chat_id,
+                locale=lang,
+                now=now,
+                template="answer.html",
+                context={**context, "caption": False},
+            )
+        enqueue(
+            session,
+            chat_id=chat_id,
+            locale=lang,
+            now=now,
+            text_key=N_("rate.question"),
+            context={"number": case.number},
+            keyboard=rate,
+            link=case_link(case, "rating"),
+        )

@@ -1,5 +1,6 @@
 """The resident's private chat: the questions of the filing dialogs (随手拍, 我有话说,
-邻里互助), the summary checked before sending, the resident's list of cases and a case's
+邻里互助), the summary checked before sending, the offer to follow a similar open case instead
+of filing a photo report again, the resident's list of cases (filed and followed) and a case's
 timeline, withdrawing, and rating with its optional comment.
 
 No aiogram here. Handlers keep the draft in the dialog state and pass plain values; what the
@@ -19,7 +20,7 @@ from sqlmodel import col
 from bot.callbacks import ConfirmWithdraw, DraftAction, MyCasesPage, ViewCase, WithdrawCase
 from bot.district import District
 from bot.i18n import N_, Translator
-from bot.services import cases, early_warning
+from bot.services import bundling, cases, early_warning, followers
 from bot.services.errors import UserError
 from bot.services.outbox import (
     answer_callback,
@@ -30,7 +31,7 @@ from bot.services.outbox import (
     send_text,
 )
 from bot.warning import KeywordLibrary
-from models import Case, CaseKind, CaseStatus
+from models import Case, CaseEvent, CaseKind, CaseStatus
 
 PAGE_SIZE = 5
 MAX_WHEN = 200  # Case.needed_when
@@ -75,8 +76,16 @@ TIMELINE_EVENTS = (
     N_("event.submitted"), N_("event.dispatched"), N_("event.acknowledged"),
     N_("event.answered"), N_("event.returned"), N_("event.transferred"),
     N_("event.reopened"), N_("event.commented"), N_("event.closed"), N_("event.withdrawn"),
+    N_("event.followed"), N_("event.co_rated"), N_("event.bundled"), N_("event.bundle_joined"),
 )  # fmt: skip
 _TIMELINE_KINDS = frozenset(key.removeprefix("event.") for key in TIMELINE_EVENTS)
+# A co-reporter reads the resident's own steps in the third person, and without their
+# comments; their own joining and rating in the second.
+_FOR_CO_REPORTERS = {
+    "reopened": N_("event.reopened-by-reporter"),
+    "commented": N_("event.commented-by-reporter"),
+}
+_BY_THE_READER = {"followed": N_("event.followed-you"), "co_rated": N_("event.co_rated-you")}
 # Events after which the timeline names the unit that has the case.
 _WITH_UNIT = frozenset({"dispatched", "acknowledged", "answered", "transferred"})
 
@@ -305,11 +314,62 @@ def _summary_keyboard(draft: cases.Draft, token: str) -> dict[str, Any]:
     )
 
 
-async def submit(
-    chat: ResidentChat, *, resident_id: int, draft: cases.Draft, summary_message_id: int
+async def confirm(
+    chat: ResidentChat, *, resident_id: int, draft: cases.Draft, token: str, message_id: int
+) -> int | None:
+    """Confirm on the summary. A photo report that repeats an open case nearby is not filed
+    yet: the resident is shown that case and asked whether it is the same problem (returns
+    its id). Anything else is filed."""
+    chat.drop_buttons(message_id)
+    similar = await bundling.find_similar(
+        chat.session, chat.district, draft=draft, resident_id=resident_id, now=chat.now
+    )
+    if similar is None:
+        await _file(chat, resident_id=resident_id, draft=draft)
+        return None
+    assert similar.id is not None
+    enqueue(
+        chat.session,
+        chat_id=chat.chat_id,
+        locale=chat.lang,
+        now=chat.now,
+        template="similar_case.html",
+        context=bundling.similar_context(similar),
+        keyboard=inline_keyboard(
+            [button(N_("similar.follow"), DraftAction(token, "follow", str(similar.id)).pack())],
+            [button(N_("similar.new"), DraftAction(token, "new", "").pack())],
+        ),
+    )
+    return similar.id
+
+
+async def follow_similar(
+    chat: ResidentChat, *, resident_id: int, case_id: int, draft: cases.Draft, message_id: int
 ) -> Case:
-    """File the case (the service sends the receipt), screen it for dispute risks and retire
-    the summary's buttons."""
+    """Same problem: the resident follows the case instead of filing one."""
+    case = await bundling.follow(
+        chat.session,
+        chat.district,
+        case_id=case_id,
+        resident=cases.Person(resident_id, chat.name, chat.lang),
+        draft=draft,
+        now=chat.now,
+    )
+    chosen(chat, message_id, chat.t(N_("similar.follow")))
+    chat.say(N_("similar.following"), number=case.number)
+    return case
+
+
+async def file_anyway(
+    chat: ResidentChat, *, resident_id: int, draft: cases.Draft, message_id: int
+) -> Case:
+    """A different problem after all: filed as usual."""
+    chosen(chat, message_id, chat.t(N_("similar.new")))
+    return await _file(chat, resident_id=resident_id, draft=draft)
+
+
+async def _file(chat: ResidentChat, *, resident_id: int, draft: cases.Draft) -> Case:
+    """File the case (the service sends the receipt) and screen it for dispute risks."""
     resident = cases.Person(resident_id, chat.name, chat.lang)
     case = await cases.submit(
         chat.session, chat.district, resident=resident, draft=draft, now=chat.now
@@ -318,7 +378,6 @@ async def submit(
         await early_warning.screen_case(
             chat.session, chat.district, chat.keywords, case, now=chat.now
         )
-    chat.drop_buttons(summary_message_id)
     return case
 
 
@@ -356,11 +415,13 @@ async def show_cases(
             "category": case.category,
             "status": case.status.value,
             "updated_at": case.updated_at.isoformat(),
+            "followed": case.resident_id != resident_id,
         }
         for case in rows
     ]
     keyboard_rows = [
-        [literal_button(_case_label(chat, case), ViewCase(_id(case)).pack())] for case in rows
+        [literal_button(_case_label(chat, case, resident_id), ViewCase(_id(case)).pack())]
+        for case in rows
     ]
     nav = []
     if page > 0:
@@ -390,19 +451,20 @@ def _id(case: Case) -> int:
     return case.id
 
 
-def _case_label(chat: ResidentChat, case: Case) -> str:
+def _case_label(chat: ResidentChat, case: Case, resident_id: int) -> str:
     category = chat.district.category(case.category) if case.category else None
     what = category.names.get(chat.lang) if category else chat.t(f"kind.{case.kind.value}")
-    return f"{case.number} · {what}"
+    followed = " 👥" if case.resident_id != resident_id else ""
+    return f"{case.number} · {what}{followed}"
 
 
-async def _page_of(session: AsyncSession, case: Case) -> int:
+async def _page_of(session: AsyncSession, case: Case, resident_id: int) -> int:
     """The page of the resident's list that shows this case."""
     newer = await session.scalar(
         select(func.count())
         .select_from(Case)
         .where(
-            col(Case.resident_id) == case.resident_id,
+            followers.mine(resident_id),
             or_(
                 col(Case.created_at) > case.created_at,
                 and_(col(Case.created_at) == case.created_at, col(Case.id) > case.id),
@@ -422,17 +484,13 @@ async def show_timeline(
 ) -> None:
     """A case's facts and what happened to it, in place of the list."""
     case, events = await cases.timeline(chat.session, case_id=case_id, resident_id=resident_id)
+    own = case.resident_id == resident_id
     shown = [
-        {
-            "kind": event.kind,
-            "at": event.at.isoformat(),
-            "department": event.department if event.kind in _WITH_UNIT else None,
-            "note": event.note if event.kind == "commented" else None,
-        }
+        _timeline_line(event, own=own, reader=resident_id)
         for event in events
         if event.kind in _TIMELINE_KINDS
     ][-MAX_TIMELINE_EVENTS:]
-    withdrawable = case.status in WITHDRAWABLE
+    withdrawable = own and case.status in WITHDRAWABLE and not cases.is_shared(case)
     if confirm_withdraw and not withdrawable:
         raise UserError(N_("withdraw.too-late"), number=case.number)
     context = {
@@ -449,8 +507,11 @@ async def show_timeline(
         "rating": case.rating.value if case.rating else None,
         "events": shown,
         "confirm_withdraw": confirm_withdraw,
+        "followed": not own,
+        "reporters": case.reporters,
     }
-    back = button(N_("timeline.back"), MyCasesPage(await _page_of(chat.session, case)).pack())
+    page = await _page_of(chat.session, case, resident_id)
+    back = button(N_("timeline.back"), MyCasesPage(page).pack())
     if confirm_withdraw:
         keyboard = inline_keyboard(
             [
@@ -465,6 +526,28 @@ async def show_timeline(
     else:
         keyboard = inline_keyboard([back])
     chat.edit(message_id, template="resident_timeline.html", context=context, keyboard=keyboard)
+
+
+def _timeline_line(event: CaseEvent, *, own: bool, reader: int) -> dict[str, Any]:
+    """One event as this reader sees it. Other residents are never named."""
+    label = f"event.{event.kind}"
+    if event.kind in _BY_THE_READER and event.actor_id == reader:
+        label = _BY_THE_READER[event.kind]
+    elif not own and event.kind in _FOR_CO_REPORTERS:
+        label = _FOR_CO_REPORTERS[event.kind]
+    cases_named = None
+    if event.kind == "bundled":
+        cases_named = event.note
+    elif event.kind == "bundle_joined":
+        cases_named = ", ".join(event.data.get("members", []))
+    return {
+        "label": label,
+        "at": event.at.isoformat(),
+        "department": event.department if event.kind in _WITH_UNIT else None,
+        "note": event.note if own and event.kind == "commented" else None,
+        "rating": event.data.get("rating") if event.kind == "co_rated" else None,
+        "cases": cases_named,
+    }
 
 
 async def withdraw(chat: ResidentChat, *, resident_id: int, case_id: int, message_id: int) -> Case:
@@ -486,9 +569,9 @@ async def rate(
     code: str,
     message_id: int,
     ask_comment: bool = True,
-) -> Case:
-    """评卷 from the rating buttons; the question then shows the rating and a comment may
-    follow."""
+) -> bool:
+    """评卷 from the rating buttons; the question then shows the rating. Returns whether a
+    comment was asked for: from the case's own resident only, whose rating decides."""
     rating = cases.RATINGS.get(code)
     if rating is None:
         raise UserError(N_("errors.stale-button"))
@@ -505,9 +588,12 @@ async def rate(
         text_key=N_("rate.rated"),
         context={"number": case.number, "rating": chat.t(f"rating.{rating.value}")},
     )
+    if case.resident_id != resident_id:
+        chat.say(N_("rate.co-rated"), number=case.number)
+        return False
     if ask_comment:
         chat.say(N_("rate.comment-prompt"), limit=cases.MAX_COMMENT)
-    return case
+    return ask_comment
 
 
 async def comment(chat: ResidentChat, *, resident_id: int, case_id: int, text: str) -> Case:

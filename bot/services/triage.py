@@ -226,9 +226,11 @@ async def _finish(
         if case.deadline_at
         else None
     )
-    notify.tell_resident(
+    notify.tell_reporters(
         session,
+        district,
         case=case,
+        to=await cases.reporters_of(session, case),
         now=now,
         template="triaged.html",
         department=case.triage_lead,
