@@ -7,6 +7,7 @@ Every test runs on SQLite and PostgreSQL through the Bot API test server.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +30,8 @@ from models import (
     CaseStatus,
     Escalation,
     EscalationState,
+    OutboxMessage,
+    OutboxStatus,
     Rating,
 )
 from scheduler import jobs
@@ -46,7 +49,9 @@ STALE = "这个按钮已失效，请重新操作。"
 
 
 @pytest.fixture
-async def app(api_server: BotAPIServer, make_app: AppFactory, district: District) -> Whistle:
+async def app(
+    api_server: BotAPIServer, make_app: AppFactory, district: District
+) -> AsyncIterator[Whistle]:
     api_server.add_user(FILER, first_name="王晓霞", username="wangxx", language_code="zh-hans")
     api_server.add_user(NEIGHBOUR, first_name="Li", language_code="en")
     for resident in RESIDENTS[1:]:
@@ -61,7 +66,12 @@ async def app(api_server: BotAPIServer, make_app: AppFactory, district: District
     app = await make_app(clock=ManualClock())
     for resident in {*RESIDENTS, NEIGHBOUR}:
         await api_server.wait_for_message(resident)  # the greeting
-    return app
+    yield app
+    # Every message the test caused could be rendered and sent (a card edit that fails to
+    # render would otherwise go unnoticed).
+    await settled(app)
+    dead = [row for row in await rows(app, OutboxMessage) if row.status is OutboxStatus.DEAD]
+    assert [(row.template or row.text_key, row.last_error) for row in dead] == []
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -77,14 +87,15 @@ async def file_case(
     api_server: BotAPIServer,
     *,
     resident: int = FILER,
-    category: str = "flying_wire",
+    category: str | None = "flying_wire",
     at: tuple[float, float] | None = KANGLE,
     address: str | None = None,
     description: str = "楼道里有人飞线充电，电线从三楼窗户拉下来",
 ) -> Case:
-    """A photo report filed through the service (the first report of a problem)."""
+    """A photo report filed through the service (the first report of a problem); without a
+    category, a post for the center to assign."""
     draft = cases.Draft(
-        kind=CaseKind.REPORT,
+        kind=CaseKind.REPORT if category else CaseKind.SAY,
         photos=[photo_file_id(api_server)],
         description=description,
         category=category,
@@ -137,13 +148,14 @@ async def report_to_summary(
     category: str = "flying_wire",
     at: tuple[float, float] | None = None,
     address: str | None = None,
+    description: str = "Wires hang from the third floor / 三楼飞线",
 ) -> BotMessage:
     """/report: a photo, a description, the category and the place; returns the summary."""
     api_server.send_text(user, "/report")
     await api_server.wait_for_message(user)
     api_server.send_photo(user, b"my photo")
     await api_server.wait_for_message(user)
-    api_server.send_text(user, "Wires hang from the third floor / 三楼飞线")
+    api_server.send_text(user, description)
     [categories] = await api_server.wait_for_message(user)
     await press(api_server, categories, data_with(categories, f":cat:{category}"), user)
     await api_server.wait_for_message(user)  # where is it?
@@ -320,6 +332,25 @@ class TestSimilarReport:
         receipt = await confirm(api_server, clutter, NEIGHBOUR)
         assert "HB-000003" in receipt.text
         assert [c.reporters for c in await rows(app)] == [1, 1, 1]
+
+    async def test_what_a_co_reporter_writes_is_screened_for_dispute_risks(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case = await file_case(app, api_server)
+        summary = await report_to_summary(
+            api_server, NEIGHBOUR, at=NORTH_40_M, description="说了两句，对门扬言要砍死他"
+        )
+        offer = await confirm(api_server, summary, NEIGHBOUR)
+        await press(api_server, offer, data_with(offer, ":follow:"), NEIGHBOUR)
+        [alert] = await api_server.wait_for_message(CENTER)
+        assert "矛盾纠纷预警" in alert.text and case.number in alert.text
+        assert "砍死他" in alert.text and "Li" not in alert.text
+        found = await reload(app, case)
+        assert (found.risk_category, found.risk_level, found.status) == (
+            "violence",
+            3,
+            CaseStatus.DISPATCHED,
+        )
 
     def test_address_normalisation_and_distance(self) -> None:
         assert bundling.normalise_address("康乐小区 ３号楼，北侧。") == "康乐小区3号楼北侧"
@@ -538,6 +569,40 @@ class TestBundle:
             api_server, lambda: "🏁 您关注的 HB-000001 已办结。" in texts(api_server, RESIDENTS[1])
         )
 
+    async def test_a_report_near_a_bundled_case_is_offered_the_bundles_lead(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        lead = await file_case(app, api_server)
+        member = await file_case(app, api_server, resident=RESIDENTS[1], at=NORTH_1_KM)
+        preview = await bundle_command(api_server, f"/bundle {lead.number} {member.number}")
+        await press(api_server, preview, preview.callback_data()[0], STAFF, chat_id=XINHUA)
+        await api_server.wait_for_message(RESIDENTS[1])  # bundled into the lead
+        near_member = (NORTH_1_KM[0] + 40 / 111_195, NORTH_1_KM[1])
+        summary = await report_to_summary(api_server, NEIGHBOUR, at=near_member)
+        offer = await confirm(api_server, summary, NEIGHBOUR)
+        assert lead.number in offer.text and member.number not in offer.text
+        assert data_with(offer, ":follow:").endswith(f":{lead.id}")
+        # The member's resident already follows the lead: their new report is filed at once.
+        summary = await report_to_summary(api_server, RESIDENTS[1], at=near_member)
+        receipt = await confirm(api_server, summary, RESIDENTS[1])
+        assert "HB-000003" in receipt.text
+
+    async def test_following_a_case_bundled_since_the_offer_follows_its_lead(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        lead = await file_case(app, api_server, at=NORTH_1_KM)
+        member = await file_case(app, api_server, resident=RESIDENTS[1])
+        summary = await report_to_summary(api_server, NEIGHBOUR, at=NORTH_40_M)
+        offer = await confirm(api_server, summary, NEIGHBOUR)
+        assert member.number in offer.text
+        preview = await bundle_command(api_server, f"/bundle {lead.number} {member.number}")
+        await press(api_server, preview, preview.callback_data()[0], STAFF, chat_id=XINHUA)
+        await until(api_server, lambda: "已打包" in preview.text)
+        await press(api_server, offer, data_with(offer, ":follow:"), NEIGHBOUR)
+        [following] = await api_server.wait_for_message(NEIGHBOUR)
+        assert following.text.startswith(f"👥 You now follow {lead.number}")
+        assert (await reload(app, lead)).reporters == 3
+
     async def test_unknown_closed_and_too_few_numbers_are_named_and_change_nothing(
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
@@ -573,16 +638,34 @@ class TestBundle:
     ) -> None:
         first = await file_case(app, api_server)
         second = await file_case(app, api_server, resident=RESIDENTS[1], at=None, address="别处")
-        third = await file_case(app, api_server, resident=RESIDENTS[2], at=None, address="另一处")
+        # Waiting for 三审 in the street office, and for assignment in the center.
+        third = await file_case(app, api_server, resident=RESIDENTS[2], category="other")
+        fourth = await file_case(app, api_server, resident=RESIDENTS[3], category=None)
         preview = await bundle_command(api_server, f"/bundle {first.number} {second.number}")
         await press(api_server, preview, preview.callback_data()[0], STAFF, chat_id=XINHUA)
         await until(api_server, lambda: "已打包" in preview.text)
         refused = await bundle_command(api_server, f"/bundle {third.number} {second.number}")
         assert refused.text.endswith(f"· 已在其他打包中：{second.number}")
-        # The lead may take more cases.
-        more = await bundle_command(api_server, f"/bundle {first.number} {third.number}")
-        await press(api_server, more, more.callback_data()[0], STAFF, chat_id=XINHUA)
-        await until(api_server, lambda: "共 3 位居民反映" in more.text)
+
+        # The lead may take more cases; their triage and center cards say where they went.
+        command = f"/bundle {first.number} {third.number} {fourth.number}"
+        more = await bundle_command(api_server, command, CENTER)
+        await press(api_server, more, more.callback_data()[0], STAFF, chat_id=CENTER)
+        await until(api_server, lambda: "共 4 位居民反映" in more.text)
+        await settled(app)
+        for chat_id, case in ((XINHUA, third), (CENTER, fourth)):
+            card = next(
+                m
+                for m in api_server.messages(chat_id)
+                if case.number in (m.text or "")
+                and "/bundle" not in (m.text or "")
+                and "打包" not in (m.text or "")
+            )
+            assert "🧺 已并入 HB-000001 一并办理" in card.text
+            assert card.callback_data() == []
+        assert [c.status for c in await rows(app)] == [CaseStatus.DISPATCHED] + [
+            CaseStatus.BUNDLED
+        ] * 3
 
     async def test_a_non_member_cannot_bundle_and_a_decided_proposal_is_stale(
         self, app: Whistle, api_server: BotAPIServer

@@ -32,13 +32,14 @@ from bot.services import cases, followers, ladder, notify, triage
 from bot.services.errors import UserError
 from bot.services.outbox import answer_callback, button, enqueue, inline_keyboard, send_text
 from bot.services.routing import CENTER, chat_of
-from models import Case, CaseEvent, CaseFollower, CaseKind, CaseStatus
+from models import Case, CaseEvent, CaseKind, CaseStatus
 from models.case import OPEN, WITH_DEPARTMENT
 
 EARTH_RADIUS_M = 6_371_008.8
 # How many recent open cases of a category are compared with a new report, newest first.
 CANDIDATES = 200
-# What a new report may join: not a case bundled into another (its lead is offered instead).
+# What a new report may follow. A case bundled into another matches too, but its lead is
+# offered: the bundle is where the problem is handled.
 FOLLOWABLE = frozenset(OPEN) - {CaseStatus.BUNDLED, CaseStatus.PUBLISHED}
 # Statuses in which a department's card is live (and shows the reporters).
 _LIVE_CARD = WITH_DEPARTMENT | {CaseStatus.ANSWERED}
@@ -78,8 +79,9 @@ async def find_similar(
     now: datetime,
 ) -> Case | None:
     """The open case a new photo report most likely repeats: same category, filed within the
-    window by someone else, not already followed, and within the distance (both with
-    coordinates) or at the same normalised address. The nearest wins, then the newest.
+    window by someone else, and within the distance (both with coordinates) or at the same
+    normalised address; the nearest first, then the newest. A bundled case stands for its
+    lead. Cases the resident filed or follows are never offered.
 
     The database narrows by category, status and filing time (an index covers them); the
     distance is worked out here over that short list."""
@@ -93,20 +95,17 @@ async def find_similar(
     )
     if not address and point is None:
         return None
-    followed = select(col(CaseFollower.case_id)).where(col(CaseFollower.user_id) == resident_id)
     rows = await session.scalars(
         select(Case)
         .where(
             col(Case.category) == draft.category,
-            col(Case.status).in_(FOLLOWABLE),
+            col(Case.status).in_(FOLLOWABLE | {CaseStatus.BUNDLED}),
             col(Case.created_at) >= now - timedelta(days=district.bundling.window_days),
-            col(Case.resident_id) != resident_id,
-            col(Case.id).not_in(followed),
         )
         .order_by(col(Case.created_at).desc(), col(Case.id).desc())
         .limit(CANDIDATES)
     )
-    best: tuple[float, Case] | None = None
+    matches: list[tuple[float, Case]] = []
     for case in rows.all():
         away: float | None = None
         if point is not None and case.latitude is not None and case.longitude is not None:
@@ -114,9 +113,20 @@ async def find_similar(
             away = metres if metres <= district.bundling.distance_m else None
         if away is None and address and case.address:
             away = 0.0 if normalise_address(case.address) == address else None
-        if away is not None and (best is None or away < best[0]):
-            best = (away, case)
-    return best[1] if best else None
+        if away is not None:
+            matches.append((away, case))
+    matches.sort(key=lambda match: match[0])  # stable: the newest first among equals
+    for _, matched in matches:
+        offered: Case | None = matched
+        if matched.status is CaseStatus.BUNDLED and matched.bundle_id is not None:
+            offered = await session.get(Case, matched.bundle_id)
+        if offered is None or offered.status not in FOLLOWABLE or offered.id is None:
+            continue
+        if offered.resident_id != resident_id and not await followers.follows(
+            session, offered.id, resident_id
+        ):
+            return offered
+    return None
 
 
 def similar_context(case: Case) -> dict[str, Any]:
@@ -144,6 +154,8 @@ async def follow(
     """The resident reports the same problem by following the case: no new case. What they
     wrote and photographed stays on the case's audit trail; its card counts them."""
     case = await cases.get_case(session, case_id)
+    if case.status is CaseStatus.BUNDLED and case.bundle_id is not None:
+        case = await cases.get_case(session, case.bundle_id)  # bundled since it was offered
     if case.status not in FOLLOWABLE:
         raise UserError(N_("follow.too-late"), number=case.number)
     if case.resident_id == resident.id:
@@ -416,24 +428,24 @@ async def _retire_cards(
 ) -> None:
     """The card a department, street office or the center holds for a bundled case says
     where it went and loses its buttons."""
-    lang = district.default_language
     if previous in _LIVE_CARD:
         await cases.refresh(session, district, member, now, bundle_number=lead.number)
         return
     if previous is not CaseStatus.TRIAGE:
         return
-    unit = member.triage_unit if member.triage_step else None
-    chat_id = await chat_of(session, district, unit or CENTER)
-    if chat_id is None:
+    if member.triage_step:  # in a street office's 三审 wizard: it ends here
+        member.triage_step = None
+        await triage.refresh(session, district, member, now, bundle_number=lead.number)
         return
-    notify.retire_card(
-        session,
-        case=member,
-        chat_id=chat_id,
-        lang=lang,
-        now=now,
-        template="triage_card.html" if unit else "center_card.html",
-        purpose=triage.TRIAGE_CARD if unit else notify.CENTER_CARD,
-        bundle_number=lead.number,
-    )
-    member.triage_step = None
+    center = await chat_of(session, district, CENTER)
+    if center is not None:
+        notify.retire_card(
+            session,
+            case=member,
+            chat_id=center,
+            lang=district.default_language,
+            now=now,
+            template="center_card.html",
+            purpose=notify.CENTER_CARD,
+            bundle_number=lead.number,
+        )

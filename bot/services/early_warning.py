@@ -44,11 +44,13 @@ async def screen_case(
     case: Case,
     *,
     now: datetime,
+    text: str | None = None,
 ) -> CategoryScore | None:
-    """Match a newly filed case's text; on a hit flag the case and alert the center."""
+    """Match a newly filed case's text (or ``text``: what a co-reporter wrote when following
+    the case); on a hit flag the case and alert the center. A case keeps its strongest flag."""
     if case.kind not in SCREENED_KINDS:
         return None
-    assessment = library.assess(case.description)
+    assessment = library.assess(case.description if text is None else text)
     top = assessment.top
     if top is None:
         return None
@@ -64,7 +66,8 @@ async def screen_case(
         )
     )
     languages = {*category.names, district.default_language}
-    case.risk_category, case.risk_level = category.code, category.level
+    if case.risk_level is None or category.level >= case.risk_level:
+        case.risk_category, case.risk_level = category.code, category.level
     session.add(
         CaseEvent(
             case_id=case.id,

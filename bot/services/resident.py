@@ -346,7 +346,8 @@ async def confirm(
 async def follow_similar(
     chat: ResidentChat, *, resident_id: int, case_id: int, draft: cases.Draft, message_id: int
 ) -> Case:
-    """Same problem: the resident follows the case instead of filing one."""
+    """Same problem: the resident follows the case instead of filing one. What they wrote is
+    screened for dispute risks like a new case's text, against the case they follow."""
     case = await bundling.follow(
         chat.session,
         chat.district,
@@ -355,6 +356,10 @@ async def follow_similar(
         draft=draft,
         now=chat.now,
     )
+    if chat.keywords is not None and draft.description:
+        await early_warning.screen_case(
+            chat.session, chat.district, chat.keywords, case, now=chat.now, text=draft.description
+        )
     chosen(chat, message_id, chat.t(N_("similar.follow")))
     chat.say(N_("similar.following"), number=case.number)
     return case

@@ -63,13 +63,14 @@ def proposed_assistants(district: District, text: str, lead: str | None) -> list
     ]
 
 
-def _context(case: Case, district: District) -> dict[str, Any]:
+def _context(case: Case, district: District, **extra: Any) -> dict[str, Any]:
     return notify.card_context(
         case,
         step=case.triage_step,
         lead=case.triage_lead,
         assist=list(case.triage_assist),
         difficulty=case.triage_difficulty,
+        **extra,
     )
 
 
@@ -154,10 +155,13 @@ async def step(
         return
     else:
         raise UserError(N_("card.stale"))
-    await _refresh(session, district, case, now)
+    await refresh(session, district, case, now)
 
 
-async def _refresh(session: AsyncSession, district: District, case: Case, now: datetime) -> None:
+async def refresh(
+    session: AsyncSession, district: District, case: Case, now: datetime, **extra: Any
+) -> None:
+    """Edit the triage card to the case's state (buttons for the wizard's current step)."""
     chat_id = await chat_of(session, district, case.triage_unit or CENTER)
     if chat_id is None:
         return
@@ -168,7 +172,7 @@ async def _refresh(session: AsyncSession, district: District, case: Case, now: d
         now=now,
         method="editMessageText",
         template="triage_card.html",
-        context=_context(case, district),
+        context=_context(case, district, **extra),
         keyboard=_keyboard(case, district),
         target=notify.case_link(case, TRIAGE_CARD),
     )
@@ -220,7 +224,7 @@ async def _finish(
             )
     if difficulty == "hard":
         await _tell_leaders(session, district, case, assisting, now)
-    await _refresh(session, district, case, now)
+    await refresh(session, district, case, now)
     expected = (
         case.deadline_at.astimezone(district.tzinfo).strftime("%Y-%m-%d")
         if case.deadline_at
