@@ -112,7 +112,11 @@ class TestLivingCard:
         [told] = await api_server.wait_for_message(RESIDENT)
         assert "已应哨" in told.text and case.number in told.text
         await until(api_server, lambda: "已应哨" in (api_server.messages(CGZF)[0].caption or ""))
-        assert api_server.messages(CGZF)[0].button_texts() == ["📝 答卷", "↪️ 退回", "📅 申请办结期限"]
+        assert api_server.messages(CGZF)[0].button_texts() == [
+            "📝 答卷",
+            "↪️ 退回",
+            "📅 申请办结期限",
+        ]
 
         # 答卷 by replying to the card with a photo
         api_server.send_photo(
