@@ -23,15 +23,7 @@ from bot.services import followers, ladder, notify
 from bot.services.errors import UserError
 from bot.services.outbox import enqueue
 from bot.services.routing import CENTER, chat_of
-from models import (
-    Case,
-    CaseEvent,
-    CaseFollower,
-    CaseKind,
-    CaseStatus,
-    InvalidTransition,
-    Rating,
-)
+from models import Case, CaseEvent, CaseKind, CaseStatus, InvalidTransition, Rating
 
 MAX_PHOTOS = 5
 MAX_DESCRIPTION = 1000
@@ -154,9 +146,16 @@ def change_status(
     case bundled into another); returns the previous status."""
     previous = _move(case, status, now)
     _event(
-        session, case, kind=kind, now=now, actor=actor, role=role, previous=previous, note=note,
+        session,
+        case,
+        kind=kind,
+        now=now,
+        actor=actor,
+        role=role,
+        previous=previous,
+        note=note,
         **data,
-    )  # fmt: skip
+    )
     return previous
 
 
@@ -638,11 +637,8 @@ async def _co_rate(
     session: AsyncSession, case: Case, *, resident_id: int, rating: Rating, now: datetime
 ) -> None:
     """A co-reporter's rating of the latest answer: recorded, once per answer."""
-    follower = await session.scalar(
-        select(CaseFollower).where(
-            col(CaseFollower.case_id) == case.id, col(CaseFollower.user_id) == resident_id
-        )
-    )
+    assert case.id is not None
+    follower = await followers.get(session, case.id, resident_id)
     rated = CaseStatus.ANSWERED, CaseStatus.REOPENED, CaseStatus.CLOSED
     if follower is None or case.answered_at is None or case.status not in rated:
         raise UserError(N_("errors.stale-button"))
@@ -658,9 +654,14 @@ async def _co_rate(
         raise UserError(N_("rate.already"), number=case.number)
     co_reporter = Person(resident_id, "", follower.language)
     record(
-        session, case, kind="co_rated", now=now, actor=co_reporter, role="resident",
+        session,
+        case,
+        kind="co_rated",
+        now=now,
+        actor=co_reporter,
+        role="resident",
         rating=rating.value,
-    )  # fmt: skip
+    )
 
 
 async def _close_bundle(session: AsyncSession, lead: Case, now: datetime) -> None:
@@ -676,15 +677,14 @@ async def _close_bundle(session: AsyncSession, lead: Case, now: datetime) -> Non
     )
     for member in members.all():
         member.rating = lead.rating
-        previous = _move(member, CaseStatus.CLOSED, now)
-        _event(
+        change_status(
             session,
             member,
+            CaseStatus.CLOSED,
             kind="closed",
             now=now,
             actor=None,
             role="system",
-            previous=previous,
             rating=lead.rating.value if lead.rating else None,
             bundle=lead.number,
         )

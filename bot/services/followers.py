@@ -27,13 +27,17 @@ async def of_case(session: AsyncSession, case: Case) -> list[CaseFollower]:
     return list(rows.all())
 
 
-async def follows(session: AsyncSession, case_id: int, user_id: int) -> bool:
-    found = await session.scalar(
-        select(col(CaseFollower.id)).where(
+async def get(session: AsyncSession, case_id: int, user_id: int) -> CaseFollower | None:
+    found: CaseFollower | None = await session.scalar(
+        select(CaseFollower).where(
             col(CaseFollower.case_id) == case_id, col(CaseFollower.user_id) == user_id
         )
     )
-    return found is not None
+    return found
+
+
+async def follows(session: AsyncSession, case_id: int, user_id: int) -> bool:
+    return await get(session, case_id, user_id) is not None
 
 
 async def add(
