@@ -608,29 +608,52 @@ async def rate(
             unit=case.department,
         )
     else:
-        previous = _move(case, CaseStatus.CLOSED, now)
-        _event(
-            session,
-            case,
-            kind="closed",
-            now=now,
-            actor=resident,
-            role="resident",
-            previous=previous,
-            rating=rating.value,
-        )
-        notify.tell_reporters(
+        await _close(
             session,
             district,
-            case=case,
-            to=await reporters_of(session, case),
-            now=now,
+            case,
+            actor=resident,
+            role="resident",
             text_key=N_("resident.closed-rated"),
-            follower_key=N_("resident.closed-followed"),
+            now=now,
         )
-        await _close_bundle(session, case, now)
     await refresh(session, district, case, now)
     return case
+
+
+async def _close(
+    session: AsyncSession,
+    district: District,
+    case: Case,
+    *,
+    actor: Person | None,
+    role: str,
+    text_key: str,
+    now: datetime,
+) -> None:
+    """交卷 with the rating set: everyone who reported the case is told, and the cases
+    bundled into it close with it."""
+    assert case.rating is not None
+    change_status(
+        session,
+        case,
+        CaseStatus.CLOSED,
+        kind="closed",
+        now=now,
+        actor=actor,
+        role=role,
+        rating=case.rating.value,
+    )
+    notify.tell_reporters(
+        session,
+        district,
+        case=case,
+        to=await reporters_of(session, case),
+        now=now,
+        text_key=text_key,
+        follower_key=N_("resident.closed-followed"),
+    )
+    await _close_bundle(session, case, now)
 
 
 async def _co_rate(
@@ -792,27 +815,15 @@ async def close_unrated(session: AsyncSession, district: District, *, now: datet
     ).all()
     for case in due:
         case.rating, case.rating_due_at = Rating.UNRATED, None
-        previous = _move(case, CaseStatus.CLOSED, now)
-        _event(
-            session,
-            case,
-            kind="closed",
-            now=now,
-            actor=None,
-            role="system",
-            previous=previous,
-            rating=Rating.UNRATED.value,
-        )
-        notify.tell_reporters(
+        await _close(
             session,
             district,
-            case=case,
-            to=await reporters_of(session, case),
-            now=now,
+            case,
+            actor=None,
+            role="system",
             text_key=N_("resident.closed-unrated"),
-            follower_key=N_("resident.closed-followed"),
+            now=now,
         )
-        await _close_bundle(session, case, now)
         await refresh(session, district, case, now)
     return len(due)
 
