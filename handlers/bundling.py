@@ -18,14 +18,14 @@ from bot.district import District, Role
 from bot.i18n import N_
 from bot.services import bundling, cases
 from bot.services.errors import UserError
-from handlers.department import GROUPS, MEMBER_STATUSES, InUnitGroup, _status_in
 from handlers.filters import CallbackOf
+from handlers.groups import GROUPS, MEMBER_STATUSES, InUnitGroup, status_in
 
 
 async def _allowed(bot: Bot, district: District, chat_id: int, user: User) -> cases.Person:
     person = district.person(user.id)
     if not (person is not None and person.has_role(Role.ADMIN)) and (
-        await _status_in(bot, chat_id, user.id) not in MEMBER_STATUSES
+        await status_in(bot, chat_id, user.id) not in MEMBER_STATUSES
     ):
         raise UserError(N_("bundle.not-member"))
     return cases.Person(user.id, user.first_name, district.default_language)

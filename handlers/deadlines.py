@@ -10,18 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import DecideDeadline, ProposeDeadline
 from bot.district import District
-from bot.i18n import N_
-from bot.services import cases, deadlines
-from bot.services.errors import UserError
-from handlers.department import GROUPS, MEMBER_STATUSES, InUnitGroup, _status_in
+from bot.services import deadlines
 from handlers.filters import CallbackOf
-
-
-async def _member(bot: Bot, query: CallbackQuery, district: District) -> cases.Person:
-    assert query.message is not None
-    if await _status_in(bot, query.message.chat.id, query.from_user.id) not in MEMBER_STATUSES:
-        raise UserError(N_("card.not-member"))
-    return cases.Person(query.from_user.id, query.from_user.first_name, district.default_language)
+from handlers.groups import GROUPS, InUnitGroup, require_member
 
 
 def router() -> Router:
@@ -39,7 +30,7 @@ def router() -> Router:
         now: Any,
     ) -> None:
         assert query.message is not None
-        actor = await _member(bot, query, district)
+        actor = await require_member(bot, query.message.chat.id, query.from_user, district)
         if cb.days == 0:
             await deadlines.offer_choices(
                 session,
@@ -75,7 +66,7 @@ def router() -> Router:
         now: Any,
     ) -> None:
         assert query.message is not None
-        actor = await _member(bot, query, district)
+        actor = await require_member(bot, query.message.chat.id, query.from_user, district)
         await deadlines.decide(
             session,
             district,

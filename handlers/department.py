@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiogram import Bot, F, Router
-from aiogram.filters import Command, CommandObject, Filter
+from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,34 +21,14 @@ from bot.services import cases, department, links, notify, routing, triage
 from bot.services.errors import UserError
 from bot.services.outbox import answer_callback
 from handlers.filters import CallbackOf
-
-MEMBER_STATUSES = {"creator", "administrator", "member", "restricted"}
-ADMIN_STATUSES = {"creator", "administrator"}
-GROUPS = ("group", "supergroup")
-
-
-class InUnitGroup(Filter):
-    """Passes only in a group bound to a unit; the handler receives it as ``unit``."""
-
-    async def __call__(
-        self, event: Message | CallbackQuery, session: AsyncSession, district: District
-    ) -> bool | dict[str, Any]:
-        message = event if isinstance(event, Message) else event.message
-        if message is None:
-            return False
-        unit = await routing.unit_of(session, district, message.chat.id)
-        return False if unit is None else {"unit": unit}
-
-
-async def _status_in(bot: Bot, chat_id: int, user_id: int) -> str:
-    member = await bot.get_chat_member(chat_id, user_id)
-    if member.status == "restricted" and not getattr(member, "is_member", True):
-        return "left"
-    return str(member.status)
-
-
-def _actor(user: Any, lang: str) -> cases.Person:
-    return cases.Person(user.id, user.first_name, lang)
+from handlers.groups import (
+    ADMIN_STATUSES,
+    GROUPS,
+    InUnitGroup,
+    actor,
+    require_member,
+    status_in,
+)
 
 
 def router() -> Router:
@@ -70,7 +50,7 @@ def router() -> Router:
         is_admin = person is not None and person.has_role(Role.ADMIN)
         if not is_admin:
             is_admin = (
-                await _status_in(bot, message.chat.id, message.from_user.id) in ADMIN_STATUSES
+                await status_in(bot, message.chat.id, message.from_user.id) in ADMIN_STATUSES
             )
         if not is_admin:
             raise UserError(N_("bind.not-admin"))
@@ -97,12 +77,10 @@ def router() -> Router:
     ) -> None:
         assert query.message is not None
         chat_id = query.message.chat.id
-        if await _status_in(bot, chat_id, query.from_user.id) not in MEMBER_STATUSES:
-            raise UserError(N_("card.not-member"))
-        actor = _actor(query.from_user, district.default_language)
+        presser = await require_member(bot, chat_id, query.from_user, district)
         if cb.action == "ack":
             await cases.acknowledge(
-                session, district, case_id=cb.case_id, department=unit, actor=actor, now=now
+                session, district, case_id=cb.case_id, department=unit, actor=presser, now=now
             )
             answer_callback(
                 session,
@@ -118,7 +96,7 @@ def router() -> Router:
                 case_id=cb.case_id,
                 unit=unit,
                 action=cb.action,
-                actor=actor,
+                actor=presser,
                 chat_id=chat_id,
                 callback_query_id=query.id,
                 now=now,
@@ -144,7 +122,7 @@ def router() -> Router:
             person.has_role(Role.ADMIN) or person.has_role(Role.CENTER_HEAD)
         )
         if not allowed:
-            status = await _status_in(bot, query.message.chat.id, query.from_user.id)
+            status = await status_in(bot, query.message.chat.id, query.from_user.id)
             allowed = status in ADMIN_STATUSES
         if not allowed:
             raise UserError(N_("center.not-admin"))
@@ -153,7 +131,7 @@ def router() -> Router:
             district,
             case_id=cb.case_id,
             department=cb.unit,
-            actor=_actor(query.from_user, district.default_language),
+            actor=actor(query.from_user, district.default_language),
             now=now,
         )
         answer_callback(
@@ -176,8 +154,7 @@ def router() -> Router:
     ) -> None:
         assert query.message is not None
         chat_id = query.message.chat.id
-        if await _status_in(bot, chat_id, query.from_user.id) not in MEMBER_STATUSES:
-            raise UserError(N_("card.not-member"))
+        presser = await require_member(bot, chat_id, query.from_user, district)
         await triage.step(
             session,
             district,
@@ -185,7 +162,7 @@ def router() -> Router:
             unit=unit,
             action=cb.action,
             value=cb.value,
-            actor=_actor(query.from_user, district.default_language),
+            actor=presser,
             now=now,
         )
         answer_callback(
@@ -211,7 +188,7 @@ def router() -> Router:
         if not (message.text or message.photo or message.caption):
             raise UserError(N_("answer.unsupported"))
         text = message.text or message.caption or ""
-        actor = _actor(message.from_user, district.default_language)
+        replier = actor(message.from_user, district.default_language)
         case_id = int(link.subject_id)
         if link.purpose == notify.RETURN_PROMPT:
             if message.photo and not text:
@@ -221,7 +198,7 @@ def router() -> Router:
                 district,
                 case_id=case_id,
                 department=unit,
-                actor=actor,
+                actor=replier,
                 reason=text,
                 now=now,
             )
@@ -232,7 +209,7 @@ def router() -> Router:
             district,
             case_id=case_id,
             department=unit,
-            actor=actor,
+            actor=replier,
             text=text,
             photos=photos,
             now=now,

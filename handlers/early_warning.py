@@ -20,7 +20,7 @@ from bot.services import early_warning as warning_service
 from bot.services import routing
 from bot.services.errors import UserError
 from bot.warning import EarlyWarning
-from handlers.department import GROUPS, InUnitGroup
+from handlers.groups import GROUPS, InUnitGroup
 
 RELOADERS = (Role.ADMIN, Role.CENTER_HEAD)
 
