@@ -171,3 +171,57 @@ class BundleDecision(Callback):
     prefix: ClassVar[str] = "b1"
     proposal: int
     action: str
+
+
+@dataclasses.dataclass(frozen=True)
+class VolunteerForm(Callback):
+    """A button in the /volunteer dialog: ``com`` a community code, ``sk`` a skill's index
+    (toggled), ``ok`` the skills are chosen. ``token`` names one dialog."""
+
+    prefix: ClassVar[str] = "vf1"
+    token: str
+    action: str
+    value: str
+
+
+@dataclasses.dataclass(frozen=True)
+class VolunteerDecision(Callback):
+    """A community admin approves (``y``) or declines (``n``) a volunteer."""
+
+    prefix: ClassVar[str] = "vd1"
+    user_id: int
+    decision: str
+
+
+@dataclasses.dataclass(frozen=True)
+class VolunteerPause(Callback):
+    """A volunteer pauses (``p``) or resumes (``r``) taking requests."""
+
+    prefix: ClassVar[str] = "vp1"
+    action: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimHelp(Callback):
+    """The Claim button on a help card in the volunteer chat."""
+
+    prefix: ClassVar[str] = "h1"
+    case_id: int
+
+
+@dataclasses.dataclass(frozen=True)
+class HelpProgress(Callback):
+    """The claiming volunteer's buttons: ``way`` on my way, ``done``, ``rel`` release."""
+
+    prefix: ClassVar[str] = "h2"
+    case_id: int
+    action: str
+
+
+@dataclasses.dataclass(frozen=True)
+class HelpConfirm(Callback):
+    """The requester's answer after Done: ``y`` helped, ``n`` not helped."""
+
+    prefix: ClassVar[str] = "h3"
+    case_id: int
+    answer: str

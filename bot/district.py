@@ -516,6 +516,8 @@ class Supervision(_Frozen):
 
 class Volunteers(_Frozen):
     chat_id: GroupChatId | None = None
+    # What volunteers can offer, chosen at /volunteer (plain names, shown as they are).
+    skills: tuple[str, ...] = ()
 
 
 class StreetOffice(_Frozen):

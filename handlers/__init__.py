@@ -18,6 +18,7 @@ from handlers import (
     resident,
     start,
     tasks,
+    volunteers,
 )
 
 
@@ -26,11 +27,14 @@ def build_routers(catalogues: Catalogues) -> list[Router]:
     return [
         start.router(catalogues),
         tasks.router(),
+        # Before the resident router: its dialog owns the texts typed while it runs.
+        volunteers.router(),
         resident.router(catalogues),
         # Before the department router, whose reply handler takes any reply in a unit's group.
         early_warning.router(),
         deadlines.router(),
         bundling.router(),
+        volunteers.group_router(),
         department.router(),
         fallback.router(),
     ]

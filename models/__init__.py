@@ -17,6 +17,7 @@ from models.links import MessageLink
 from models.outbox import OutboxMessage, OutboxStatus
 from models.updates import ProcessedUpdate
 from models.user import User
+from models.volunteer import HelpClaim, Volunteer, VolunteerStatus
 
 __all__ = [
     "Case",
@@ -28,6 +29,7 @@ __all__ = [
     "Escalation",
     "EscalationState",
     "GroupBinding",
+    "HelpClaim",
     "InvalidTransition",
     "MessageLink",
     "OutboxMessage",
@@ -35,4 +37,6 @@ __all__ = [
     "ProcessedUpdate",
     "Rating",
     "User",
+    "Volunteer",
+    "VolunteerStatus",
 ]

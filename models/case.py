@@ -155,6 +155,12 @@ class Case(SQLModel, table=True):
     bundle_id: int | None = Field(default=None, foreign_key="cases.id", index=True)
     reporters: int = 1
 
+    # 邻里互助: the volunteer holding a help request (set only by a conditional update, so
+    # one claim wins), their first name for the card, and their progress: claimed | way | done.
+    claimed_by: int | None = Field(default=None, sa_type=BigInteger)
+    claimed_by_name: str | None = Field(default=None, max_length=128)
+    help_progress: str | None = Field(default=None, max_length=16)
+
     def can_become(self, status: CaseStatus) -> bool:
         return status in TRANSITIONS[self.status]
 

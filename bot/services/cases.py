@@ -274,6 +274,7 @@ async def _publish_help(
         now=now,
         template="help_card.html",
         context=notify.card_context(case),
+        keyboard=notify.help_keyboard(case),
         link=notify.case_link(case, "help-card"),
     )
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import AssignCase, CaseAction, ProposeDeadline, RateCase
+from bot.callbacks import AssignCase, CaseAction, ClaimHelp, ProposeDeadline, RateCase
 from bot.district import District
 from bot.i18n import N_
 from bot.services.outbox import Link, button, enqueue, inline_keyboard
@@ -77,6 +77,7 @@ def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str
         "next_rung_at": _iso(case.next_rung_at),
         "deadline_at": _iso(case.deadline_at),
         "reporters": case.reporters,
+        "claimed_by": case.claimed_by_name,
         "caption": caption,
         **extra,
     }
@@ -96,6 +97,14 @@ def card_keyboard(case: Case) -> dict[str, Any] | None:
         propose = button(N_("card.button.propose-deadline"), ProposeDeadline(case.id, 0).pack())
         return inline_keyboard(row, [propose])
     return inline_keyboard(row)
+
+
+def help_keyboard(case: Case) -> dict[str, Any] | None:
+    """The Claim button, while a help request is published and nobody holds it."""
+    assert case.id is not None
+    if case.status is not CaseStatus.PUBLISHED or case.claimed_by is not None:
+        return None
+    return inline_keyboard([button(N_("help.button.claim"), ClaimHelp(case.id).pack())])
 
 
 def post_card(

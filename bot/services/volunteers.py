@@ -1,0 +1,434 @@
+"""Volunteers (热心人): registration and approval, and claiming help requests (邻里互助).
+
+A help request is claimed by one conditional UPDATE of its case (``WHERE status = published
+AND claimed_by IS NULL``), never read-then-write, so exactly one of many simultaneous claims
+wins; the others are told who was first. Guards raise :class:`UserError`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from bot.callbacks import HelpConfirm, HelpProgress, VolunteerDecision
+from bot.district import Department, DepartmentKind, District, Role
+from bot.i18n import N_
+from bot.services import cases, notify
+from bot.services.errors import UserError
+from bot.services.outbox import button, enqueue, inline_keyboard, send_text
+from models import Case, CaseKind, CaseStatus, HelpClaim, Volunteer, VolunteerStatus
+
+HELP_CARD = "help-card"
+MAX_NAME = 64
+MAX_AVAILABILITY = 200
+
+
+# -- registration -----------------------------------------------------------------------------
+
+
+def communities(district: District) -> list[Department]:
+    return [d for d in district.departments if d.kind == DepartmentKind.COMMUNITY]
+
+
+def check_name(text: str) -> str:
+    text = text.strip()
+    if not text or len(text) > MAX_NAME:
+        raise UserError(N_("volunteer.name-invalid"), limit=MAX_NAME)
+    return text
+
+
+def check_availability(text: str) -> str:
+    text = text.strip()
+    if not text or len(text) > MAX_AVAILABILITY:
+        raise UserError(N_("volunteer.availability-invalid"), limit=MAX_AVAILABILITY)
+    return text
+
+
+def admins(district: District) -> list[int]:
+    return [p.telegram_id for p in district.people if p.has_role(Role.ADMIN)]
+
+
+async def get(session: AsyncSession, user_id: int) -> Volunteer | None:
+    return await session.get(Volunteer, user_id, populate_existing=True)
+
+
+async def register(
+    session: AsyncSession,
+    district: District,
+    *,
+    user: cases.Person,
+    display_name: str,
+    community: str,
+    skills: list[str],
+    availability: str,
+    now: datetime,
+) -> Volunteer:
+    """A new (or declined) volunteer's application, sent to the admins to decide."""
+    unit = district.department(community)
+    if unit is None or unit.kind != DepartmentKind.COMMUNITY:
+        raise UserError(N_("errors.stale-button"))
+    known = set(district.volunteers.skills)
+    volunteer = await get(session, user.id)
+    if volunteer is not None and volunteer.status is not VolunteerStatus.DECLINED:
+        raise UserError(N_("volunteer.already-registered"))
+    if volunteer is None:
+        volunteer = Volunteer(
+            user_id=user.id,
+            display_name="",
+            language=user.language,
+            community=community,
+            status=VolunteerStatus.PENDING,
+            registered_at=now,
+        )
+        session.add(volunteer)
+    volunteer.display_name = check_name(display_name)
+    volunteer.first_name = user.name[:128]
+    volunteer.language = user.language
+    volunteer.community = community
+    volunteer.skills = [s for s in skills if s in known]
+    volunteer.availability = check_availability(availability)
+    volunteer.status = VolunteerStatus.PENDING
+    volunteer.registered_at = now
+    volunteer.decided_at = volunteer.decided_by = None
+    await session.flush()
+    keyboard = inline_keyboard(
+        [
+            button(N_("volunteer.button.approve"), VolunteerDecision(user.id, "y").pack()),
+            button(N_("volunteer.button.decline"), VolunteerDecision(user.id, "n").pack()),
+        ]
+    )
+    for admin in admins(district):
+        send_text(
+            session,
+            chat_id=admin,
+            locale=district.default_language,
+            now=now,
+            text_key=N_("volunteer.application"),
+            keyboard=keyboard,
+            name=volunteer.display_name,
+            community=unit.names.get(district.default_language),
+            skills="、".join(volunteer.skills) or "—",
+            availability=volunteer.availability,
+        )
+    send_text(
+        session, chat_id=user.id, locale=user.language, now=now, text_key=N_("volunteer.applied")
+    )
+    return volunteer
+
+
+async def decide(
+    session: AsyncSession,
+    district: District,
+    *,
+    admin_id: int,
+    user_id: int,
+    approve: bool,
+    now: datetime,
+) -> Volunteer:
+    if admin_id not in admins(district):
+        raise UserError(N_("volunteer.not-admin"))
+    volunteer = await get(session, user_id)
+    if volunteer is None or volunteer.status is not VolunteerStatus.PENDING:
+        raise UserError(N_("volunteer.already-decided"))
+    volunteer.status = VolunteerStatus.APPROVED if approve else VolunteerStatus.DECLINED
+    volunteer.decided_at, volunteer.decided_by = now, admin_id
+    send_text(
+        session,
+        chat_id=volunteer.user_id,
+        locale=volunteer.language,
+        now=now,
+        text_key=N_("volunteer.approved") if approve else N_("volunteer.declined"),
+    )
+    send_text(
+        session,
+        chat_id=admin_id,
+        locale=district.default_language,
+        now=now,
+        text_key=N_("volunteer.decision-recorded"),
+        name=volunteer.display_name,
+    )
+    return volunteer
+
+
+async def set_paused(session: AsyncSession, *, user_id: int, paused: bool) -> Volunteer:
+    volunteer = await get(session, user_id)
+    wanted_from = VolunteerStatus.APPROVED if paused else VolunteerStatus.PAUSED
+    if volunteer is None or volunteer.status is not wanted_from:
+        raise UserError(N_("errors.stale-button"))
+    volunteer.status = VolunteerStatus.PAUSED if paused else VolunteerStatus.APPROVED
+    return volunteer
+
+
+# -- the help card ----------------------------------------------------------------------------
+
+
+def refresh_help_card(
+    session: AsyncSession, district: District, case: Case, now: datetime
+) -> None:
+    chat_id = district.volunteer_chat_for(None)
+    if chat_id is None:
+        return
+    enqueue(
+        session,
+        chat_id=chat_id,
+        locale=district.default_language,
+        now=now,
+        method="editMessageText",
+        template="help_card.html",
+        context=notify.card_context(case),
+        keyboard=notify.help_keyboard(case),
+        target=notify.case_link(case, HELP_CARD),
+    )
+
+
+def progress_keyboard(case: Case) -> dict[str, Any]:
+    assert case.id is not None
+    row = []
+    if case.help_progress == "claimed":
+        row.append(button(N_("help.button.on-way"), HelpProgress(case.id, "way").pack()))
+    row.append(button(N_("help.button.done"), HelpProgress(case.id, "done").pack()))
+    row.append(button(N_("help.button.release"), HelpProgress(case.id, "rel").pack()))
+    return inline_keyboard(row)
+
+
+# -- claiming ---------------------------------------------------------------------------------
+
+
+async def _approved(session: AsyncSession, user_id: int) -> Volunteer:
+    volunteer = await get(session, user_id)
+    if volunteer is None or volunteer.status in (
+        VolunteerStatus.PENDING,
+        VolunteerStatus.DECLINED,
+    ):
+        raise UserError(N_("help.not-volunteer"))
+    if volunteer.status is VolunteerStatus.PAUSED:
+        raise UserError(N_("help.paused"))
+    return volunteer
+
+
+async def claim(
+    session: AsyncSession,
+    district: District,
+    *,
+    case_id: int,
+    user_id: int,
+    first_name: str,
+    now: datetime,
+) -> Case:
+    """The volunteer takes the request, if nobody was first."""
+    volunteer = await _approved(session, user_id)
+    result = await session.execute(
+        update(Case)
+        .where(
+            col(Case.id) == case_id,
+            col(Case.kind) == CaseKind.HELP,
+            col(Case.status) == CaseStatus.PUBLISHED,
+            col(Case.claimed_by).is_(None),
+        )
+        .values(
+            claimed_by=user_id,
+            claimed_by_name=first_name[:128],
+            help_progress="claimed",
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    case = await session.get(Case, case_id, populate_existing=True)
+    if result.rowcount != 1:
+        if (
+            case is None
+            or case.kind is not CaseKind.HELP
+            or case.status is not CaseStatus.PUBLISHED
+        ):
+            raise UserError(N_("help.claim-closed"))
+        raise UserError(N_("help.already-taken"), name=case.claimed_by_name or "")
+    assert case is not None and case.id is not None
+    session.add(HelpClaim(case_id=case.id, volunteer_id=user_id, claimed_at=now))
+    actor = cases.Person(user_id, first_name, volunteer.language)
+    cases.record(session, case, kind="claimed", now=now, actor=actor, role="volunteer")
+    refresh_help_card(session, district, case, now)
+    enqueue(
+        session,
+        chat_id=user_id,
+        locale=volunteer.language,
+        now=now,
+        template="help_details.html",
+        context=notify.card_context(case, contact=case.contact),
+        keyboard=progress_keyboard(case),
+        link=notify.case_link(case, "help-details"),
+    )
+    notify.tell_resident(
+        session,
+        case=case,
+        now=now,
+        text_key=N_("help.volunteer-coming"),
+        name=volunteer.display_name,
+    )
+    return case
+
+
+async def _held_case(session: AsyncSession, case_id: int, user_id: int) -> Case:
+    case = await session.get(Case, case_id, with_for_update=True, populate_existing=True)
+    if case is None or case.claimed_by != user_id or case.status is not CaseStatus.PUBLISHED:
+        raise UserError(N_("errors.stale-button"))
+    return case
+
+
+async def _open_claim(session: AsyncSession, case: Case) -> HelpClaim | None:
+    row: HelpClaim | None = await session.scalar(
+        select(HelpClaim)
+        .where(
+            col(HelpClaim.case_id) == case.id,
+            col(HelpClaim.volunteer_id) == case.claimed_by,
+            col(HelpClaim.ended_at).is_(None),
+        )
+        .order_by(col(HelpClaim.id).desc())
+    )
+    return row
+
+
+async def _reopen(
+    session: AsyncSession, district: District, case: Case, *, now: datetime, ended: str
+) -> None:
+    claim_row = await _open_claim(session, case)
+    if claim_row is not None:
+        claim_row.ended_at, claim_row.ended = now, ended
+    case.claimed_by = case.claimed_by_name = case.help_progress = None
+    case.updated_at = now
+    refresh_help_card(session, district, case, now)
+
+
+async def progress(
+    session: AsyncSession,
+    district: District,
+    *,
+    case_id: int,
+    user_id: int,
+    action: str,
+    now: datetime,
+) -> Case:
+    """The claiming volunteer releases the request, is on the way, or is done."""
+    case = await _held_case(session, case_id, user_id)
+    volunteer = await get(session, user_id)
+    assert volunteer is not None
+    actor = cases.Person(user_id, volunteer.first_name, volunteer.language)
+    assert case.id is not None
+    if action == "rel":
+        cases.record(session, case, kind="released", now=now, actor=actor, role="volunteer")
+        await _reopen(session, district, case, now=now, ended="released")
+        notify.tell_resident(session, case=case, now=now, text_key=N_("help.released"))
+        reply = N_("help.you-released")
+    elif action == "way" and case.help_progress == "claimed":
+        case.help_progress = "way"
+        claim_row = await _open_claim(session, case)
+        if claim_row is not None:
+            claim_row.on_way_at = now
+        cases.record(session, case, kind="on-way", now=now, actor=actor, role="volunteer")
+        notify.tell_resident(
+            session, case=case, now=now, text_key=N_("help.on-way"), name=volunteer.display_name
+        )
+        reply = N_("help.you-on-way")
+    elif action == "done" and case.help_progress in ("claimed", "way"):
+        case.help_progress = "done"
+        cases.record(session, case, kind="done", now=now, actor=actor, role="volunteer")
+        notify.tell_resident(
+            session,
+            case=case,
+            now=now,
+            text_key=N_("help.confirm-question"),
+            keyboard=inline_keyboard(
+                [
+                    button(N_("help.button.helped"), HelpConfirm(case.id, "y").pack()),
+                    button(N_("help.button.not-helped"), HelpConfirm(case.id, "n").pack()),
+                ]
+            ),
+            name=volunteer.display_name,
+        )
+        reply = N_("help.you-done")
+    else:
+        raise UserError(N_("errors.stale-button"))
+    send_text(
+        session,
+        chat_id=user_id,
+        locale=volunteer.language,
+        now=now,
+        text_key=reply,
+        number=case.number,
+    )
+    return case
+
+
+async def confirm(
+    session: AsyncSession,
+    district: District,
+    *,
+    case_id: int,
+    resident_id: int,
+    helped: bool,
+    now: datetime,
+) -> Case:
+    """The requester's answer after Done: helped closes the request; not helped reopens it
+    for the other volunteers."""
+    case = await session.get(Case, case_id, with_for_update=True, populate_existing=True)
+    if (
+        case is None
+        or case.resident_id != resident_id
+        or case.status is not CaseStatus.PUBLISHED
+        or case.help_progress != "done"
+    ):
+        raise UserError(N_("errors.stale-button"))
+    volunteer_id = case.claimed_by
+    assert volunteer_id is not None
+    volunteer = await get(session, volunteer_id)
+    lang = volunteer.language if volunteer else district.default_language
+    resident = cases.Person(resident_id, case.resident_name, case.resident_language)
+    if helped:
+        claim_row = await _open_claim(session, case)
+        if claim_row is not None:
+            claim_row.ended_at, claim_row.ended = now, "done"
+        cases.change_status(
+            session,
+            case,
+            CaseStatus.CLOSED,
+            kind="help-confirmed",
+            now=now,
+            actor=resident,
+            role="resident",
+            helped=True,
+        )
+        refresh_help_card(session, district, case, now)
+        notify.tell_resident(session, case=case, now=now, text_key=N_("help.thanks-recorded"))
+        send_text(
+            session,
+            chat_id=volunteer_id,
+            locale=lang,
+            now=now,
+            text_key=N_("help.requester-helped"),
+            number=case.number,
+        )
+        return case
+    cases.record(
+        session,
+        case,
+        kind="help-confirmed",
+        now=now,
+        actor=resident,
+        role="resident",
+        helped=False,
+    )
+    await _reopen(session, district, case, now=now, ended="not-helped")
+    notify.tell_resident(session, case=case, now=now, text_key=N_("help.reopened"))
+    send_text(
+        session,
+        chat_id=volunteer_id,
+        locale=lang,
+        now=now,
+        text_key=N_("help.requester-not-helped"),
+        number=case.number,
+    )
+    return case

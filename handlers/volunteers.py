@@ -1,0 +1,376 @@
+"""Volunteers: the /volunteer dialog and status, approval by an admin, and claiming help
+requests in the volunteer chat (by a reply to the card or its Claim button) and working on them.
+
+Every press is checked again in the service: who presses, and whether it still applies.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from aiogram import F, Router
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.callbacks import (
+    ClaimHelp,
+    HelpConfirm,
+    HelpProgress,
+    VolunteerDecision,
+    VolunteerForm,
+    VolunteerPause,
+)
+from bot.district import District
+from bot.i18n import N_
+from bot.services import links, volunteers
+from bot.services.errors import UserError
+from bot.services.outbox import (
+    answer_callback,
+    button,
+    enqueue,
+    inline_keyboard,
+    literal_button,
+    send_text,
+)
+from handlers.filters import CallbackOf
+from handlers.groups import GROUPS, actor
+from models import VolunteerStatus
+
+
+class Signup(StatesGroup):
+    name = State()
+    community = State()
+    skills = State()
+    availability = State()
+
+
+def _answer(session: AsyncSession, query: CallbackQuery, lang: str, now: Any) -> None:
+    answer_callback(
+        session, chat_id=query.from_user.id, callback_query_id=query.id, locale=lang, now=now
+    )
+
+
+def _skills_keyboard(district: District, token: str, chosen: list[str]) -> dict[str, Any]:
+    rows = [
+        [
+            literal_button(
+                ("✅ " if skill in chosen else "") + skill,
+                VolunteerForm(token, "sk", str(index)).pack(),
+            )
+        ]
+        for index, skill in enumerate(district.volunteers.skills)
+    ]
+    rows.append(
+        [button(N_("volunteer.button.skills-done"), VolunteerForm(token, "ok", "").pack())]
+    )
+    return inline_keyboard(*rows)
+
+
+def _status_keyboard(status: VolunteerStatus) -> dict[str, Any] | None:
+    if status is VolunteerStatus.APPROVED:
+        return inline_keyboard([button(N_("volunteer.button.pause"), VolunteerPause("p").pack())])
+    if status is VolunteerStatus.PAUSED:
+        return inline_keyboard([button(N_("volunteer.button.resume"), VolunteerPause("r").pack())])
+    return None
+
+
+STATUS_KEYS = {
+    VolunteerStatus.PENDING: N_("volunteer.status.pending"),
+    VolunteerStatus.APPROVED: N_("volunteer.status.approved"),
+    VolunteerStatus.PAUSED: N_("volunteer.status.paused"),
+}
+
+
+def router() -> Router:
+    private = Router(name="volunteers")
+    private.message.filter(F.chat.type == "private")
+    private.callback_query.filter(F.message.chat.type == "private")
+
+    @private.message(Command("volunteer"))
+    async def start(
+        message: Message, state: FSMContext, session: AsyncSession, lang: str, now: Any
+    ) -> None:
+        assert message.from_user is not None
+        volunteer = await volunteers.get(session, message.from_user.id)
+        if volunteer is not None and volunteer.status is not VolunteerStatus.DECLINED:
+            send_text(
+                session,
+                chat_id=message.chat.id,
+                locale=lang,
+                now=now,
+                text_key=STATUS_KEYS[volunteer.status],
+                keyboard=_status_keyboard(volunteer.status),
+                name=volunteer.display_name,
+            )
+            return
+        await state.set_state(Signup.name)
+        await state.set_data({"token": secrets.token_hex(4), "skills": []})
+        send_text(
+            session,
+            chat_id=message.chat.id,
+            locale=lang,
+            now=now,
+            text_key=N_("volunteer.ask-name"),
+            limit=volunteers.MAX_NAME,
+        )
+
+    @private.message(Signup.name, F.text, ~F.text.startswith("/"))
+    async def name_given(
+        message: Message,
+        state: FSMContext,
+        session: AsyncSession,
+        district: District,
+        lang: str,
+        now: Any,
+    ) -> None:
+        name = volunteers.check_name(message.text or "")
+        data = await state.get_data()
+        await state.set_state(Signup.community)
+        await state.update_data(name=name)
+        token = data["token"]
+        rows = [
+            [literal_button(unit.names.get(lang), VolunteerForm(token, "com", unit.code).pack())]
+            for unit in volunteers.communities(district)
+        ]
+        send_text(
+            session,
+            chat_id=message.chat.id,
+            locale=lang,
+            now=now,
+            text_key=N_("volunteer.ask-community"),
+            keyboard=inline_keyboard(*rows),
+        )
+
+    @private.message(Signup.availability, F.text, ~F.text.startswith("/"))
+    async def availability_given(
+        message: Message,
+        state: FSMContext,
+        session: AsyncSession,
+        district: District,
+        lang: str,
+        now: Any,
+    ) -> None:
+        assert message.from_user is not None
+        data = await state.get_data()
+        await volunteers.register(
+            session,
+            district,
+            user=actor(message.from_user, lang),
+            display_name=data["name"],
+            community=data["community"],
+            skills=list(data.get("skills", [])),
+            availability=message.text or "",
+            now=now,
+        )
+        await state.clear()
+
+    @private.message(StateFilter(Signup.community, Signup.skills), ~F.text.startswith("/"))
+    async def use_buttons(message: Message) -> None:
+        raise UserError(N_("dialog.use-buttons"))
+
+    @private.message(StateFilter(Signup.name, Signup.availability), ~F.text.startswith("/"))
+    async def text_expected(message: Message) -> None:
+        raise UserError(N_("dialog.text-expected"))
+
+    @private.callback_query(CallbackOf(VolunteerForm))
+    async def form_pressed(
+        query: CallbackQuery,
+        cb: VolunteerForm,
+        state: FSMContext,
+        raw_state: str | None,
+        session: AsyncSession,
+        district: District,
+        lang: str,
+        now: Any,
+    ) -> None:
+        data = await state.get_data()
+        expected = Signup.community if cb.action == "com" else Signup.skills
+        if data.get("token") != cb.token or raw_state != expected.state:
+            raise UserError(N_("errors.stale-button"))
+        _answer(session, query, lang, now)
+        chat_id = query.from_user.id
+        skills = list(district.volunteers.skills)
+        if cb.action == "com":
+            if cb.value not in {unit.code for unit in volunteers.communities(district)}:
+                raise UserError(N_("errors.stale-button"))
+            await state.update_data(community=cb.value)
+            if skills:
+                await state.set_state(Signup.skills)
+                send_text(
+                    session,
+                    chat_id=chat_id,
+                    locale=lang,
+                    now=now,
+                    text_key=N_("volunteer.ask-skills"),
+                    keyboard=_skills_keyboard(district, cb.token, []),
+                )
+                return
+        elif cb.action == "sk":
+            if not cb.value.isdigit() or int(cb.value) >= len(skills):
+                raise UserError(N_("errors.stale-button"))
+            skill = skills[int(cb.value)]
+            chosen = list(data.get("skills", []))
+            chosen = [s for s in chosen if s != skill] if skill in chosen else [*chosen, skill]
+            await state.update_data(skills=chosen)
+            assert query.message is not None
+            enqueue(
+                session,
+                chat_id=chat_id,
+                locale=lang,
+                now=now,
+                method="editMessageReplyMarkup",
+                keyboard=_skills_keyboard(district, cb.token, chosen),
+                target=query.message.message_id,
+            )
+            return
+        elif cb.action != "ok":
+            raise UserError(N_("errors.stale-button"))
+        await state.set_state(Signup.availability)
+        send_text(
+            session,
+            chat_id=chat_id,
+            locale=lang,
+            now=now,
+            text_key=N_("volunteer.ask-availability"),
+            limit=volunteers.MAX_AVAILABILITY,
+        )
+
+    @private.callback_query(CallbackOf(VolunteerDecision))
+    async def decision(
+        query: CallbackQuery,
+        cb: VolunteerDecision,
+        session: AsyncSession,
+        district: District,
+        lang: str,
+        now: Any,
+    ) -> None:
+        await volunteers.decide(
+            session,
+            district,
+            admin_id=query.from_user.id,
+            user_id=cb.user_id,
+            approve=cb.decision == "y",
+            now=now,
+        )
+        _answer(session, query, lang, now)
+
+    @private.callback_query(CallbackOf(VolunteerPause))
+    async def pause(
+        query: CallbackQuery, cb: VolunteerPause, session: AsyncSession, lang: str, now: Any
+    ) -> None:
+        volunteer = await volunteers.set_paused(
+            session, user_id=query.from_user.id, paused=cb.action == "p"
+        )
+        _answer(session, query, lang, now)
+        send_text(
+            session,
+            chat_id=query.from_user.id,
+            locale=lang,
+            now=now,
+            text_key=STATUS_KEYS[volunteer.status],
+            keyboard=_status_keyboard(volunteer.status),
+            name=volunteer.display_name,
+        )
+
+    @private.callback_query(CallbackOf(HelpProgress))
+    async def progress(
+        query: CallbackQuery,
+        cb: HelpProgress,
+        session: AsyncSession,
+        district: District,
+        lang: str,
+        now: Any,
+    ) -> None:
+        await volunteers.progress(
+            session,
+            district,
+            case_id=cb.case_id,
+            user_id=query.from_user.id,
+            action=cb.action,
+            now=now,
+        )
+        _answer(session, query, lang, now)
+
+    @private.callback_query(CallbackOf(HelpConfirm))
+    async def confirmed(
+        query: CallbackQuery,
+        cb: HelpConfirm,
+        session: AsyncSession,
+        district: District,
+        lang: str,
+        now: Any,
+    ) -> None:
+        if cb.answer not in ("y", "n"):
+            raise UserError(N_("errors.stale-button"))
+        await volunteers.confirm(
+            session,
+            district,
+            case_id=cb.case_id,
+            resident_id=query.from_user.id,
+            helped=cb.answer == "y",
+            now=now,
+        )
+        _answer(session, query, lang, now)
+
+    return private
+
+
+def group_router() -> Router:
+    """Claims in the volunteer chat: replies to a help card, and its Claim button."""
+    r = Router(name="volunteer-chat")
+    r.message.filter(F.chat.type.in_(GROUPS))
+    r.callback_query.filter(F.message.chat.type.in_(GROUPS))
+
+    @r.message(F.reply_to_message)
+    async def reply(message: Message, session: AsyncSession, district: District, now: Any) -> None:
+        assert message.reply_to_message is not None and message.from_user is not None
+        if message.chat.id != district.volunteer_chat_for(None):
+            return
+        link = await links.subject_of(
+            session, message.chat.id, message.reply_to_message.message_id
+        )
+        if link is None or link.subject_type != "case" or link.purpose != volunteers.HELP_CARD:
+            return  # an ordinary conversation in the group
+        await volunteers.claim(
+            session,
+            district,
+            case_id=int(link.subject_id),
+            user_id=message.from_user.id,
+            first_name=message.from_user.first_name,
+            now=now,
+        )
+
+    @r.callback_query(CallbackOf(ClaimHelp))
+    async def claim_pressed(
+        query: CallbackQuery,
+        cb: ClaimHelp,
+        session: AsyncSession,
+        district: District,
+        lang: str,
+        now: Any,
+    ) -> None:
+        assert query.message is not None
+        if query.message.chat.id != district.volunteer_chat_for(None):
+            raise UserError(N_("errors.stale-button"))
+        link = await links.subject_of(session, query.message.chat.id, query.message.message_id)
+        if (
+            link is None
+            or link.purpose != volunteers.HELP_CARD
+            or link.subject_id != str(cb.case_id)
+        ):
+            raise UserError(N_("errors.stale-button"))
+        await volunteers.claim(
+            session,
+            district,
+            case_id=cb.case_id,
+            user_id=query.from_user.id,
+            first_name=query.from_user.first_name,
+            now=now,
+        )
+        _answer(session, query, lang, now)
+
+    return r

@@ -1,0 +1,366 @@
+"""Volunteers end to end: /volunteer registration and approval, claiming a help card by reply
+or by button (exactly one winner under concurrency), the winner's details, release, progress,
+the requester's confirmation, and every claim that must change nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.app import Whistle
+from bot.clock import ManualClock
+from bot.db import transaction
+from bot.services import cases, volunteers
+from bot.services.errors import UserError
+from bot.testserver import BotAPIServer
+from models import Case, CaseKind, CaseStatus, HelpClaim, Volunteer, VolunteerStatus
+from tests.conftest import AppFactory, settled
+
+RESIDENT = 7400
+ADMIN = 100000002  # 张晓燕, an admin in config.example.toml
+VOLUNTEERS = -1001000000003
+HELPERS = [8101, 8102, 8103, 8104, 8105]
+STRANGER = 8999
+
+
+@pytest.fixture
+async def world(api_server: BotAPIServer, make_app: AppFactory) -> Whistle:
+    api_server.add_user(RESIDENT, first_name="王晓霞", language_code="zh-hans")
+    api_server.add_user(ADMIN, first_name="晓燕", language_code="zh-hans")
+    for index, helper in enumerate(HELPERS):
+        api_server.add_user(helper, first_name=f"热心人{index}", language_code="zh-hans")
+    api_server.add_user(STRANGER, first_name="路人", language_code="zh-hans")
+    api_server.create_group(VOLUNTEERS, "志愿者", members=[*HELPERS, STRANGER])
+    # The bot may write to a person only after they started it.
+    people = [RESIDENT, ADMIN, *HELPERS]
+    for person in people:
+        api_server.send_text(person, "/start")
+    app = await make_app(clock=ManualClock())
+    for person in people:
+        await api_server.wait_for_message(person)  # the greeting
+    return app
+
+
+async def approved(
+    app: Whistle, *helpers: int, status: VolunteerStatus = VolunteerStatus.APPROVED
+) -> None:
+    async with transaction(app.factory) as session:
+        for helper in helpers:
+            session.add(
+                Volunteer(
+                    user_id=helper,
+                    display_name=f"志愿者{helper}",
+                    first_name="热心人",
+                    language="zh-Hans",
+                    community="kangle",
+                    skills=["代购"],
+                    availability="周末",
+                    status=status,
+                    registered_at=app.clock.now(),
+                )
+            )
+
+
+async def publish(app: Whistle, api_server: BotAPIServer, *, contact: bool) -> tuple[Case, Any]:
+    async with transaction(app.factory) as session:
+        case = await cases.submit(
+            session,
+            app.district,
+            resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
+            now=app.clock.now(),
+            draft=cases.Draft(
+                kind=CaseKind.HELP,
+                description="帮忙买药",
+                address="康乐社区3号楼",
+                needed_when="明天上午",
+                share_contact=contact,
+                contact="13800000000",
+            ),
+        )
+    app.sender.wake()
+    [card] = await api_server.wait_for_message(VOLUNTEERS)
+    await api_server.wait_for_message(RESIDENT)  # the receipt
+    await settled(app)
+    return case, card
+
+
+async def reload(app: Whistle, case_id: int | None) -> Case:
+    async with app.factory() as session:
+        case = await session.get(Case, case_id)
+        assert case is not None
+        return case
+
+
+async def claim_rows(app: Whistle, case_id: int | None) -> int:
+    async with app.factory() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(HelpClaim).where(HelpClaim.case_id == case_id)  # type: ignore[arg-type]
+        )
+        return int(count or 0)
+
+
+async def until(api_server: BotAPIServer, check: Any) -> Any:
+    return await api_server.wait_for(lambda _s: check(), timeout=5.0)
+
+
+class TestRegistration:
+    async def test_register_approve_pause_resume(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        helper = HELPERS[0]
+        api_server.send_text(helper, "/volunteer")
+        [ask] = await api_server.wait_for_message(helper)
+        assert "称呼" in ask.text
+        api_server.send_text(helper, "小李<b>")
+        [ask_community] = await api_server.wait_for_message(helper)
+        assert "康乐社区" in ask_community.button_texts()
+        data = ask_community.callback_data()[ask_community.button_texts().index("康乐社区")]
+        api_server.press_button(helper, ask_community.message_id, data)
+        [ask_skills] = await api_server.wait_for_message(helper)
+        assert ask_skills.button_texts()[:2] == ["代购", "陪诊"]
+        await settled(world)
+        api_server.press_button(helper, ask_skills.message_id, ask_skills.callback_data()[1])
+        await until(
+            api_server, lambda: "✅ 陪诊" in api_server.messages(helper)[-1].button_texts()
+        )
+        api_server.press_button(helper, ask_skills.message_id, ask_skills.callback_data()[-1])
+        [ask_time] = await api_server.wait_for_message(helper)
+        assert "空" in ask_time.text
+        api_server.send_text(helper, "周末下午")
+        [applied] = await api_server.wait_for_message(helper)
+        assert "审核" in applied.text
+        [application] = await api_server.wait_for_message(ADMIN)
+        assert "小李&lt;b&gt;" not in application.text  # the client shows text, not markup
+        assert "小李<b>" in application.text and "陪诊" in application.text
+        assert "周末下午" in application.text
+
+        # Pending: cannot claim yet.
+        async with world.factory() as session:
+            volunteer = await session.get(Volunteer, helper)
+            assert volunteer is not None and volunteer.status is VolunteerStatus.PENDING
+            assert volunteer.skills == ["陪诊"] and volunteer.community == "kangle"
+
+        # Only an admin decides; anyone else is refused and nothing changes.
+        async with transaction(world.factory) as session:
+            with pytest.raises(UserError):
+                await volunteers.decide(
+                    session,
+                    world.district,
+                    admin_id=STRANGER,
+                    user_id=helper,
+                    approve=True,
+                    now=world.clock.now(),
+                )
+        await settled(world)
+        approve, _decline = application.callback_data()
+        api_server.press_button(ADMIN, application.message_id, approve)
+        [outcome] = await api_server.wait_for_message(helper)
+        assert "通过" in outcome.text
+        async with world.factory() as session:
+            volunteer = await session.get(Volunteer, helper)
+            assert volunteer is not None and volunteer.status is VolunteerStatus.APPROVED
+
+        api_server.send_text(helper, "/volunteer")
+        [status] = await api_server.wait_for_message(helper)
+        assert "在岗" in status.text and status.button_texts() == ["⏸ 暂停"]
+        await settled(world)
+        api_server.press_button(helper, status.message_id, status.callback_data()[0])
+        [paused] = await api_server.wait_for_message(helper)
+        assert "暂停" in paused.text and paused.button_texts() == ["▶️ 恢复"]
+        await settled(world)
+        api_server.press_button(helper, paused.message_id, paused.callback_data()[0])
+        [resumed] = await api_server.wait_for_message(helper)
+        assert "在岗" in resumed.text
+
+    async def test_declined_volunteer_is_told(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await approved(world, HELPERS[1], status=VolunteerStatus.PENDING)
+        async with transaction(world.factory) as session:
+            await volunteers.decide(
+                session,
+                world.district,
+                admin_id=ADMIN,
+                user_id=HELPERS[1],
+                approve=False,
+                now=world.clock.now(),
+            )
+        world.sender.wake()
+        [told] = await api_server.wait_for_message(HELPERS[1])
+        assert "未通过" in told.text
+
+
+class TestClaiming:
+    async def test_claim_by_reply_details_with_consented_contact(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await approved(world, HELPERS[0])
+        case, card = await publish(world, api_server, contact=True)
+        assert card.button_texts() == ["🙋 我来"] and "13800000000" not in card.text
+        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        [details] = await api_server.wait_for_message(HELPERS[0])
+        assert "帮忙买药" in details.text and "13800000000" in details.text
+        assert details.button_texts() == ["🚶 我在路上", "✅ 已完成", "↩️ 放弃认领"]
+        [coming] = await api_server.wait_for_message(RESIDENT)
+        assert "志愿者8101" in coming.text
+        await until(
+            api_server, lambda: "热心人" in (api_server.messages(VOLUNTEERS)[0].text or "")
+        )
+        edited = api_server.messages(VOLUNTEERS)[0]
+        assert edited.button_texts() == [] and "13800000000" not in edited.text
+        loaded = await reload(world, case.id)
+        assert loaded.claimed_by == HELPERS[0] and loaded.status is CaseStatus.PUBLISHED
+
+    async def test_claim_by_button_without_consent_hides_contact(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await approved(world, HELPERS[1])
+        case, card = await publish(world, api_server, contact=False)
+        api_server.press_button(
+            HELPERS[1], card.message_id, card.callback_data()[0], chat_id=VOLUNTEERS
+        )
+        [details] = await api_server.wait_for_message(HELPERS[1])
+        assert "13800000000" not in details.text and "未提供联系方式" in details.text
+        assert (await reload(world, case.id)).claimed_by == HELPERS[1]
+
+    async def test_five_concurrent_claims_one_winner(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await approved(world, *HELPERS)
+        case, card = await publish(world, api_server, contact=True)
+        for helper in HELPERS:
+            api_server.send_text(helper, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        taken = await api_server.wait_for_message(VOLUNTEERS, count=4)
+        assert all("已被" in m.text for m in taken)
+        await settled(world)
+        loaded = await reload(world, case.id)
+        assert loaded.claimed_by in HELPERS
+        assert all(loaded.claimed_by_name and loaded.claimed_by_name in m.text for m in taken)
+        assert await claim_rows(world, case.id) == 1
+        details = [m for h in HELPERS for m in api_server.messages(h) if "认领了" in m.text]
+        assert len(details) == 1 and "13800000000" in details[0].text
+        assert details[0].chat_id == loaded.claimed_by
+
+    async def test_concurrent_button_presses_one_winner(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await approved(world, *HELPERS)
+        case, card = await publish(world, api_server, contact=False)
+        for helper in HELPERS:
+            api_server.press_button(
+                helper, card.message_id, card.callback_data()[0], chat_id=VOLUNTEERS
+            )
+        await until(
+            api_server,
+            lambda: sum("已被" in (a.text or "") for a in api_server.callback_answers) == 4,
+        )
+        await settled(world)
+        assert await claim_rows(world, case.id) == 1
+
+
+class TestProgress:
+    async def test_release_reopens_then_on_way_done_confirm_closes(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await approved(world, HELPERS[0], HELPERS[1])
+        case, card = await publish(world, api_server, contact=True)
+        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        [details] = await api_server.wait_for_message(HELPERS[0])
+        await api_server.wait_for_message(RESIDENT)
+        await settled(world)
+        api_server.press_button(HELPERS[0], details.message_id, details.callback_data()[2])
+        [released] = await api_server.wait_for_message(RESIDENT)
+        assert "重新开放" in released.text
+        await until(
+            api_server, lambda: api_server.messages(VOLUNTEERS)[0].button_texts() == ["🙋 我来"]
+        )
+        loaded = await reload(world, case.id)
+        assert loaded.claimed_by is None
+
+        # A stale press of the released claim changes nothing.
+        await settled(world)
+        api_server.press_button(HELPERS[0], details.message_id, details.callback_data()[0])
+        await until(
+            api_server,
+            lambda: any(
+                "过期" in (a.text or "") or "失效" in (a.text or "")
+                for a in api_server.callback_answers
+            ),
+        )
+
+        api_server.press_button(
+            HELPERS[1], card.message_id, card.callback_data()[0], chat_id=VOLUNTEERS
+        )
+        [details] = await api_server.wait_for_message(HELPERS[1])
+        await api_server.wait_for_message(RESIDENT)
+        await settled(world)
+        api_server.press_button(HELPERS[1], details.message_id, details.callback_data()[0])
+        [on_way] = await api_server.wait_for_message(RESIDENT)
+        assert "路上" in on_way.text
+        await settled(world)
+        api_server.press_button(HELPERS[1], details.message_id, details.callback_data()[1])
+        [question] = await api_server.wait_for_message(RESIDENT)
+        assert question.button_texts() == ["👍 帮到了", "👎 没帮到"]
+        await settled(world)
+        api_server.press_button(RESIDENT, question.message_id, question.callback_data()[0])
+        [thanks] = await api_server.wait_for_message(RESIDENT)
+        assert "办结" in thanks.text
+        loaded = await reload(world, case.id)
+        assert loaded.status is CaseStatus.CLOSED
+        await until(api_server, lambda: "完成" in (api_server.messages(VOLUNTEERS)[0].text or ""))
+
+
+class TestRefusals:
+    async def test_strangers_pending_and_paused_cannot_claim(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await approved(world, HELPERS[0], status=VolunteerStatus.PENDING)
+        await approved(world, HELPERS[1], status=VolunteerStatus.PAUSED)
+        case, card = await publish(world, api_server, contact=True)
+        api_server.send_text(STRANGER, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        [refused] = await api_server.wait_for_message(VOLUNTEERS)
+        assert "/volunteer" in refused.text
+        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        [refused] = await api_server.wait_for_message(VOLUNTEERS)
+        assert "审核" in refused.text
+        api_server.press_button(
+            HELPERS[1], card.message_id, card.callback_data()[0], chat_id=VOLUNTEERS
+        )
+        await until(
+            api_server, lambda: any("暂停" in (a.text or "") for a in api_server.callback_answers)
+        )
+        # A forged payload naming another case, and garbage, change nothing.
+        api_server.press_button(
+            HELPERS[1], card.message_id, "h1:999", chat_id=VOLUNTEERS, force=True
+        )
+        api_server.press_button(
+            HELPERS[1], card.message_id, "h1:abc", chat_id=VOLUNTEERS, force=True
+        )
+        await settled(world)
+        loaded = await reload(world, case.id)
+        assert loaded.claimed_by is None and await claim_rows(world, case.id) == 0
+
+    async def test_claim_on_a_closed_request_is_refused(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await approved(world, HELPERS[0])
+        case, card = await publish(world, api_server, contact=True)
+        async with transaction(world.factory) as session:
+            assert case.id is not None
+            await cases.withdraw(
+                session,
+                world.district,
+                case_id=case.id,
+                resident_id=RESIDENT,
+                now=world.clock.now(),
+            )
+        world.sender.wake()
+        await settled(world)
+        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        await until(
+            api_server,
+            lambda: any("不再开放" in (m.text or "") for m in api_server.messages(VOLUNTEERS)),
+        )
+        assert await claim_rows(world, case.id) == 0
