@@ -10,7 +10,7 @@ import secrets
 from typing import Any
 
 from aiogram import F, Router
-from aiogram.filters import Command, StateFilter
+from aiogram.filters import Command, Filter, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
@@ -319,17 +319,28 @@ def router() -> Router:
     return private
 
 
+class InVolunteerChat(Filter):
+    """Passes only in the volunteer chat, so replies in unit groups go on to their routers."""
+
+    async def __call__(self, event: Message | CallbackQuery, district: District) -> bool:
+        message = event if isinstance(event, Message) else event.message
+        volunteer_chat = district.volunteer_chat_for(None)
+        return (
+            message is not None
+            and volunteer_chat is not None
+            and (message.chat.id == volunteer_chat)
+        )
+
+
 def group_router() -> Router:
     """Claims in the volunteer chat: replies to a help card, and its Claim button."""
     r = Router(name="volunteer-chat")
-    r.message.filter(F.chat.type.in_(GROUPS))
-    r.callback_query.filter(F.message.chat.type.in_(GROUPS))
+    r.message.filter(F.chat.type.in_(GROUPS), InVolunteerChat())
+    r.callback_query.filter(F.message.chat.type.in_(GROUPS), InVolunteerChat())
 
     @r.message(F.reply_to_message)
     async def reply(message: Message, session: AsyncSession, district: District, now: Any) -> None:
         assert message.reply_to_message is not None and message.from_user is not None
-        if message.chat.id != district.volunteer_chat_for(None):
-            return
         link = await links.subject_of(
             session, message.chat.id, message.reply_to_message.message_id
         )
@@ -354,8 +365,6 @@ def group_router() -> Router:
         now: Any,
     ) -> None:
         assert query.message is not None
-        if query.message.chat.id != district.volunteer_chat_for(None):
-            raise UserError(N_("errors.stale-button"))
         link = await links.subject_of(session, query.message.chat.id, query.message.message_id)
         if (
             link is None

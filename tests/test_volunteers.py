@@ -345,8 +345,11 @@ class TestRefusals:
     async def test_claim_on_a_closed_request_is_refused(
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
-        await approved(world, HELPERS[0])
+        await approved(world, HELPERS[0], HELPERS[1])
         case, card = await publish(world, api_server, contact=True)
+        api_server.send_text(HELPERS[1], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        await api_server.wait_for_message(HELPERS[1])  # the details
+        await settled(world)
         async with transaction(world.factory) as session:
             assert case.id is not None
             await cases.withdraw(
@@ -357,10 +360,12 @@ class TestRefusals:
                 now=world.clock.now(),
             )
         world.sender.wake()
+        [told] = await api_server.wait_for_message(HELPERS[1])
+        assert "撤回" in told.text
         await settled(world)
         api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
         await until(
             api_server,
             lambda: any("不再开放" in (m.text or "") for m in api_server.messages(VOLUNTEERS)),
         )
-        assert await claim_rows(world, case.id) == 0
+        assert await claim_rows(world, case.id) == 1  # only the claim before the withdrawal

@@ -799,6 +799,16 @@ async def withdraw(
             template="help_card.html",
             purpose="help-card",
         )
+    if previous is CaseStatus.PUBLISHED and case.claimed_by is not None:
+        # The volunteer who took it need not go any more.
+        enqueue(
+            session,
+            chat_id=case.claimed_by,
+            locale=district.default_language,
+            now=now,
+            text_key=N_("help.withdrawn"),
+            context={"number": case.number},
+        )
     notify.tell_resident(session, case=case, now=now, text_key=N_("withdraw.done"))
     return case
 

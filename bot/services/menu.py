@@ -31,6 +31,7 @@ PRIVATE_COMMANDS: tuple[tuple[str, str], ...] = (
     ("say", N_("commands.say")),
     ("ask", N_("commands.ask")),
     ("my", N_("commands.my")),
+    ("volunteer", N_("commands.volunteer")),
     ("lang", N_("commands.lang")),
     ("help", N_("commands.help")),
     ("cancel", N_("commands.cancel")),
