@@ -117,6 +117,20 @@ class ResidentChat:
             **context,
         )
 
+    def show(
+        self, template: str, context: dict[str, Any], keyboard: dict[str, Any] | None = None
+    ) -> None:
+        """A new message from a template (summaries, lists, offers)."""
+        enqueue(
+            self.session,
+            chat_id=self.chat_id,
+            locale=self.lang,
+            now=self.now,
+            template=template,
+            context=context,
+            keyboard=keyboard,
+        )
+
     def answer(self, query_id: str, text_key: str | None = None, **context: Any) -> None:
         answer_callback(
             self.session,
@@ -286,15 +300,7 @@ def show_summary(
     if message_id is not None:
         chat.edit(message_id, template="resident_summary.html", context=context, keyboard=keyboard)
         return
-    enqueue(
-        chat.session,
-        chat_id=chat.chat_id,
-        locale=chat.lang,
-        now=chat.now,
-        template="resident_summary.html",
-        context=context,
-        keyboard=keyboard,
-    )
+    chat.show("resident_summary.html", context, keyboard)
 
 
 def _summary_keyboard(draft: cases.Draft, token: str) -> dict[str, Any]:
@@ -328,14 +334,10 @@ async def confirm(
         await _file(chat, resident_id=resident_id, draft=draft)
         return None
     assert similar.id is not None
-    enqueue(
-        chat.session,
-        chat_id=chat.chat_id,
-        locale=chat.lang,
-        now=chat.now,
-        template="similar_case.html",
-        context=bundling.similar_context(similar),
-        keyboard=inline_keyboard(
+    chat.show(
+        "similar_case.html",
+        bundling.similar_context(similar),
+        inline_keyboard(
             [button(N_("similar.follow"), DraftAction(token, "follow", str(similar.id)).pack())],
             [button(N_("similar.new"), DraftAction(token, "new", "").pack())],
         ),
@@ -438,15 +440,7 @@ async def show_cases(
     context = {"cases": listed, "page": page + 1, "pages": pages, "total": total}
     keyboard = {"inline": keyboard_rows}
     if message_id is None:
-        enqueue(
-            chat.session,
-            chat_id=chat.chat_id,
-            locale=chat.lang,
-            now=chat.now,
-            template="resident_cases.html",
-            context=context,
-            keyboard=keyboard,
-        )
+        chat.show("resident_cases.html", context, keyboard)
     else:
         chat.edit(message_id, template="resident_cases.html", context=context, keyboard=keyboard)
 
