@@ -235,6 +235,12 @@ def _check_duration(value: str) -> str:
     return value
 
 
+def _check_positive(value: str) -> str:
+    if parse_duration(value) <= timedelta(0):
+        raise _invalid("duration_positive", f"{value!r} must be longer than zero")
+    return value
+
+
 def _check_rungs_ordered(rungs: tuple[_R, ...]) -> tuple[_R, ...]:
     for index in range(1, len(rungs)):
         if rungs[index].offset <= rungs[index - 1].offset:
@@ -518,6 +524,25 @@ class Volunteers(_Frozen):
     chat_id: GroupChatId | None = None
     # What volunteers can offer, chosen at /volunteer (plain names, shown as they are).
     skills: tuple[str, ...] = ()
+    # An unclaimed help request is announced again (a reply to its card) after
+    # ``reannounce_after``; when still unclaimed ``office_after`` later, the community office
+    # is told. After Done, a requester who does not answer within ``confirm_after`` is taken
+    # to have been helped (marked as such).
+    reannounce_after: Annotated[str, Strict(), AfterValidator(_check_positive)] = "30m"
+    office_after: Annotated[str, Strict(), AfterValidator(_check_positive)] = "30m"
+    confirm_after: Annotated[str, Strict(), AfterValidator(_check_positive)] = "48h"
+
+    @property
+    def reannounce_delay(self) -> timedelta:
+        return parse_duration(self.reannounce_after)
+
+    @property
+    def office_delay(self) -> timedelta:
+        return parse_duration(self.office_after)
+
+    @property
+    def confirm_delay(self) -> timedelta:
+        return parse_duration(self.confirm_after)
 
 
 class StreetOffice(_Frozen):

@@ -160,6 +160,16 @@ class Case(SQLModel, table=True):
     claimed_by: int | None = Field(default=None, sa_type=BigInteger)
     claimed_by_name: str | None = Field(default=None, max_length=128)
     help_progress: str | None = Field(default=None, max_length=16)
+    # Where the requester lives: the community (its volunteer chat gets the card) and, for the
+    # volunteer who takes the request only, the exact door (the card shows the building).
+    community: str | None = Field(default=None, max_length=32)
+    help_door: str | None = Field(default=None, max_length=200)
+    help_skills: list[str] = Field(default_factory=list, sa_type=JSON)
+    # The next durable step of a help request, read by the scheduler: while unclaimed, the
+    # re-announcement (stage 0) and the community office's notice (stage 1); after Done, the
+    # confirmation that counts as "helped" when the requester does not answer.
+    help_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    help_stage: int = 0
 
     def can_become(self, status: CaseStatus) -> bool:
         return status in TRANSITIONS[self.status]

@@ -34,6 +34,9 @@ class Volunteer(SQLModel, table=True):
     community: str = Field(max_length=32)
     skills: list[str] = Field(default_factory=list, sa_type=JSON)
     availability: str = Field(default="", max_length=200)
+    # The volunteer's Telegram @username when they have one: a requester with the same contact
+    # earns them no points (self-dealing).
+    contact: str | None = Field(default=None, max_length=128)
     status: VolunteerStatus = Field(sa_type=_enum(VolunteerStatus))
     registered_at: datetime = Field(sa_type=UTCDateTime)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
