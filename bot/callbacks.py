@@ -220,7 +220,7 @@ class HelpProgress(Callback):
 
 @dataclasses.dataclass(frozen=True)
 class HelpConfirm(Callback):
-    """The requester's answer after Done: ``y`` helped, ``n`` not helped."""
+    """The requester's answer after Done: ``y`` helped, ``t`` helped with thanks, ``n`` not."""
 
     prefix: ClassVar[str] = "h3"
     case_id: int

@@ -724,6 +724,14 @@ class District(_Frozen):
         """The department, street office or governance center working in this group chat."""
         return self._units_by_chat.get(chat_id)
 
+    def communities(self) -> tuple[Department, ...]:
+        return tuple(d for d in self.departments if d.kind == DepartmentKind.COMMUNITY)
+
+    def volunteer_chat_ids(self) -> frozenset[int]:
+        """Every volunteer group: the district's and the communities' own."""
+        chats = {d.volunteer_chat_id for d in self.departments} | {self.volunteers.chat_id}
+        return frozenset(chat for chat in chats if chat is not None)
+
     def volunteer_chat_for(self, department: str | None = None) -> int | None:
         """The volunteer group for help requests: the community's own, else the district's."""
         unit = self.department(department) if department is not None else None

@@ -46,8 +46,11 @@ class Filing(StatesGroup):
     category = State()
     location = State()
     anonymous = State()
+    community = State()
     where = State()
+    door = State()
     when = State()
+    skills = State()
     contact = State()
     confirm = State()
     similar = State()  # a photo report repeats an open case: follow it, or file anyway
@@ -65,8 +68,11 @@ STEP_STATES: dict[str, State] = {
         "category",
         "location",
         "anonymous",
+        "community",
         "where",
+        "door",
         "when",
+        "skills",
         "contact",
         "confirm",
         "similar",
@@ -77,8 +83,16 @@ FIRST_STEPS = {
     "say": (CaseKind.SAY, "description"),
     "ask": (CaseKind.HELP, "description"),
 }
-TEXT_STEPS = (Filing.description, Filing.where, Filing.when)
-BUTTON_STEPS = (Filing.category, Filing.anonymous, Filing.contact, Filing.confirm, Filing.similar)
+TEXT_STEPS = (Filing.description, Filing.where, Filing.door, Filing.when)
+BUTTON_STEPS = (
+    Filing.category,
+    Filing.community,
+    Filing.skills,
+    Filing.anonymous,
+    Filing.contact,
+    Filing.confirm,
+    Filing.similar,
+)
 
 
 @dataclass
@@ -128,7 +142,8 @@ class Dialog:
     async def advance(self, chat: ResidentChat, done: str) -> None:
         """The step ``done`` is complete: on to the next, or back to the summary."""
         editing = bool(self.data.get("editing"))
-        await self.go(chat, "confirm" if editing else resident.next_step(self.draft.kind, done))
+        step = "confirm" if editing else resident.next_step(self.draft.kind, done, chat.district)
+        await self.go(chat, step)
 
     async def save(self) -> None:
         if self._draft is not None:
@@ -298,8 +313,13 @@ async def location_sent(message: Message, chat: ResidentChat, dialog: Dialog) ->
 
 
 async def place_given(message: Message, chat: ResidentChat, dialog: Dialog) -> None:
-    dialog.draft.address = resident.check_address(message.text or "")
+    dialog.draft.address = resident.check_building(message.text or "")
     await dialog.advance(chat, "where")
+
+
+async def door_given(message: Message, chat: ResidentChat, dialog: Dialog) -> None:
+    dialog.draft.door = resident.check_door(message.text or "")
+    await dialog.advance(chat, "door")
 
 
 async def time_given(message: Message, chat: ResidentChat, dialog: Dialog) -> None:
@@ -333,6 +353,9 @@ async def draft_pressed(
         "cat": Filing.category,
         "anon": Filing.anonymous,
         "contact": Filing.contact,
+        "com": Filing.community,
+        "door": Filing.door,
+        "skill": Filing.skills,
         "follow": Filing.similar,
         "new": Filing.similar,
     }
@@ -350,6 +373,23 @@ async def draft_pressed(
         label = N_("say.anonymous-yes") if draft.anonymous else N_("say.anonymous-no")
         resident.chosen(chat, message_id, chat.t(label))
         await dialog.advance(chat, "anonymous")
+    elif cb.action == "com":
+        draft.community = resident.community_of(chat, cb.value)
+        unit = chat.district.department(draft.community)
+        assert unit is not None
+        resident.chosen(chat, message_id, unit.names.get(chat.lang))
+        await dialog.advance(chat, "community")
+    elif cb.action == "door":  # skipped: the volunteer learns the door from the requester
+        draft.door = None
+        resident.chosen(chat, message_id, chat.t(N_("dialog.skip")))
+        await dialog.advance(chat, "door")
+    elif cb.action == "skill" and cb.value == "ok":
+        resident.chosen(chat, message_id, resident.skills_label(chat, draft))
+        await dialog.advance(chat, "skills")
+    elif cb.action == "skill":
+        resident.toggle_skill(chat, draft, cb.value)
+        await dialog.save()
+        chat.edit_buttons(message_id, resident.skills_keyboard(chat, draft, dialog.token))
     elif cb.action == "contact":
         _share_contact(draft, query.from_user, cb.value == "1")
         label = N_("ask.contact-yes") if draft.share_contact else N_("ask.contact-no")
@@ -540,6 +580,7 @@ def router(catalogues: Catalogues) -> Router:
     r.message.register(location_sent, Filing.location, F.location)
     r.message.register(address_given, Filing.location, plain_text)
     r.message.register(place_given, Filing.where, plain_text)
+    r.message.register(door_given, Filing.door, plain_text)
     r.message.register(time_given, Filing.when, plain_text)
     r.message.register(rating_comment, RatingComment.comment, plain_text)
 

@@ -164,6 +164,7 @@ def router() -> Router:
             community=data["community"],
             skills=list(data.get("skills", [])),
             availability=message.text or "",
+            contact=f"@{message.from_user.username}" if message.from_user.username else None,
             now=now,
         )
         await state.clear()
@@ -276,6 +277,19 @@ def router() -> Router:
             name=volunteer.display_name,
         )
 
+    @private.message(F.photo, RepliesToHelpDetails())
+    async def result_photo(
+        message: Message, case_id: int, session: AsyncSession, now: Any
+    ) -> None:
+        assert message.from_user is not None and message.photo
+        await volunteers.share_photo(
+            session,
+            case_id=case_id,
+            user_id=message.from_user.id,
+            file_id=message.photo[-1].file_id,
+            now=now,
+        )
+
     @private.callback_query(CallbackOf(HelpProgress))
     async def progress(
         query: CallbackQuery,
@@ -304,14 +318,12 @@ def router() -> Router:
         lang: str,
         now: Any,
     ) -> None:
-        if cb.answer not in ("y", "n"):
-            raise UserError(N_("errors.stale-button"))
         await volunteers.confirm(
             session,
             district,
             case_id=cb.case_id,
             resident_id=query.from_user.id,
-            helped=cb.answer == "y",
+            answer=cb.answer,
             now=now,
         )
         _answer(session, query, lang, now)
@@ -319,17 +331,30 @@ def router() -> Router:
     return private
 
 
+class RepliesToHelpDetails(Filter):
+    """A message replying to the details of a help request the bot sent this volunteer."""
+
+    async def __call__(self, message: Message, session: AsyncSession) -> bool | dict[str, Any]:
+        if message.reply_to_message is None:
+            return False
+        link = await links.subject_of(
+            session, message.chat.id, message.reply_to_message.message_id
+        )
+        if link is None or link.subject_type != "case" or link.purpose != volunteers.DETAILS:
+            return False
+        return {"case_id": int(link.subject_id)}
+
+
+# A volunteer claims by replying to the card or to its re-announcement.
+CLAIMABLE = frozenset({volunteers.HELP_CARD, volunteers.HELP_AGAIN})
+
+
 class InVolunteerChat(Filter):
     """Passes only in the volunteer chat, so replies in unit groups go on to their routers."""
 
     async def __call__(self, event: Message | CallbackQuery, district: District) -> bool:
         message = event if isinstance(event, Message) else event.message
-        volunteer_chat = district.volunteer_chat_for(None)
-        return (
-            message is not None
-            and volunteer_chat is not None
-            and (message.chat.id == volunteer_chat)
-        )
+        return message is not None and message.chat.id in district.volunteer_chat_ids()
 
 
 def group_router() -> Router:
@@ -344,7 +369,7 @@ def group_router() -> Router:
         link = await links.subject_of(
             session, message.chat.id, message.reply_to_message.message_id
         )
-        if link is None or link.subject_type != "case" or link.purpose != volunteers.HELP_CARD:
+        if link is None or link.subject_type != "case" or link.purpose not in CLAIMABLE:
             return  # an ordinary conversation in the group
         await volunteers.claim(
             session,
@@ -366,11 +391,7 @@ def group_router() -> Router:
     ) -> None:
         assert query.message is not None
         link = await links.subject_of(session, query.message.chat.id, query.message.message_id)
-        if (
-            link is None
-            or link.purpose != volunteers.HELP_CARD
-            or link.subject_id != str(cb.case_id)
-        ):
+        if link is None or link.purpose not in CLAIMABLE or link.subject_id != str(cb.case_id):
             raise UserError(N_("errors.stale-button"))
         await volunteers.claim(
             session,

@@ -181,6 +181,7 @@ class Case(SQLModel, table=True):
         previous, self.status, self.updated_at = self.status, status, now
         if status is CaseStatus.CLOSED or status is CaseStatus.WITHDRAWN:
             self.closed_at = now
+            self.help_due_at = None
         return previous
 
     @property

@@ -32,6 +32,15 @@ def build_scheduler(
         misfire_grace_time=3600,
     )
     scheduler.add_job(
+        jobs.settle_help_requests,
+        IntervalTrigger(seconds=30),
+        kwargs={"factory": factory, "clock": clock, "district": district, "on_commit": on_commit},
+        id="settle_help_requests",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=3600,
+    )
+    scheduler.add_job(
         jobs.close_unrated_cases,
         IntervalTrigger(minutes=1),
         kwargs={"factory": factory, "clock": clock, "district": district, "on_commit": on_commit},

@@ -9,7 +9,7 @@ from bot.clock import Clock
 from bot.db import SessionFactory, transaction
 from bot.district import District
 from bot.logs import log_event
-from bot.services import cases, ladder
+from bot.services import cases, ladder, volunteers
 from bot.services.updates import prune_processed_updates as prune
 
 logger = logging.getLogger(__name__)
@@ -54,4 +54,27 @@ async def escalate_due_cases(
             break
     if total:
         log_event(logger, "job.escalate_due_cases", settled=total)
+    return total
+
+
+async def settle_help_requests(
+    *,
+    factory: SessionFactory,
+    clock: Clock,
+    district: District,
+    on_commit: Callable[[], None],
+    batch: int = 200,
+) -> int:
+    """Help requests whose due time came: announce again, tell the office, or close as helped."""
+    total = 0
+    while True:
+        async with transaction(factory) as session:
+            settled = await volunteers.fire_due(session, district, now=clock.now(), limit=batch)
+        total += settled
+        if settled:
+            on_commit()
+        if settled < batch:
+            break
+    if total:
+        log_event(logger, "job.settle_help_requests", settled=total)
     return total

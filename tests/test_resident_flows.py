@@ -331,54 +331,85 @@ class TestSay:
         assert len(case.photos) == 1
 
 
+KANGLE_VOLUNTEERS = -1001000000041  # 康乐社区's own volunteer group
+
+
 class TestAskForHelp:
-    async def test_help_request_goes_to_the_volunteers_without_name_or_contact(
+    async def test_help_request_goes_to_its_communitys_volunteers_coarse_and_private(
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
         what = await say(api_server, "/ask")
         assert what.text.startswith("🤝")
-        where = await say(api_server, "帮忙买一袋米送上楼")
+        community = await say(api_server, "帮忙买一袋米送上楼")
+        assert "康乐社区" in community.button_texts()
+        await press(api_server, community, "康乐社区")
+        [where] = await api_server.wait_for_message(RESIDENT)
         assert "不要写门牌号和电话" in where.text
-        when = await say(api_server, "康乐小区5号楼附近")
+        # What every volunteer in the group sees may not hold a phone number or a flat.
+        refused = await say(api_server, "5号楼 电话13912345678")
+        assert "电话号码" in refused.text
+        refused = await say(api_server, "5号楼2单元501室")
+        assert "门牌号" in refused.text
+        door = await say(api_server, "5号楼")
+        assert "只告诉接单的志愿者" in door.text and door.button_texts() == ["⏭ 跳过"]
+        when = await say(api_server, "2单元501")
         assert when.text.startswith("🕒")
-        contact = await say(api_server, "周六上午")
+        skills = await say(api_server, "周六上午")
+        assert skills.button_texts()[:2] == ["代购", "陪诊"]
+        await press(api_server, skills, "代购")
+        await until(api_server, lambda: "✅ 代购" in skills.button_texts())
+        await press(api_server, skills, "✔️ 选好了")
+        [contact] = await api_server.wait_for_message(RESIDENT, count=1)
         assert contact.button_texts() == ["✅ 同意告诉志愿者", "🚫 不提供联系方式"]
         await press(api_server, contact, "同意")
         [summary] = await api_server.wait_for_message(RESIDENT)
         assert "需要：帮忙买一袋米送上楼" in summary.text
-        assert "地点：康乐小区5号楼附近" in summary.text
-        assert "时间：周六上午" in summary.text
+        assert "社区：康乐社区" in summary.text and "地点：5号楼" in summary.text
+        assert "门牌（只告诉接单志愿者）：2单元501" in summary.text
+        assert "时间：周六上午" in summary.text and "需要：代购" in summary.text
         assert "接单的志愿者将看到您的联系方式：@wangxx" in summary.text
         await press(api_server, summary, "确认提交")
         [receipt] = await api_server.wait_for_message(RESIDENT)
         assert "HB-000001" in receipt.text and "志愿者" in receipt.text
 
-        [card] = await api_server.wait_for_message(VOLUNTEERS)
+        [card] = await api_server.wait_for_message(KANGLE_VOLUNTEERS)
         assert "帮忙买一袋米送上楼" in card.text and "周六上午" in card.text
+        assert "地点：康乐社区 · 5号楼" in card.text and "需要：代购" in card.text
+        assert "501" not in card.text
         assert "王晓霞" not in card.text and "wangxx" not in card.text
+        assert api_server.messages(VOLUNTEERS) == []  # not the district's group
         [case] = await case_rows(app)
         assert (case.kind, case.status) == (CaseKind.HELP, CaseStatus.PUBLISHED)
-        assert (case.address, case.needed_when, case.contact) == (
-            "康乐小区5号楼附近",
-            "周六上午",
-            "@wangxx",
+        assert (case.community, case.address, case.help_door, case.help_skills) == (
+            "kangle",
+            "5号楼",
+            "2单元501",
+            ["代购"],
         )
+        assert (case.needed_when, case.contact) == ("周六上午", "@wangxx")
 
     async def test_contact_can_be_withheld_from_the_summary(
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
         await say(api_server, "🤝 邻里互助")
-        await say(api_server, "陪我去医院复查")
-        await say(api_server, "新华西街道")
-        contact = await say(api_server, "下周一")
+        community = await say(api_server, "陪我去医院复查")
+        await press(api_server, community, "新华社区")
+        await api_server.wait_for_message(RESIDENT)
+        door = await say(api_server, "新华西街道")
+        await press(api_server, door, "跳过")
+        await api_server.wait_for_message(RESIDENT)
+        skills = await say(api_server, "下周一")
+        await press(api_server, skills, "✔️ 选好了")
+        [contact] = await api_server.wait_for_message(RESIDENT)
         await press(api_server, contact, "同意")
         [summary] = await api_server.wait_for_message(RESIDENT)
+        assert "门牌" not in summary.text
         await press(api_server, summary, "改为不提供联系方式")
         await until(api_server, lambda: "不向志愿者提供您的联系方式" in summary.text)
         await press(api_server, summary, "确认提交")
         await api_server.wait_for_message(RESIDENT)
         [case] = await case_rows(app)
-        assert case.contact is None
+        assert case.contact is None and case.help_door is None and case.help_skills == []
 
 
 # -- /my, timelines, withdrawal -----------------------------------------------------------------
@@ -596,8 +627,10 @@ class TestBadInput:
         [refusal] = await api_server.wait_for_message(RESIDENT)
         assert refusal.text.startswith("这一步需要文字")
         assert (await say(api_server, "/help")).text.startswith("可用的命令")
-        where = await say(api_server, "帮忙修水龙头")  # the dialog survived /help
-        assert "不要写门牌号和电话" in where.text
+        community = await say(api_server, "帮忙修水龙头")  # the dialog survived /help
+        assert "社区" in community.text
+        # The community is chosen with a button; typing is refused and changes nothing.
+        assert "按钮" in (await say(api_server, "康乐社区")).text
         # A menu button starts afresh; the old dialog's buttons and state are gone.
         photos = await say(api_server, "📷 随手拍")
         assert photos.text.startswith("📷")

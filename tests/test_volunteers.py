@@ -302,7 +302,7 @@ class TestProgress:
         await settled(world)
         api_server.press_button(HELPERS[1], details.message_id, details.callback_data()[1])
         [question] = await api_server.wait_for_message(RESIDENT)
-        assert question.button_texts() == ["👍 帮到了", "👎 没帮到"]
+        assert question.button_texts() == ["👍 帮到了", "🙏 帮到了，谢谢！", "👎 没帮到"]
         await settled(world)
         api_server.press_button(RESIDENT, question.message_id, question.callback_data()[0])
         [thanks] = await api_server.wait_for_message(RESIDENT)

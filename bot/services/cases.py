@@ -56,6 +56,11 @@ class Draft:
     needed_when: str | None = None
     share_contact: bool = False
     contact: str | None = None
+    # Help requests: the requester's community, the exact door (for the volunteer who takes
+    # it only) and the skills wanted.
+    community: str | None = None
+    door: str | None = None
+    skills: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "kind": self.kind.value}
@@ -205,6 +210,9 @@ async def submit(
         longitude=draft.longitude,
         address=draft.address,
         needed_when=draft.needed_when,
+        community=draft.community,
+        help_door=draft.door,
+        help_skills=list(draft.skills),
         created_at=now,
         updated_at=now,
     )
@@ -264,9 +272,11 @@ async def submit(
 async def _publish_help(
     session: AsyncSession, district: District, case: Case, now: datetime
 ) -> None:
-    chat_id = district.volunteer_chat_for(None)
+    chat_id = district.volunteer_chat_for(case.community)
     if chat_id is None:
         return
+    # Announced again if nobody takes it (bot.services.volunteers.fire_due).
+    case.help_due_at, case.help_stage = now + district.volunteers.reannounce_delay, 0
     enqueue(
         session,
         chat_id=chat_id,
@@ -789,7 +799,9 @@ async def withdraw(
             template="center_card.html",
             purpose=notify.CENTER_CARD,
         )
-    elif previous is CaseStatus.PUBLISHED and (volunteers := district.volunteer_chat_for(None)):
+    elif previous is CaseStatus.PUBLISHED and (
+        volunteers := district.volunteer_chat_for(case.community)
+    ):
         notify.retire_card(
             session,
             case=case,

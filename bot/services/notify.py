@@ -78,6 +78,8 @@ def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str
         "deadline_at": _iso(case.deadline_at),
         "reporters": case.reporters,
         "claimed_by": case.claimed_by_name,
+        "community": case.community,
+        "skills": list(case.help_skills),
         "caption": caption,
         **extra,
     }

@@ -9,6 +9,7 @@ resident sees is written to the outbox and rendered at send time in their langua
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,13 +42,22 @@ MAX_TIMELINE_EVENTS = 30
 STEPS: dict[CaseKind, tuple[str, ...]] = {
     CaseKind.REPORT: ("photos", "category", "location", "confirm"),
     CaseKind.SAY: ("description", "category", "anonymous", "confirm"),
-    CaseKind.HELP: ("description", "where", "when", "contact", "confirm"),
+    CaseKind.HELP: (
+        "description",
+        "community",
+        "where",
+        "door",
+        "when",
+        "skills",
+        "contact",
+        "confirm",
+    ),
 }
 # What the summary's edit buttons may go back to.
 EDITABLE: dict[CaseKind, tuple[str, ...]] = {
     CaseKind.REPORT: ("description", "category", "location"),
     CaseKind.SAY: ("description", "category"),
-    CaseKind.HELP: ("description", "where", "when"),
+    CaseKind.HELP: ("description", "community", "where", "door", "when", "skills"),
 }
 PROMPTS: dict[tuple[CaseKind, str], str] = {
     (CaseKind.REPORT, "photos"): N_("report.ask-photos"),
@@ -58,7 +68,10 @@ PROMPTS: dict[tuple[CaseKind, str], str] = {
     (CaseKind.SAY, "category"): N_("say.ask-category"),
     (CaseKind.SAY, "anonymous"): N_("say.ask-anonymous"),
     (CaseKind.HELP, "description"): N_("ask.ask-what"),
+    (CaseKind.HELP, "community"): N_("ask.ask-community"),
     (CaseKind.HELP, "where"): N_("ask.ask-where"),
+    (CaseKind.HELP, "door"): N_("ask.ask-door"),
+    (CaseKind.HELP, "skills"): N_("ask.ask-skills"),
     (CaseKind.HELP, "when"): N_("ask.ask-when"),
     (CaseKind.HELP, "contact"): N_("ask.ask-contact"),
 }
@@ -66,8 +79,11 @@ EDIT_LABELS = {
     "description": N_("summary.edit-description"),
     "category": N_("summary.edit-category"),
     "location": N_("summary.edit-location"),
+    "community": N_("summary.edit-community"),
     "where": N_("summary.edit-where"),
+    "door": N_("summary.edit-door"),
     "when": N_("summary.edit-when"),
+    "skills": N_("summary.edit-skills"),
 }
 # A resident may take a case back until a department has acknowledged it.
 WITHDRAWABLE = frozenset({CaseStatus.TRIAGE, CaseStatus.DISPATCHED, CaseStatus.PUBLISHED})
@@ -166,12 +182,16 @@ class ResidentChat:
         )
 
     def drop_buttons(self, message_id: int) -> None:
+        self.edit_buttons(message_id, None)
+
+    def edit_buttons(self, message_id: int, keyboard: dict[str, Any] | None) -> None:
         enqueue(
             self.session,
             chat_id=self.chat_id,
             locale=self.lang,
             now=self.now,
             method="editMessageReplyMarkup",
+            keyboard=keyboard,
             target=message_id,
         )
 
@@ -179,11 +199,25 @@ class ResidentChat:
 # -- the filing dialogs -----------------------------------------------------------------------
 
 
-def next_step(kind: CaseKind, done: str) -> str:
+def next_step(kind: CaseKind, done: str, district: District | None = None) -> str:
     steps = STEPS[kind]
     if done not in steps:  # the description, edited on its own in a photo report
         return "confirm"
-    return steps[min(steps.index(done) + 1, len(steps) - 1)]
+    skipped = skipped_steps(district) if district is not None else frozenset()
+    for step in steps[steps.index(done) + 1 :]:
+        if step not in skipped:
+            return step
+    return "confirm"
+
+
+def skipped_steps(district: District) -> frozenset[str]:
+    """Questions the district has nothing to offer for: no communities, no skills."""
+    skipped = set()
+    if not district.communities():
+        skipped.add("community")
+    if not district.volunteers.skills:
+        skipped.add("skills")
+    return frozenset(skipped)
 
 
 def add_photo(draft: cases.Draft, file_id: str) -> bool:
@@ -211,6 +245,71 @@ def check_when(text: str) -> str:
     return check_text(text, MAX_WHEN)
 
 
+MAX_BUILDING = 60
+MAX_DOOR = 200  # Case.help_door
+# Every volunteer in the group sees where a help request is: the building, never a phone
+# number or the flat. A run of seven or more digits is taken for a phone number; "501室",
+# "2-3-501", "2单元501", "#501", "flat 5", "room 12" for a flat.
+_PHONE = re.compile(r"(?:\d[\s-]?){7,}")
+_FLAT = re.compile(
+    r"\d+\s*(?:室|户|号房)|\d+\s*-\s*\d+\s*-\s*\d+|单元\s*\d{2,}|#\s*\d{3,}"
+    r"|\b(?:flat|apt|apartment|room|rm|unit)\.?\s*#?\s*\d+",
+    re.IGNORECASE,
+)
+
+
+def check_building(text: str) -> str:
+    """The public part of a help request's place: a building, with no phone or flat."""
+    text = check_text(text, MAX_BUILDING)
+    if _PHONE.search(text):
+        raise UserError(N_("ask.where-has-phone"))
+    if _FLAT.search(text):
+        raise UserError(N_("ask.where-has-flat"))
+    return text
+
+
+def check_door(text: str) -> str:
+    return check_text(text, MAX_DOOR)
+
+
+def community_of(chat: ResidentChat, code: str) -> str:
+    unit = chat.district.department(code)
+    if unit is None or unit not in chat.district.communities():
+        raise UserError(N_("errors.stale-button"))
+    return unit.code
+
+
+def toggle_skill(chat: ResidentChat, draft: cases.Draft, index: str) -> None:
+    skills = chat.district.volunteers.skills
+    if not index.isdigit() or int(index) >= len(skills):
+        raise UserError(N_("errors.stale-button"))
+    skill = skills[int(index)]
+    draft.skills = (
+        [s for s in draft.skills if s != skill]
+        if skill in draft.skills
+        else [*draft.skills, skill]
+    )
+
+
+def skills_label(chat: ResidentChat, draft: cases.Draft) -> str:
+    if not draft.skills:
+        return chat.t(N_("ask.skills-any"))
+    return ("、" if chat.lang.startswith("zh") else ", ").join(draft.skills)
+
+
+def skills_keyboard(chat: ResidentChat, draft: cases.Draft, token: str) -> dict[str, Any]:
+    buttons = [
+        literal_button(
+            ("✅ " if skill in draft.skills else "") + skill,
+            DraftAction(token, "skill", str(index)).pack(),
+        )
+        for index, skill in enumerate(chat.district.volunteers.skills)
+    ]
+    rows = [buttons[i : i + 3] for i in range(0, len(buttons), 3)]
+    rows.append([button(N_("ask.skills-done"), DraftAction(token, "skill", "ok").pack())])
+    return {"inline": rows}
+
+
 def prompt(chat: ResidentChat, *, draft: cases.Draft, step: str, token: str) -> None:
     """Ask for what the step needs (the summary, at the end)."""
     if step == "confirm":
@@ -226,6 +325,23 @@ def prompt(chat: ResidentChat, *, draft: cases.Draft, step: str, token: str) -> 
                 button(N_("say.anonymous-no"), DraftAction(token, "anon", "0").pack()),
             ]
         )
+    elif step == "community":
+        keyboard = inline_keyboard(
+            *(
+                [
+                    literal_button(
+                        unit.names.get(chat.lang), DraftAction(token, "com", unit.code).pack()
+                    )
+                ]
+                for unit in chat.district.communities()
+            )
+        )
+    elif step == "door":
+        keyboard = inline_keyboard(
+            [button(N_("dialog.skip"), DraftAction(token, "door", "").pack())]
+        )
+    elif step == "skills":
+        keyboard = skills_keyboard(chat, draft, token)
     elif step == "contact":
         keyboard = inline_keyboard(
             [
@@ -237,7 +353,8 @@ def prompt(chat: ResidentChat, *, draft: cases.Draft, step: str, token: str) -> 
         "photos": cases.MAX_PHOTOS,
         "description": cases.MAX_DESCRIPTION,
         "location": cases.MAX_ADDRESS,
-        "where": cases.MAX_ADDRESS,
+        "where": MAX_BUILDING,
+        "door": MAX_DOOR,
         "when": MAX_WHEN,
     }
     context = {"limit": limits[step]} if step in limits else {}
@@ -295,6 +412,9 @@ def show_summary(
         "share_contact": draft.share_contact,
         "contact": draft.contact,
         "name": chat.name,
+        "community": draft.community,
+        "door": draft.door,
+        "skills": list(draft.skills),
     }
     keyboard = _summary_keyboard(draft, token)
     if message_id is not None:

@@ -17,12 +17,13 @@ from sqlmodel import col
 from bot.callbacks import HelpConfirm, HelpProgress, VolunteerDecision
 from bot.district import Department, DepartmentKind, District, Role
 from bot.i18n import N_
-from bot.services import cases, notify
+from bot.services import cases, notify, routing
 from bot.services.errors import UserError
 from bot.services.outbox import button, enqueue, inline_keyboard, send_text
 from models import Case, CaseKind, CaseStatus, HelpClaim, Volunteer, VolunteerStatus
 
 HELP_CARD = "help-card"
+DETAILS = "help-details"  # the winner's private copy, with the door and contact
 MAX_NAME = 64
 MAX_AVAILABILITY = 200
 
@@ -30,8 +31,8 @@ MAX_AVAILABILITY = 200
 # -- registration -----------------------------------------------------------------------------
 
 
-def communities(district: District) -> list[Department]:
-    return [d for d in district.departments if d.kind == DepartmentKind.COMMUNITY]
+def communities(district: District) -> tuple[Department, ...]:
+    return district.communities()
 
 
 def check_name(text: str) -> str:
@@ -65,6 +66,7 @@ async def register(
     community: str,
     skills: list[str],
     availability: str,
+    contact: str | None = None,
     now: datetime,
 ) -> Volunteer:
     """A new (or declined) volunteer's application, sent to the admins to decide."""
@@ -91,6 +93,7 @@ async def register(
     volunteer.community = community
     volunteer.skills = [s for s in skills if s in known]
     volunteer.availability = check_availability(availability)
+    volunteer.contact = contact[:128] if contact else None
     volunteer.status = VolunteerStatus.PENDING
     volunteer.registered_at = now
     volunteer.decided_at = volunteer.decided_by = None
@@ -167,9 +170,9 @@ async def set_paused(session: AsyncSession, *, user_id: int, paused: bool) -> Vo
 
 
 def refresh_help_card(
-    session: AsyncSession, district: District, case: Case, now: datetime
+    session: AsyncSession, district: District, case: Case, now: datetime, **extra: Any
 ) -> None:
-    chat_id = district.volunteer_chat_for(None)
+    chat_id = district.volunteer_chat_for(case.community)
     if chat_id is None:
         return
     enqueue(
@@ -179,7 +182,7 @@ def refresh_help_card(
         now=now,
         method="editMessageText",
         template="help_card.html",
-        context=notify.card_context(case),
+        context=notify.card_context(case, **extra),
         keyboard=notify.help_keyboard(case),
         target=notify.case_link(case, HELP_CARD),
     )
@@ -221,6 +224,9 @@ async def claim(
 ) -> Case:
     """The volunteer takes the request, if nobody was first."""
     volunteer = await _approved(session, user_id)
+    own = await session.scalar(select(col(Case.resident_id)).where(col(Case.id) == case_id))
+    if own == user_id:
+        raise UserError(N_("help.own-request"))
     result = await session.execute(
         update(Case)
         .where(
@@ -233,6 +239,7 @@ async def claim(
             claimed_by=user_id,
             claimed_by_name=first_name[:128],
             help_progress="claimed",
+            help_due_at=None,
             updated_at=now,
         )
         .execution_options(synchronize_session=False)
@@ -258,9 +265,9 @@ async def claim(
         locale=volunteer.language,
         now=now,
         template="help_details.html",
-        context=notify.card_context(case, contact=case.contact),
+        context=notify.card_context(case, contact=case.contact, door=case.help_door),
         keyboard=progress_keyboard(case),
-        link=notify.case_link(case, "help-details"),
+        link=notify.case_link(case, DETAILS),
     )
     notify.tell_resident(
         session,
@@ -300,6 +307,7 @@ async def _reopen(
         claim_row.ended_at, claim_row.ended = now, ended
     case.claimed_by = case.claimed_by_name = case.help_progress = None
     case.updated_at = now
+    case.help_due_at, case.help_stage = now + district.volunteers.reannounce_delay, 0
     refresh_help_card(session, district, case, now)
 
 
@@ -335,6 +343,8 @@ async def progress(
         reply = N_("help.you-on-way")
     elif action == "done" and case.help_progress in ("claimed", "way"):
         case.help_progress = "done"
+        # A requester who does not answer is taken to have been helped (fire_due).
+        case.help_due_at = now + district.volunteers.confirm_delay
         cases.record(session, case, kind="done", now=now, actor=actor, role="volunteer")
         notify.tell_resident(
             session,
@@ -344,8 +354,9 @@ async def progress(
             keyboard=inline_keyboard(
                 [
                     button(N_("help.button.helped"), HelpConfirm(case.id, "y").pack()),
-                    button(N_("help.button.not-helped"), HelpConfirm(case.id, "n").pack()),
-                ]
+                    button(N_("help.button.thanks"), HelpConfirm(case.id, "t").pack()),
+                ],
+                [button(N_("help.button.not-helped"), HelpConfirm(case.id, "n").pack())],
             ),
             name=volunteer.display_name,
         )
@@ -369,49 +380,27 @@ async def confirm(
     *,
     case_id: int,
     resident_id: int,
-    helped: bool,
+    answer: str,
     now: datetime,
 ) -> Case:
-    """The requester's answer after Done: helped closes the request; not helped reopens it
-    for the other volunteers."""
+    """The requester's answer after Done: ``y`` helped and ``t`` helped with thanks close the
+    request; ``n`` not helped reopens it for the other volunteers."""
     case = await session.get(Case, case_id, with_for_update=True, populate_existing=True)
     if (
-        case is None
+        answer not in ("y", "t", "n")
+        or case is None
         or case.resident_id != resident_id
         or case.status is not CaseStatus.PUBLISHED
         or case.help_progress != "done"
     ):
         raise UserError(N_("errors.stale-button"))
+    resident = cases.Person(resident_id, case.resident_name, case.resident_language)
+    if answer != "n":
+        await _helped(session, district, case, now=now, actor=resident, thanked=answer == "t")
+        notify.tell_resident(session, case=case, now=now, text_key=N_("help.thanks-recorded"))
+        return case
     volunteer_id = case.claimed_by
     assert volunteer_id is not None
-    volunteer = await get(session, volunteer_id)
-    lang = volunteer.language if volunteer else district.default_language
-    resident = cases.Person(resident_id, case.resident_name, case.resident_language)
-    if helped:
-        claim_row = await _open_claim(session, case)
-        if claim_row is not None:
-            claim_row.ended_at, claim_row.ended = now, "done"
-        cases.change_status(
-            session,
-            case,
-            CaseStatus.CLOSED,
-            kind="help-confirmed",
-            now=now,
-            actor=resident,
-            role="resident",
-            helped=True,
-        )
-        refresh_help_card(session, district, case, now)
-        notify.tell_resident(session, case=case, now=now, text_key=N_("help.thanks-recorded"))
-        send_text(
-            session,
-            chat_id=volunteer_id,
-            locale=lang,
-            now=now,
-            text_key=N_("help.requester-helped"),
-            number=case.number,
-        )
-        return case
     cases.record(
         session,
         case,
@@ -426,9 +415,192 @@ async def confirm(
     send_text(
         session,
         chat_id=volunteer_id,
-        locale=lang,
+        locale=await _language(session, district, volunteer_id),
         now=now,
         text_key=N_("help.requester-not-helped"),
+        number=case.number,
+    )
+    return case
+
+
+async def _language(session: AsyncSession, district: District, volunteer_id: int) -> str:
+    volunteer = await get(session, volunteer_id)
+    return volunteer.language if volunteer else district.default_language
+
+
+async def _helped(
+    session: AsyncSession,
+    district: District,
+    case: Case,
+    *,
+    now: datetime,
+    actor: cases.Person | None,
+    thanked: bool = False,
+) -> None:
+    """Close a help request as helped: confirmed by the requester, or (``actor`` None) taken
+    as helped when they did not answer in time. The volunteer's points are credited here."""
+    volunteer_id = case.claimed_by
+    assert volunteer_id is not None
+    claim_row = await _open_claim(session, case)
+    if claim_row is not None:
+        claim_row.ended_at, claim_row.ended = now, "done"
+    cases.change_status(
+        session,
+        case,
+        CaseStatus.CLOSED,
+        kind="help-confirmed",
+        now=now,
+        actor=actor,
+        role="resident" if actor else "system",
+        helped=True,
+        auto=actor is None,
+        thanked=thanked,
+    )
+    refresh_help_card(session, district, case, now, thanked=thanked)
+    lang = await _language(session, district, volunteer_id)
+    if actor is None:
+        text_key = N_("help.confirmed-by-timeout")
+    elif thanked:
+        text_key = N_("help.requester-thanked")
+    else:
+        text_key = N_("help.requester-helped")
+    send_text(
+        session, chat_id=volunteer_id, locale=lang, now=now, text_key=text_key, number=case.number
+    )
+    await credit(session, district, case=case, volunteer_id=volunteer_id, now=now, auto=not actor)
+
+
+async def credit(
+    session: AsyncSession,
+    district: District,
+    *,
+    case: Case,
+    volunteer_id: int,
+    now: datetime,
+    auto: bool,
+) -> None:
+    """Points for a request closed as helped (the points ledger)."""
+
+
+# -- durable due times: re-announcing, the community office, the confirmation ------------------
+
+HELP_AGAIN = "help-again"
+
+
+def due_query(now: datetime, limit: int) -> Any:
+    return (
+        select(Case)
+        .where(
+            col(Case.help_due_at) <= now,
+            col(Case.kind) == CaseKind.HELP,
+            col(Case.status) == CaseStatus.PUBLISHED,
+        )
+        .order_by(col(Case.help_due_at), col(Case.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
+async def fire_due(
+    session: AsyncSession, district: District, *, now: datetime, limit: int = 200
+) -> int:
+    """Settle up to ``limit`` help requests whose due time has come: announce an unclaimed one
+    again, then tell its community office; close a done one nobody confirmed as helped.
+    Returns how many were settled (fewer than ``limit``: none are left due)."""
+    due = (await session.scalars(due_query(now, limit))).all()
+    for case in due:
+        if case.help_progress == "done":
+            await _helped(session, district, case, now=now, actor=None)
+        elif case.claimed_by is not None:
+            case.help_due_at = None  # someone holds it: nothing is due until they let go
+        elif case.help_stage == 0:
+            _announce_again(session, district, case, now)
+            case.help_stage = 1
+            case.help_due_at = now + district.volunteers.office_delay
+        else:
+            await _tell_office(session, district, case, now)
+            case.help_stage, case.help_due_at = 2, None
+    return len(due)
+
+
+def _announce_again(session: AsyncSession, district: District, case: Case, now: datetime) -> None:
+    chat_id = district.volunteer_chat_for(case.community)
+    if chat_id is None:
+        return
+    waited = int((now - case.created_at).total_seconds() // 60)
+    enqueue(
+        session,
+        chat_id=chat_id,
+        locale=district.default_language,
+        now=now,
+        text_key=N_("help.reannounce"),
+        context={"number": case.number, "minutes": waited},
+        keyboard=notify.help_keyboard(case),
+        target=notify.case_link(case, HELP_CARD),
+        link=notify.case_link(case, HELP_AGAIN),
+    )
+    cases.record(session, case, kind="reannounced", now=now, actor=None, role="system")
+
+
+async def _tell_office(
+    session: AsyncSession, district: District, case: Case, now: datetime
+) -> None:
+    """Nobody took the request: the community office (else the center) arranges help, with
+    the requester's name and contact only if they agreed to share it."""
+    unit = case.community
+    chat_id = await routing.chat_of(session, district, unit) if unit else None
+    if chat_id is None:
+        unit, chat_id = routing.CENTER, await routing.chat_of(session, district, routing.CENTER)
+    if chat_id is None:
+        return
+    waited = int((now - case.created_at).total_seconds() // 60)
+    enqueue(
+        session,
+        chat_id=chat_id,
+        locale=district.default_language,
+        now=now,
+        template="help_office.html",
+        context=notify.card_context(
+            case,
+            minutes=waited,
+            contact=case.contact,
+            door=case.help_door,
+            resident_name=case.resident_name if case.contact else None,
+        ),
+    )
+    cases.record(session, case, kind="office-told", now=now, actor=None, role="system", unit=unit)
+
+
+# -- a photo of the result ---------------------------------------------------------------------
+
+
+async def share_photo(
+    session: AsyncSession, *, case_id: int, user_id: int, file_id: str, now: datetime
+) -> Case:
+    """The volunteer who holds a request shows the requester a photo (of the done job)."""
+    case = await _held_case(session, case_id, user_id)
+    volunteer = await get(session, user_id)
+    assert volunteer is not None
+    enqueue(
+        session,
+        chat_id=case.resident_id,
+        locale=case.resident_language,
+        now=now,
+        method="sendPhoto",
+        text_key=N_("help.photo-from-volunteer"),
+        context={"number": case.number, "name": volunteer.display_name},
+        params={"photo": file_id},
+    )
+    actor = cases.Person(user_id, volunteer.first_name, volunteer.language)
+    cases.record(
+        session, case, kind="photo", now=now, actor=actor, role="volunteer", photo=file_id
+    )
+    send_text(
+        session,
+        chat_id=user_id,
+        locale=volunteer.language,
+        now=now,
+        text_key=N_("help.photo-sent"),
         number=case.number,
     )
     return case
