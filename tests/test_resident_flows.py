@@ -366,7 +366,7 @@ class TestAskForHelp:
         assert "需要：帮忙买一袋米送上楼" in summary.text
         assert "社区：康乐社区" in summary.text and "地点：5号楼" in summary.text
         assert "门牌（只告诉接单志愿者）：2单元501" in summary.text
-        assert "时间：周六上午" in summary.text and "需要：代购" in summary.text
+        assert "时间：周六上午" in summary.text and "帮助类型：代购" in summary.text
         assert "接单的志愿者将看到您的联系方式：@wangxx" in summary.text
         await press(api_server, summary, "确认提交")
         [receipt] = await api_server.wait_for_message(RESIDENT)
@@ -374,7 +374,7 @@ class TestAskForHelp:
 
         [card] = await api_server.wait_for_message(KANGLE_VOLUNTEERS)
         assert "帮忙买一袋米送上楼" in card.text and "周六上午" in card.text
-        assert "地点：康乐社区 · 5号楼" in card.text and "需要：代购" in card.text
+        assert "地点：康乐社区 · 5号楼" in card.text and "所需技能：代购" in card.text
         assert "501" not in card.text
         assert "王晓霞" not in card.text and "wangxx" not in card.text
         assert api_server.messages(VOLUNTEERS) == []  # not the district's group

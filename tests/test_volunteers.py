@@ -4,6 +4,7 @@ the requester's confirmation, and every claim that must change nothing."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +16,8 @@ from bot.db import transaction
 from bot.services import cases, volunteers
 from bot.services.errors import UserError
 from bot.testserver import BotAPIServer
-from models import Case, CaseKind, CaseStatus, HelpClaim, Volunteer, VolunteerStatus
+from models import Case, CaseEvent, CaseKind, CaseStatus, HelpClaim, Volunteer, VolunteerStatus
+from scheduler import jobs
 from tests.conftest import AppFactory, settled
 
 RESIDENT = 7400
@@ -23,6 +25,9 @@ ADMIN = 100000002  # 张晓燕, an admin in config.example.toml
 VOLUNTEERS = -1001000000003
 HELPERS = [8101, 8102, 8103, 8104, 8105]
 STRANGER = 8999
+KANGLE_OFFICE = -1001000000031  # 康乐社区's group
+KANGLE_VOLUNTEERS = -1001000000041  # and its own volunteer group
+CROWD = list(range(8200, 8250))  # fifty volunteers
 
 
 @pytest.fixture
@@ -63,7 +68,14 @@ async def approved(
             )
 
 
-async def publish(app: Whistle, api_server: BotAPIServer, *, contact: bool) -> tuple[Case, Any]:
+async def publish(
+    app: Whistle,
+    api_server: BotAPIServer,
+    *,
+    contact: bool,
+    community: str | None = None,
+    chat: int = VOLUNTEERS,
+) -> tuple[Case, Any]:
     async with transaction(app.factory) as session:
         case = await cases.submit(
             session,
@@ -73,14 +85,17 @@ async def publish(app: Whistle, api_server: BotAPIServer, *, contact: bool) -> t
             draft=cases.Draft(
                 kind=CaseKind.HELP,
                 description="帮忙买药",
-                address="康乐社区3号楼",
+                address="3号楼",
+                door="2单元501",
+                community=community,
+                skills=["代购"],
                 needed_when="明天上午",
                 share_contact=contact,
                 contact="13800000000",
             ),
         )
     app.sender.wake()
-    [card] = await api_server.wait_for_message(VOLUNTEERS)
+    [card] = await api_server.wait_for_message(chat)
     await api_server.wait_for_message(RESIDENT)  # the receipt
     await settled(app)
     return case, card
@@ -369,3 +384,224 @@ class TestRefusals:
             lambda: any("不再开放" in (m.text or "") for m in api_server.messages(VOLUNTEERS)),
         )
         assert await claim_rows(world, case.id) == 1  # only the claim before the withdrawal
+
+
+async def settle_help(app: Whistle) -> int:
+    clock = app.clock
+    assert isinstance(clock, ManualClock)
+    return await jobs.settle_help_requests(
+        factory=app.factory, clock=clock, district=app.district, on_commit=app.sender.wake
+    )
+
+
+def advance(app: Whistle, **delta: float) -> None:
+    assert isinstance(app.clock, ManualClock)
+    app.clock.advance(timedelta(**delta))
+
+
+async def events(app: Whistle, case_id: int | None) -> list[CaseEvent]:
+    async with app.factory() as session:
+        rows = await session.scalars(
+            select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id)  # type: ignore[arg-type]
+        )
+        return list(rows.all())
+
+
+class TestTheCard:
+    async def test_card_shows_community_and_building_never_door_or_phone(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        api_server.create_group(KANGLE_VOLUNTEERS, "康乐志愿者", members=HELPERS)
+        await approved(world, HELPERS[0])
+        _case, card = await publish(
+            world, api_server, contact=True, community="kangle", chat=KANGLE_VOLUNTEERS
+        )
+        assert "康乐社区 · 3号楼" in card.text and "代购" in card.text
+        assert "501" not in card.text and "13800000000" not in card.text
+        assert api_server.messages(VOLUNTEERS) == []
+        # Replies in the community's own volunteer group claim too.
+        api_server.send_text(
+            HELPERS[0], "我来", chat_id=KANGLE_VOLUNTEERS, reply_to=card.message_id
+        )
+        [details] = await api_server.wait_for_message(HELPERS[0])
+        assert "门牌：2单元501" in details.text and "13800000000" in details.text
+        await until(api_server, lambda: "热心人" in (card.text or ""))
+        assert "501" not in card.text and "13800000000" not in card.text
+
+    async def test_fifty_volunteers_reply_at_once_one_claim(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        for index, person in enumerate(CROWD):
+            api_server.add_user(person, first_name=f"志愿者{index}", language_code="zh-hans")
+            api_server.add_member(VOLUNTEERS, person)
+            api_server.send_text(person, "/start")  # so the bot may write to each of them
+        for person in CROWD:
+            await api_server.wait_for_message(person)
+        await approved(world, *CROWD)
+        case, card = await publish(world, api_server, contact=True)
+        for person in CROWD:
+            api_server.send_text(person, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        taken = await api_server.wait_for_message(VOLUNTEERS, count=49, timeout=60)
+        await settled(world)
+        loaded = await reload(world, case.id)
+        assert loaded.claimed_by in CROWD and loaded.claimed_by_name
+        assert all(f"已被{loaded.claimed_by_name}" in m.text for m in taken)
+        assert await claim_rows(world, case.id) == 1
+        details = [m for p in CROWD for m in api_server.messages(p) if "认领了" in m.text]
+        assert [m.chat_id for m in details] == [loaded.claimed_by]
+        assert len(api_server.messages(VOLUNTEERS)) == 1 + 49  # the card and 49 answers
+        claimed = [e for e in await events(world, case.id) if e.kind == "claimed"]
+        assert len(claimed) == 1
+
+
+class TestDueTimes:
+    async def test_unclaimed_request_is_announced_again_then_the_office_is_told(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        api_server.create_group(KANGLE_VOLUNTEERS, "康乐志愿者", members=HELPERS)
+        api_server.create_group(KANGLE_OFFICE, "康乐社区", members=[STRANGER])
+        await approved(world, HELPERS[0])
+        case, card = await publish(
+            world, api_server, contact=False, community="kangle", chat=KANGLE_VOLUNTEERS
+        )
+        advance(world, minutes=29)
+        assert await settle_help(world) == 0
+        advance(world, minutes=2)
+        assert await settle_help(world) == 1
+        [again] = await api_server.wait_for_message(KANGLE_VOLUNTEERS)
+        assert again.reply_to_message_id == card.message_id
+        assert "31 分钟" in again.text and again.button_texts() == ["🙋 我来"]
+        assert await settle_help(world) == 0  # once only
+        advance(world, minutes=29)
+        assert await settle_help(world) == 0
+        advance(world, minutes=2)
+        assert await settle_help(world) == 1
+        [notice] = await api_server.wait_for_message(KANGLE_OFFICE)
+        assert case.number in notice.text and "62 分钟" in notice.text
+        assert "门牌：2单元501" in notice.text and "未同意提供联系方式" in notice.text
+        advance(world, hours=5)
+        assert await settle_help(world) == 0  # nothing more is due
+        assert [e.kind for e in await events(world, case.id)][-2:] == [
+            "reannounced",
+            "office-told",
+        ]
+        # A reply to the re-announcement claims the request.
+        await settled(world)
+        api_server.send_text(
+            HELPERS[0], "我来", chat_id=KANGLE_VOLUNTEERS, reply_to=again.message_id
+        )
+        [details] = await api_server.wait_for_message(HELPERS[0])
+        assert case.number in details.text
+        assert (await reload(world, case.id)).claimed_by == HELPERS[0]
+
+    async def test_claim_stops_the_clock_and_release_restarts_it(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await approved(world, HELPERS[0])
+        _case, card = await publish(world, api_server, contact=False)
+        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        [details] = await api_server.wait_for_message(HELPERS[0])
+        await api_server.wait_for_message(RESIDENT)
+        advance(world, hours=3)
+        assert await settle_help(world) == 0  # held: nothing to announce
+        await settled(world)
+        api_server.press_button(HELPERS[0], details.message_id, details.callback_data()[2])
+        await api_server.wait_for_message(RESIDENT)  # released
+        await settled(world)
+        advance(world, minutes=29)
+        assert await settle_help(world) == 0
+        advance(world, minutes=2)
+        assert await settle_help(world) == 1
+        [again] = await api_server.wait_for_message(VOLUNTEERS)
+        assert again.reply_to_message_id == card.message_id
+
+    async def test_done_without_an_answer_closes_as_helped_after_the_period(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await approved(world, HELPERS[0])
+        case, card = await publish(world, api_server, contact=False)
+        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        [details] = await api_server.wait_for_message(HELPERS[0])
+        await api_server.wait_for_message(RESIDENT)
+        await settled(world)
+        api_server.press_button(HELPERS[0], details.message_id, details.callback_data()[1])
+        [question] = await api_server.wait_for_message(RESIDENT)
+        await api_server.wait_for_message(HELPERS[0])  # "the requester was asked"
+        advance(world, hours=47)
+        assert await settle_help(world) == 0
+        advance(world, hours=2)
+        assert await settle_help(world) == 1
+        [told] = await api_server.wait_for_message(HELPERS[0])
+        assert "自动确认" in told.text
+        loaded = await reload(world, case.id)
+        assert loaded.status is CaseStatus.CLOSED and loaded.help_due_at is None
+        [closing] = [e for e in await events(world, case.id) if e.kind == "help-confirmed"]
+        assert closing.data["auto"] is True and closing.actor_role == "system"
+        # The requester's late answer changes nothing.
+        await settled(world)
+        api_server.press_button(RESIDENT, question.message_id, question.callback_data()[2])
+        await until(
+            api_server, lambda: any("失效" in (a.text or "") for a in api_server.callback_answers)
+        )
+        assert (await reload(world, case.id)).status is CaseStatus.CLOSED
+
+
+class TestThanksAndPhoto:
+    async def test_photo_of_the_result_and_thanks(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await approved(world, HELPERS[0])
+        case, card = await publish(world, api_server, contact=False)
+        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        [details] = await api_server.wait_for_message(HELPERS[0])
+        await api_server.wait_for_message(RESIDENT)
+        await settled(world)
+        api_server.send_photo(HELPERS[0], b"medicine-bought", reply_to=details.message_id)
+        [photo] = await api_server.wait_for_message(RESIDENT)
+        assert photo.photo and "志愿者8101" in (photo.caption or "")
+        [sent] = await api_server.wait_for_message(HELPERS[0])
+        assert case.number in sent.text
+        await settled(world)
+        api_server.press_button(HELPERS[0], details.message_id, details.callback_data()[1])
+        [question] = await api_server.wait_for_message(RESIDENT)
+        await settled(world)
+        api_server.press_button(RESIDENT, question.message_id, question.callback_data()[1])
+        told = await api_server.wait_for_message(HELPERS[0], count=2)
+        assert any("感谢" in m.text for m in told)
+        await until(api_server, lambda: "🙏" in (card.text or ""))
+        [closing] = [e for e in await events(world, case.id) if e.kind == "help-confirmed"]
+        assert closing.data["thanked"] is True and closing.data["auto"] is False
+
+    async def test_a_photo_from_someone_not_holding_the_request_is_not_passed_on(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await approved(world, HELPERS[0])
+        case, card = await publish(world, api_server, contact=False)
+        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        [details] = await api_server.wait_for_message(HELPERS[0])
+        await api_server.wait_for_message(RESIDENT)
+        await settled(world)
+        api_server.press_button(HELPERS[0], details.message_id, details.callback_data()[2])
+        await api_server.wait_for_message(RESIDENT)  # released
+        await settled(world)
+        api_server.send_photo(HELPERS[0], b"late", reply_to=details.message_id)
+        _you_released, refused = await api_server.wait_for_message(HELPERS[0], count=2)
+        assert "失效" in refused.text
+        await settled(world)
+        assert not any(m.photo for m in api_server.messages(RESIDENT))
+        assert "photo" not in [e.kind for e in await events(world, case.id)]
+
+
+class TestOwnRequest:
+    async def test_the_requester_cannot_claim_their_own_request(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        await approved(world, RESIDENT)
+        api_server.add_member(VOLUNTEERS, RESIDENT)
+        case, card = await publish(world, api_server, contact=False)
+        api_server.send_text(RESIDENT, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        [refused] = await api_server.wait_for_message(VOLUNTEERS)
+        assert "自己" in refused.text
+        await settled(world)
+        assert (await reload(world, case.id)).claimed_by is None
+        assert await claim_rows(world, case.id) == 0
