@@ -870,6 +870,7 @@ class TestReadApi:
         assert [p.telegram_id for p in district.people_with_role("admin")] == [
             100000002,
             100000005,
+            100000006,
         ]
         assert district.people_with_role(Role.LEADER)[0].name == "赵志刚"
         assert [p.name for p in district.people_of_department("cgzf")] == ["陈海涛"]

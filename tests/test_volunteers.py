@@ -21,7 +21,9 @@ from scheduler import jobs
 from tests.conftest import AppFactory, settled
 
 RESIDENT = 7400
-ADMIN = 100000002  # 张晓燕, an admin in config.example.toml
+ADMIN = 100000002  # 张晓燕, a district admin in config.example.toml
+COMMUNITY_ADMIN = 100000006  # 孙桂兰, 康乐社区's admin: decides on its volunteers
+BUREAU_ADMIN = 100000005  # an admin of the urban management bureau: not for volunteers
 VOLUNTEERS = -1001000000003
 HELPERS = [8101, 8102, 8103, 8104, 8105]
 STRANGER = 8999
@@ -34,12 +36,13 @@ CROWD = list(range(8200, 8250))  # fifty volunteers
 async def world(api_server: BotAPIServer, make_app: AppFactory) -> Whistle:
     api_server.add_user(RESIDENT, first_name="王晓霞", language_code="zh-hans")
     api_server.add_user(ADMIN, first_name="晓燕", language_code="zh-hans")
+    api_server.add_user(COMMUNITY_ADMIN, first_name="桂兰", language_code="zh-hans")
     for index, helper in enumerate(HELPERS):
         api_server.add_user(helper, first_name=f"热心人{index}", language_code="zh-hans")
     api_server.add_user(STRANGER, first_name="路人", language_code="zh-hans")
     api_server.create_group(VOLUNTEERS, "志愿者", members=[*HELPERS, STRANGER])
     # The bot may write to a person only after they started it.
-    people = [RESIDENT, ADMIN, *HELPERS]
+    people = [RESIDENT, ADMIN, COMMUNITY_ADMIN, *HELPERS]
     for person in people:
         api_server.send_text(person, "/start")
     app = await make_app(clock=ManualClock())
@@ -146,7 +149,8 @@ class TestRegistration:
         api_server.send_text(helper, "周末下午")
         [applied] = await api_server.wait_for_message(helper)
         assert "审核" in applied.text
-        [application] = await api_server.wait_for_message(ADMIN)
+        # The application goes to the community's own admin, not to the district's.
+        [application] = await api_server.wait_for_message(COMMUNITY_ADMIN)
         assert "小李&lt;b&gt;" not in application.text  # the client shows text, not markup
         assert "小李<b>" in application.text and "陪诊" in application.text
         assert "周末下午" in application.text
@@ -157,20 +161,23 @@ class TestRegistration:
             assert volunteer is not None and volunteer.status is VolunteerStatus.PENDING
             assert volunteer.skills == ["陪诊"] and volunteer.community == "kangle"
 
-        # Only an admin decides; anyone else is refused and nothing changes.
-        async with transaction(world.factory) as session:
-            with pytest.raises(UserError):
-                await volunteers.decide(
-                    session,
-                    world.district,
-                    admin_id=STRANGER,
-                    user_id=helper,
-                    approve=True,
-                    now=world.clock.now(),
-                )
+        # Only the community's or the district's admins decide; anyone else (another unit's
+        # admin included) is refused and nothing changes.
+        for outsider in (STRANGER, BUREAU_ADMIN):
+            async with transaction(world.factory) as session:
+                with pytest.raises(UserError):
+                    await volunteers.decide(
+                        session,
+                        world.district,
+                        admin_id=outsider,
+                        user_id=helper,
+                        approve=True,
+                        now=world.clock.now(),
+                    )
         await settled(world)
+        assert api_server.messages(ADMIN)[-1].text.startswith("晓燕")  # only the greeting
         approve, _decline = application.callback_data()
-        api_server.press_button(ADMIN, application.message_id, approve)
+        api_server.press_button(COMMUNITY_ADMIN, application.message_id, approve)
         [outcome] = await api_server.wait_for_message(helper)
         assert "通过" in outcome.text
         async with world.factory() as session:

@@ -49,8 +49,17 @@ def check_availability(text: str) -> str:
     return text
 
 
-def admins(district: District) -> list[int]:
-    return [p.telegram_id for p in district.people if p.has_role(Role.ADMIN)]
+def approvers(district: District, community: str) -> list[int]:
+    """Who decides on a volunteer of ``community``: its own admins (people with the admin
+    role attached to it), else the district's admins (attached to no unit)."""
+    admins = district.people_with_role(Role.ADMIN)
+    own = [p.telegram_id for p in admins if community in p.departments]
+    return own or [p.telegram_id for p in admins if not p.departments]
+
+
+def may_decide(district: District, admin_id: int, community: str) -> bool:
+    district_wide = approvers(district, "")
+    return admin_id in approvers(district, community) or admin_id in district_wide
 
 
 async def get(session: AsyncSession, user_id: int) -> Volunteer | None:
@@ -104,7 +113,7 @@ async def register(
             button(N_("volunteer.button.decline"), VolunteerDecision(user.id, "n").pack()),
         ]
     )
-    for admin in admins(district):
+    for admin in approvers(district, community):
         send_text(
             session,
             chat_id=admin,
@@ -132,9 +141,9 @@ async def decide(
     approve: bool,
     now: datetime,
 ) -> Volunteer:
-    if admin_id not in admins(district):
-        raise UserError(N_("volunteer.not-admin"))
     volunteer = await get(session, user_id)
+    if volunteer is not None and not may_decide(district, admin_id, volunteer.community):
+        raise UserError(N_("volunteer.not-admin"))
     if volunteer is None or volunteer.status is not VolunteerStatus.PENDING:
         raise UserError(N_("volunteer.already-decided"))
     volunteer.status = VolunteerStatus.APPROVED if approve else VolunteerStatus.DECLINED
