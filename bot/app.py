@@ -34,6 +34,7 @@ from bot.sender import OutboxSender
 from bot.services import routing
 from bot.services.menu import PRIVATE_COMMANDS
 from bot.services.outbox import send_text
+from bot.services.points import POINTS_COMMANDS
 from bot.settings import Settings
 from bot.warning import EarlyWarning, resolve_keywords_path
 from handlers import build_routers
@@ -223,7 +224,10 @@ class Whistle:
         default = self.catalogues.default_language
         for language in (None, *self.catalogues.languages):
             t = self.catalogues.translator(language or default)
-            commands = [BotCommand(command=c, description=t(d)) for c, d in PRIVATE_COMMANDS]
+            commands = [
+                BotCommand(command=c, description=t(d))
+                for c, d in (*PRIVATE_COMMANDS, *POINTS_COMMANDS)
+            ]
             code = language.split("-", 1)[0].lower() if language else None
             try:
                 await self._call_with_retry(
