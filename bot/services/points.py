@@ -136,7 +136,7 @@ async def credit_help(
     )
     if already is not None:
         return 0  # a request earns its volunteer once
-    context: dict[str, Any] = {"number": case.number, "auto": auto, "worth": worth}
+    context: dict[str, Any] = {"number": case.number, "auto": auto, "worth": worth, "why": None}
     if case.resident_id == volunteer_id or _same_contact(case, volunteer):
         credited, context["why"] = 0, "self"
     else:
