@@ -29,6 +29,7 @@ from models import (
     Volunteer,
     VolunteerStatus,
 )
+from scheduler import jobs
 from tests.conftest import EXAMPLE_DISTRICT, AppFactory, settled
 
 ADMIN = 100000002  # 张晓燕, an admin in config.example.toml
@@ -630,11 +631,14 @@ class TestShop:
         [redemption] = await redemptions(factory)
         assert redemption.used_at is None
 
-        async with transaction(factory) as session:
-            assert await points.refund_expired(session, world.district, now=clock.now()) == 1
-        async with transaction(factory) as session:
-            assert await points.refund_expired(session, world.district, now=clock.now()) == 0
-        world.sender.wake()
+        job = {
+            "factory": factory,
+            "clock": clock,
+            "district": world.district,
+            "on_commit": world.sender.wake,
+        }
+        assert await jobs.refund_expired_codes(**job) == 1
+        assert await jobs.refund_expired_codes(**job) == 0
         await api_server.wait_for_message(HELPER)  # the code
         [refunded] = await api_server.wait_for_message(HELPER)
         assert "已退还" in refunded.text and "余额 30" in refunded.text
