@@ -15,7 +15,7 @@ from bot.app import Whistle
 from bot.clock import ManualClock
 from bot.db import SessionFactory, transaction
 from bot.district import District, parse_district
-from bot.services import points
+from bot.services import cases, points, volunteers
 from bot.services.errors import UserError
 from bot.testserver import BotAPIServer
 from models import (
@@ -197,6 +197,55 @@ class TestCrediting:
         ]
         assert all(r.by_id == r.counterparty_id and not r.auto for r in rows)
         assert await balance(factory, HELPER) == 25
+
+    async def test_points_only_when_the_requester_confirms_helped(
+        self, factory: SessionFactory, district: District
+    ) -> None:
+        """As the help flow will call it: in the transaction that closes the request."""
+        await add_volunteer(factory, HELPER)
+        async with transaction(factory) as session:
+            case = await cases.submit(
+                session,
+                district,
+                resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
+                now=NOW,
+                draft=cases.Draft(kind=CaseKind.HELP, description="帮忙买药", address="3号楼"),
+            )
+            assert case.id is not None
+            case_id = case.id
+
+        async def finish() -> None:
+            async with transaction(factory) as session:
+                await volunteers.claim(
+                    session, district, case_id=case_id, user_id=HELPER, first_name="小李", now=NOW
+                )
+                await volunteers.progress(
+                    session, district, case_id=case_id, user_id=HELPER, action="done", now=NOW
+                )
+
+        async def confirm(helped: bool) -> int:
+            async with transaction(factory) as session:
+                closed = await volunteers.confirm(
+                    session,
+                    district,
+                    case_id=case_id,
+                    resident_id=RESIDENT,
+                    helped=helped,
+                    now=NOW,
+                )
+                if closed.status is not CaseStatus.CLOSED:
+                    return 0
+                return await points.credit_help(
+                    session, district, case=closed, volunteer_id=HELPER, now=NOW, auto=False
+                )
+
+        await finish()
+        assert await balance(factory, HELPER) == 0  # done is not yet helped
+        assert await confirm(helped=False) == 0
+        assert await balance(factory, HELPER) == 0
+        await finish()
+        assert await confirm(helped=True) == 10
+        assert await balance(factory, HELPER) == 10
 
     async def test_a_request_earns_once(self, factory: SessionFactory, district: District) -> None:
         await add_volunteer(factory, HELPER)
@@ -777,6 +826,7 @@ class TestAdjust:
             (ADMIN, f"/adjust {HELPER} five 理由", "用法"),
             (ADMIN, f"/adjust {HELPER} +5", "用法"),
             (ADMIN, f"/adjust {HELPER} 0 理由", "非零整数"),
+            (ADMIN, "/adjust 99999999999999999999 +5 理由", "用法"),
             (ADMIN, f"/adjust {STRANGER} +5 理由", "没有编号为"),
         ],
     )

@@ -60,7 +60,7 @@ LEADERBOARD_SIZE = 10
 PAIR_WINDOW = timedelta(days=7)
 MAX_REASON = 200
 MAX_ADJUSTMENT = 100_000
-_ADJUST_RE = re.compile(r"(\d{1,19})\s+([+-]?\d{1,9})\s+(.+)", re.DOTALL)
+_ADJUST_RE = re.compile(r"(\d{1,15})\s+([+-]?\d{1,9})\s+(.+)", re.DOTALL)
 _CODE_STRIP_RE = re.compile(r"[\s\-–—_]+")
 
 SPENDERS = frozenset({VolunteerStatus.APPROVED, VolunteerStatus.PAUSED})
@@ -100,6 +100,8 @@ async def _earned(session: AsyncSession, *conditions: Any) -> int:
 
 
 async def _locked_volunteer(session: AsyncSession, user_id: int) -> Volunteer | None:
+    # Flushed first: reloading the row must not drop the caller's unsaved changes to it.
+    await session.flush()
     return await session.get(Volunteer, user_id, with_for_update=True, populate_existing=True)
 
 
