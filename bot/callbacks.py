@@ -225,3 +225,13 @@ class HelpConfirm(Callback):
     prefix: ClassVar[str] = "h3"
     case_id: int
     answer: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RedeemOffer(Callback):
+    """A Redeem button in /shop: the offer's short key and the price shown, so a press after
+    the price changed is stale instead of spending a different amount."""
+
+    prefix: ClassVar[str] = "pt1"
+    offer: str
+    price: int

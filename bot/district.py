@@ -54,8 +54,11 @@ __all__ = [
     "DistrictInfo",
     "DistrictProblem",
     "GovernanceCenter",
+    "Merchant",
     "Names",
+    "Offer",
     "Person",
+    "Points",
     "Role",
     "StreetOffice",
     "Supervision",
@@ -545,6 +548,57 @@ class Volunteers(_Frozen):
         return parse_duration(self.confirm_after)
 
 
+class Points(_Frozen):
+    """积分: what a confirmed help request earns its volunteer, the caps that keep points
+    honest, and how long a redemption code stays valid."""
+
+    # Points for one help request confirmed as helped; ``by_skill`` overrides it when the
+    # request asks for a skill (the highest of the skills asked for).
+    per_request: Annotated[int, Strict(), Field(ge=0, le=10_000)] = 10
+    by_skill: dict[str, Annotated[int, Strict(), Field(ge=0, le=10_000)]] = Field(
+        default_factory=dict
+    )
+    # At most this many points a volunteer earns in one local day, and from one requester in
+    # any seven days.
+    daily_cap: Annotated[int, Strict(), Field(ge=1, le=100_000)] = 50
+    pair_weekly_cap: Annotated[int, Strict(), Field(ge=1, le=100_000)] = 30
+    code_valid_days: Annotated[int, Strict(), Field(ge=1, le=365)] = 7
+
+    def __hash__(self) -> int:
+        return hash((self.per_request, tuple(sorted(self.by_skill.items())), self.daily_cap))
+
+    def for_skills(self, skills: Iterable[str]) -> int:
+        """Points a request asking for ``skills`` is worth."""
+        priced = [self.by_skill[skill] for skill in skills if skill in self.by_skill]
+        return max(priced) if priced else self.per_request
+
+
+class Offer(_Frozen):
+    """One merchant's offer for points. ``stock`` absent means unlimited; ``valid_until`` is
+    the last day it can be redeemed (in the district's time zone)."""
+
+    code: Code
+    names: Names
+    price: Annotated[int, Strict(), Field(ge=1, le=1_000_000)]
+    description: Names | None = None
+    stock: Annotated[int, Strict(), Field(ge=0, le=1_000_000)] | None = None
+    valid_until: date | None = None
+
+
+class Merchant(_Frozen):
+    """A partner merchant (爱心商家): its staff check redemption codes with /redeem."""
+
+    code: Code
+    names: Names
+    telegram_ids: Annotated[
+        tuple[UserId, ...], AfterValidator(_check_not_empty), AfterValidator(_check_no_duplicates)
+    ]
+    offers: tuple[Offer, ...] = ()
+
+    def offer(self, code: str) -> Offer | None:
+        return next((offer for offer in self.offers if offer.code == code), None)
+
+
 class StreetOffice(_Frozen):
     """镇(街道): triages and whistles."""
 
@@ -610,6 +664,8 @@ class District(_Frozen):
     )
     working_hours: WorkingHours = Field(default_factory=WorkingHours)
     bundling: Bundling = Field(default_factory=Bundling)
+    points: Points = Field(default_factory=Points)
+    merchants: tuple[Merchant, ...] = ()
 
     _languages: tuple[str, ...] = PrivateAttr(default=DEFAULT_LANGUAGES)
     _street_offices: dict[str, StreetOffice] = PrivateAttr(default_factory=dict)
@@ -720,6 +776,13 @@ class District(_Frozen):
     def people_of_department(self, code: str) -> tuple[Person, ...]:
         return tuple(person for person in self.people if code in person.departments)
 
+    def merchant(self, code: str) -> Merchant | None:
+        return next((merchant for merchant in self.merchants if merchant.code == code), None)
+
+    def merchants_of(self, telegram_id: int) -> tuple[Merchant, ...]:
+        """The merchants whose staff include this person (who may check their codes)."""
+        return tuple(m for m in self.merchants if telegram_id in m.telegram_ids)
+
     def unit_by_chat(self, chat_id: int) -> Unit | None:
         """The department, street office or governance center working in this group chat."""
         return self._units_by_chat.get(chat_id)
@@ -791,6 +854,13 @@ def _names_locations(data: Mapping[str, Any]) -> Iterator[tuple[Loc, Any]]:
         for index, item in _items(data, section):
             if "names" in item:
                 yield (section, index, "names"), item["names"]
+    for index, merchant in _items(data, "merchants"):
+        if "names" in merchant:
+            yield ("merchants", index, "names"), merchant["names"]
+        for position, offer in _items(merchant, "offers"):
+            for key in ("names", "description"):
+                if key in offer:
+                    yield ("merchants", index, "offers", position, key), offer[key]
 
 
 def _bind_names(data: Mapping[str, Any], default_language: str | None) -> dict[str, Any]:
@@ -798,11 +868,21 @@ def _bind_names(data: Mapping[str, Any], default_language: str | None) -> dict[s
     bound = dict(data)
     language = default_language or ""
 
-    def bind(table: Mapping[str, Any]) -> Mapping[str, Any]:
-        names = table.get("names")
+    def bind(table: Mapping[str, Any], key: str = "names") -> Mapping[str, Any]:
+        names = table.get(key)
         if not isinstance(names, Mapping):
             return table
-        return {**table, "names": {"default_language": language, "texts": dict(names)}}
+        return {**table, key: {"default_language": language, "texts": dict(names)}}
+
+    def bind_merchant(merchant: Mapping[str, Any]) -> Mapping[str, Any]:
+        offers = merchant.get("offers")
+        if isinstance(offers, list):
+            offers = [
+                bind(bind(offer), "description") if isinstance(offer, Mapping) else offer
+                for offer in offers
+            ]
+            merchant = {**merchant, "offers": offers}
+        return bind(merchant)
 
     for section in _NAMED_TABLES:
         if isinstance(bound.get(section), Mapping):
@@ -812,6 +892,11 @@ def _bind_names(data: Mapping[str, Any], default_language: str | None) -> dict[s
             bound[section] = [
                 bind(item) if isinstance(item, Mapping) else item for item in bound[section]
             ]
+    if isinstance(bound.get("merchants"), list):
+        bound["merchants"] = [
+            bind_merchant(item) if isinstance(item, Mapping) else item
+            for item in bound["merchants"]
+        ]
     return bound
 
 
@@ -849,6 +934,8 @@ def _document_problems(
     _check_required_sections(data, report)
     _check_references(data, report)
     _check_chat_ids(data, report)
+    _check_points(data, report)
+    _check_merchants(data, report)
     return problems
 
 
@@ -1050,6 +1137,44 @@ def _check_chat_ids(data: Mapping[str, Any], report: _Report) -> None:
             )
         else:
             seen[chat_id] = loc
+
+
+def _check_points(data: Mapping[str, Any], report: _Report) -> None:
+    points = data.get("points")
+    by_skill = points.get("by_skill") if isinstance(points, Mapping) else None
+    if not isinstance(by_skill, Mapping):
+        return
+    volunteers = data.get("volunteers")
+    raw_skills = volunteers.get("skills") if isinstance(volunteers, Mapping) else None
+    skills = set(raw_skills) if isinstance(raw_skills, list) else set()
+    for skill in by_skill:
+        if skill not in skills:
+            close = difflib.get_close_matches(skill, sorted(skills), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            report(
+                ("points", "by_skill", skill),
+                "unknown_skill",
+                f"unknown skill {skill!r}: list it in [volunteers] skills first{hint}",
+            )
+
+
+def _check_merchants(data: Mapping[str, Any], report: _Report) -> None:
+    _check_unique(data, "merchants", "code", "duplicate merchant code", report)
+    for index, merchant in _items(data, "merchants"):
+        seen: dict[str, int] = {}
+        for position, offer in _items(merchant, "offers"):
+            code = offer.get("code")
+            if not isinstance(code, str):
+                continue
+            if code in seen:
+                report(
+                    ("merchants", index, "offers", position, "code"),
+                    "duplicate_code",
+                    f"duplicate offer code {code!r} (first used by "
+                    f"{_format_key(('merchants', index, 'offers', seen[code]))})",
+                )
+            else:
+                seen[code] = position
 
 
 # --------------------------------------------------------------------------------------------

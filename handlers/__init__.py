@@ -15,6 +15,7 @@ from handlers import (
     department,
     early_warning,
     fallback,
+    points,
     resident,
     start,
     tasks,
@@ -29,6 +30,7 @@ def build_routers(catalogues: Catalogues) -> list[Router]:
         tasks.router(),
         # Before the resident router: its dialog owns the texts typed while it runs.
         volunteers.router(),
+        points.router(),
         resident.router(catalogues),
         # Before the department router, whose reply handler takes any reply in a unit's group.
         early_warning.router(),

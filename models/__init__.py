@@ -15,6 +15,7 @@ from models.case import (
 from models.dialog import DialogState
 from models.links import MessageLink
 from models.outbox import OutboxMessage, OutboxStatus
+from models.points import EntryKind, OfferStock, PointEntry, Redemption
 from models.updates import ProcessedUpdate
 from models.user import User
 from models.volunteer import HelpClaim, Volunteer, VolunteerStatus
@@ -26,16 +27,20 @@ __all__ = [
     "CaseKind",
     "CaseStatus",
     "DialogState",
+    "EntryKind",
     "Escalation",
     "EscalationState",
     "GroupBinding",
     "HelpClaim",
     "InvalidTransition",
     "MessageLink",
+    "OfferStock",
     "OutboxMessage",
     "OutboxStatus",
+    "PointEntry",
     "ProcessedUpdate",
     "Rating",
+    "Redemption",
     "User",
     "Volunteer",
     "VolunteerStatus",

@@ -50,6 +50,15 @@ def build_scheduler(
         misfire_grace_time=3600,
     )
     scheduler.add_job(
+        jobs.refund_expired_codes,
+        IntervalTrigger(minutes=5),
+        kwargs={"factory": factory, "clock": clock, "district": district, "on_commit": on_commit},
+        id="refund_expired_codes",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=3600,
+    )
+    scheduler.add_job(
         jobs.prune_processed_updates,
         IntervalTrigger(hours=6),
         kwargs={"factory": factory, "clock": clock},

@@ -9,7 +9,7 @@ from bot.clock import Clock
 from bot.db import SessionFactory, transaction
 from bot.district import District
 from bot.logs import log_event
-from bot.services import cases, ladder, volunteers
+from bot.services import cases, ladder, points, volunteers
 from bot.services.updates import prune_processed_updates as prune
 
 logger = logging.getLogger(__name__)
@@ -78,3 +78,15 @@ async def settle_help_requests(
     if total:
         log_event(logger, "job.settle_help_requests", settled=total)
     return total
+
+
+async def refund_expired_codes(
+    *, factory: SessionFactory, clock: Clock, district: District, on_commit: Callable[[], None]
+) -> int:
+    """Redemption codes that expired unused give their points and stock back."""
+    async with transaction(factory) as session:
+        refunded = await points.refund_expired(session, district, now=clock.now())
+    if refunded:
+        on_commit()
+        log_event(logger, "job.refund_expired_codes", refunded=refunded)
+    return refunded

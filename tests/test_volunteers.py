@@ -332,6 +332,14 @@ class TestProgress:
         loaded = await reload(world, case.id)
         assert loaded.status is CaseStatus.CLOSED
         await until(api_server, lambda: "完成" in (api_server.messages(VOLUNTEERS)[0].text or ""))
+        # Points only for the volunteer the requester confirmed, only now.
+        _on_way, _done, helped, credited = await api_server.wait_for_message(HELPERS[1], count=4)
+        assert "确认" in helped.text
+        assert "获得 10 积分" in credited.text and "余额：10" in credited.text
+        api_server.send_text(HELPERS[1], "/points")
+        [balance] = await api_server.wait_for_message(HELPERS[1])
+        assert "10" in balance.text and case.number in balance.text
+        assert not any("积分" in (m.text or "") for m in api_server.messages(HELPERS[0]))
 
 
 class TestRefusals:
@@ -538,8 +546,9 @@ class TestDueTimes:
         assert await settle_help(world) == 0
         advance(world, hours=2)
         assert await settle_help(world) == 1
-        [told] = await api_server.wait_for_message(HELPERS[0])
+        told, credited = await api_server.wait_for_message(HELPERS[0], count=2)
         assert "自动确认" in told.text
+        assert "未在期限内答复" in credited.text and "获得 10 积分" in credited.text
         loaded = await reload(world, case.id)
         assert loaded.status is CaseStatus.CLOSED and loaded.help_due_at is None
         [closing] = [e for e in await events(world, case.id) if e.kind == "help-confirmed"]

@@ -17,7 +17,7 @@ from sqlmodel import col
 from bot.callbacks import HelpConfirm, HelpProgress, VolunteerDecision
 from bot.district import Department, DepartmentKind, District, Role
 from bot.i18n import N_
-from bot.services import cases, notify, routing
+from bot.services import cases, notify, points, routing
 from bot.services.errors import UserError
 from bot.services.outbox import button, enqueue, inline_keyboard, send_text
 from models import Case, CaseKind, CaseStatus, HelpClaim, Volunteer, VolunteerStatus
@@ -476,19 +476,9 @@ async def _helped(
     send_text(
         session, chat_id=volunteer_id, locale=lang, now=now, text_key=text_key, number=case.number
     )
-    await credit(session, district, case=case, volunteer_id=volunteer_id, now=now, auto=not actor)
-
-
-async def credit(
-    session: AsyncSession,
-    district: District,
-    *,
-    case: Case,
-    volunteer_id: int,
-    now: datetime,
-    auto: bool,
-) -> None:
-    """Points for a request closed as helped (the points ledger)."""
+    await points.credit_help(
+        session, district, case=case, volunteer_id=volunteer_id, now=now, auto=actor is None
+    )
 
 
 # -- durable due times: re-announcing, the community office, the confirmation ------------------
