@@ -235,3 +235,11 @@ class RedeemOffer(Callback):
     prefix: ClassVar[str] = "pt1"
     offer: str
     price: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ForgetMe(Callback):
+    """The answer to /forgetme: ``y`` erase my data, ``n`` keep it."""
+
+    prefix: ClassVar[str] = "fg1"
+    answer: str

@@ -390,6 +390,21 @@ class Bundling(_Frozen):
     window_days: Annotated[int, Strict(), Field(ge=1, le=365)] = 30
 
 
+class Intake(_Frozen):
+    """How many cases (reports, posts and help requests together) one resident may file an
+    hour; more are refused with a clear message."""
+
+    per_hour: Annotated[int, Strict(), Field(ge=1, le=1000)] = 10
+
+
+class Privacy(_Frozen):
+    """Resident data of cases closed more than ``retention_days`` ago is removed (name,
+    contact, door, description, photos, exact place); the case stays in the statistics.
+    Absent: kept."""
+
+    retention_days: Annotated[int, Strict(), Field(ge=1, le=36500)] | None = None
+
+
 class LadderStep(_Frozen):
     """What a rung does: the card it shows, who it tells, the task it sets."""
 
@@ -664,6 +679,8 @@ class District(_Frozen):
     )
     working_hours: WorkingHours = Field(default_factory=WorkingHours)
     bundling: Bundling = Field(default_factory=Bundling)
+    intake: Intake = Field(default_factory=Intake)
+    privacy: Privacy = Field(default_factory=Privacy)
     points: Points = Field(default_factory=Points)
     merchants: tuple[Merchant, ...] = ()
 

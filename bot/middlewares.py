@@ -25,8 +25,10 @@ from bot.i18n import N_, Catalogues
 from bot.logs import log_event
 from bot.services.errors import UserError
 from bot.services.outbox import OUTBOX_WRITTEN, answer_callback, send_text
+from bot.services.privacy import should_tell_blocked
 from bot.services.updates import claim_update
 from bot.services.users import language_of, touch_user
+from models import User
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,10 @@ class UnitOfWork(BaseMiddleware):
                         log_event(logger, "update.duplicate", update_id=event.update_id)
                         return UNHANDLED
                     await self._prepare(session, data, now)
+                    user = data.get("user")
+                    if user is not None and user.blocked_at is not None:
+                        self._refuse_blocked(session, event, data, user)
+                        return None
                     savepoint = await session.begin_nested()
                     try:
                         result = await handler(event, data)
@@ -102,6 +108,19 @@ class UnitOfWork(BaseMiddleware):
             t=self.catalogues.translator(lang),
             now=now,
         )
+
+    def _refuse_blocked(
+        self, session: AsyncSession, event: Update, data: dict[str, Any], user: User
+    ) -> None:
+        """A blocked user is told so in their private chat (not at every message of a
+        flood); in groups the bot just ignores them."""
+        chat = data.get("event_chat")
+        private = chat is not None and chat.type == "private"
+        log_event(logger, "update.blocked_user", update_id=event.update_id, user_id=user.id)
+        if event.callback_query is not None or (
+            private and should_tell_blocked(user, data["now"])
+        ):
+            self._answer(session, event, data, N_("blocked.notice"), {})
 
     def _answer(
         self,

@@ -16,6 +16,7 @@ from handlers import (
     early_warning,
     fallback,
     points,
+    privacy,
     resident,
     start,
     tasks,
@@ -31,6 +32,7 @@ def build_routers(catalogues: Catalogues) -> list[Router]:
         # Before the resident router: its dialog owns the texts typed while it runs.
         volunteers.router(),
         points.router(),
+        privacy.router(),
         resident.router(catalogues),
         # Before the department router, whose reply handler takes any reply in a unit's group.
         early_warning.router(),

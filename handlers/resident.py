@@ -208,6 +208,7 @@ async def _open(feature: str, chat: ResidentChat, dialog: Dialog) -> None:
         await resident.show_cases(chat, resident_id=chat.chat_id, page=0)
         return
     kind, step = FIRST_STEPS[feature]
+    await resident.check_can_file(chat)
     await dialog.begin(chat, cases.Draft(kind=kind), step)
 
 
@@ -225,6 +226,7 @@ async def feature_button(
 
 async def photo_starts_report(message: Message, chat: ResidentChat, dialog: Dialog) -> None:
     """A photo sent outside any dialog is the start of a 随手拍 (its caption the description)."""
+    await resident.check_can_file(chat)
     await dialog.begin(chat, cases.Draft(kind=CaseKind.REPORT), "photos", ask=False)
     await _take_photo(message, chat, dialog, step="photos")
 

@@ -171,6 +171,10 @@ class Case(SQLModel, table=True):
     help_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     help_stage: int = 0
 
+    # When the resident's personal data was removed from the case (/forgetme, or the district's
+    # retention period after closing); the case stays in the statistics.
+    anonymised_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
     def can_become(self, status: CaseStatus) -> bool:
         return status in TRANSITIONS[self.status]
 

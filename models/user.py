@@ -19,3 +19,9 @@ class User(SQLModel, table=True):
     language: str | None = Field(default=None, max_length=16, description="chosen with /lang")
     created_at: datetime = Field(sa_type=UTCDateTime)
     last_seen_at: datetime = Field(sa_type=UTCDateTime)
+    # Blocked by an admin (/block): the bot ignores the user and tells them so, at most once in
+    # a while (``block_notice_at``).
+    blocked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    blocked_by: int | None = Field(default=None, sa_type=BigInteger)
+    block_reason: str | None = Field(default=None, max_length=200)
+    block_notice_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -59,6 +59,15 @@ def build_scheduler(
         misfire_grace_time=3600,
     )
     scheduler.add_job(
+        jobs.apply_retention,
+        IntervalTrigger(hours=1),
+        kwargs={"factory": factory, "clock": clock, "district": district},
+        id="apply_retention",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=3600,
+    )
+    scheduler.add_job(
         jobs.prune_processed_updates,
         IntervalTrigger(hours=6),
         kwargs={"factory": factory, "clock": clock},

@@ -9,7 +9,7 @@ from bot.clock import Clock
 from bot.db import SessionFactory, transaction
 from bot.district import District
 from bot.logs import log_event
-from bot.services import cases, ladder, points, volunteers
+from bot.services import cases, ladder, points, privacy, volunteers
 from bot.services.updates import prune_processed_updates as prune
 
 logger = logging.getLogger(__name__)
@@ -90,3 +90,12 @@ async def refund_expired_codes(
         on_commit()
         log_event(logger, "job.refund_expired_codes", refunded=refunded)
     return refunded
+
+
+async def apply_retention(*, factory: SessionFactory, clock: Clock, district: District) -> int:
+    """Erase resident data of cases closed longer ago than the retention period; prune old
+    delivered outbox rows."""
+    async with transaction(factory) as session:
+        anonymised = await privacy.apply_retention(session, district, now=clock.now())
+    log_event(logger, "job.apply_retention", anonymised=anonymised)
+    return anonymised

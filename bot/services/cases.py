@@ -19,7 +19,7 @@ from sqlmodel import col
 
 from bot.district import District
 from bot.i18n import N_
-from bot.services import followers, ladder, notify
+from bot.services import followers, ladder, notify, privacy
 from bot.services.errors import UserError
 from bot.services.outbox import enqueue
 from bot.services.routing import CENTER, chat_of
@@ -195,6 +195,7 @@ async def submit(
         raise UserError(N_("report.category-unknown"))
     if draft.kind is CaseKind.REPORT and not draft.photos:
         raise UserError(N_("report.photos-needed"))
+    await privacy.check_intake(session, district, resident_id=resident.id, now=now)
     case = Case(
         kind=draft.kind,
         status=CaseStatus.TRIAGE,
@@ -563,9 +564,11 @@ async def assign(
 
 
 async def _own_case(session: AsyncSession, case_id: int, resident_id: int) -> Case:
-    case = await get_case(session, case_id)
-    if case.resident_id != resident_id:
-        raise UserError(N_("errors.stale-button"))
+    """The resident's own case; another's is "not found", exactly like one that does not
+    exist, so case ids and numbers reveal nothing."""
+    case = await session.get(Case, case_id, with_for_update=True)
+    if case is None or case.resident_id != resident_id:
+        raise UserError(N_("case.not-found"))
     return case
 
 
@@ -888,12 +891,11 @@ async def timeline(
 ) -> tuple[Case, list[CaseEvent]]:
     """A case's audit events, for its resident or a co-reporter."""
     case = await session.get(Case, case_id)
-    if case is None:
-        raise UserError(N_("errors.stale-button"))
-    if case.resident_id != resident_id and not await followers.follows(
-        session, case_id, resident_id
+    if case is None or (
+        case.resident_id != resident_id
+        and not await followers.follows(session, case_id, resident_id)
     ):
-        raise UserError(N_("errors.stale-button"))
+        raise UserError(N_("case.not-found"))  # another's case is indistinguishable
     events = await session.scalars(
         select(CaseEvent)
         .where(col(CaseEvent.case_id) == case_id)

@@ -37,6 +37,7 @@ PRIVATE_COMMANDS: tuple[tuple[str, str], ...] = (
     ("shop", N_("commands.shop")),
     ("redeem", N_("commands.redeem")),
     ("lang", N_("commands.lang")),
+    ("forgetme", N_("commands.forgetme")),
     ("help", N_("commands.help")),
     ("cancel", N_("commands.cancel")),
 )

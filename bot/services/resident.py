@@ -21,7 +21,7 @@ from sqlmodel import col
 from bot.callbacks import ConfirmWithdraw, DraftAction, MyCasesPage, ViewCase, WithdrawCase
 from bot.district import District
 from bot.i18n import N_, Translator
-from bot.services import bundling, cases, early_warning, followers
+from bot.services import bundling, cases, early_warning, followers, privacy
 from bot.services.errors import UserError
 from bot.services.outbox import (
     answer_callback,
@@ -197,6 +197,12 @@ class ResidentChat:
 
 
 # -- the filing dialogs -----------------------------------------------------------------------
+
+
+async def check_can_file(chat: ResidentChat) -> None:
+    """Before a dialog starts: refused at once when the resident has filed their hourly
+    allowance (the filing itself checks again)."""
+    await privacy.check_intake(chat.session, chat.district, resident_id=chat.chat_id, now=chat.now)
 
 
 def next_step(kind: CaseKind, done: str, district: District | None = None) -> str:

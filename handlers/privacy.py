@@ -1,0 +1,123 @@
+"""Privacy and abuse in private chats: /forgetme (with a confirmation button) for anyone, and
+/block, /unblock for the district's admins. The services check who asks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import CallbackQuery, Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.callbacks import ForgetMe
+from bot.district import District
+from bot.i18n import N_
+from bot.logs import log_event
+from bot.services import privacy
+from bot.services.errors import UserError
+from bot.services.outbox import answer_callback, button, enqueue, inline_keyboard, send_text
+from handlers.filters import CallbackOf
+
+logger = logging.getLogger(__name__)
+
+
+def router() -> Router:
+    r = Router(name="privacy")
+    r.message.filter(F.chat.type == "private")
+    r.callback_query.filter(F.message.chat.type == "private")
+
+    @r.message(Command("forgetme"))
+    async def forget_asked(message: Message, session: AsyncSession, lang: str, now: Any) -> None:
+        send_text(
+            session,
+            chat_id=message.chat.id,
+            locale=lang,
+            now=now,
+            text_key=N_("forget.ask"),
+            keyboard=inline_keyboard(
+                [
+                    button(N_("forget.button.yes"), ForgetMe("y").pack()),
+                    button(N_("forget.button.no"), ForgetMe("n").pack()),
+                ]
+            ),
+        )
+
+    @r.callback_query(CallbackOf(ForgetMe))
+    async def forget_answered(
+        query: CallbackQuery, cb: ForgetMe, session: AsyncSession, lang: str, now: Any
+    ) -> None:
+        if cb.answer not in ("y", "n") or query.message is None:
+            raise UserError(N_("errors.stale-button"))
+        user_id = query.from_user.id
+        if cb.answer == "y":
+            count = await privacy.forget(session, user_id=user_id, now=now)
+            log_event(logger, "user.forgotten", user_id=user_id, cases=count)
+            text_key, params = N_("forget.done"), {"count": count}
+        else:
+            text_key, params = N_("forget.kept"), {}
+        answer_callback(session, chat_id=user_id, callback_query_id=query.id, locale=lang, now=now)
+        enqueue(
+            session,
+            chat_id=user_id,
+            locale=lang,
+            now=now,
+            method="editMessageText",
+            text_key=text_key,
+            context=params,
+            target=query.message.message_id,
+        )
+
+    @r.message(Command("block"))
+    async def block(
+        message: Message,
+        command: CommandObject,
+        session: AsyncSession,
+        district: District,
+        lang: str,
+        now: Any,
+    ) -> None:
+        assert message.from_user is not None
+        user_id, reason = privacy.parse_target(command.args)
+        await privacy.block(
+            session,
+            district,
+            admin_id=message.from_user.id,
+            user_id=user_id,
+            reason=reason,
+            now=now,
+        )
+        log_event(logger, "user.blocked", user_id=user_id, admin_id=message.from_user.id)
+        send_text(
+            session,
+            chat_id=message.chat.id,
+            locale=lang,
+            now=now,
+            text_key=N_("block.done"),
+            user_id=user_id,
+        )
+
+    @r.message(Command("unblock"))
+    async def unblock(
+        message: Message,
+        command: CommandObject,
+        session: AsyncSession,
+        district: District,
+        lang: str,
+        now: Any,
+    ) -> None:
+        assert message.from_user is not None
+        user_id, _reason = privacy.parse_target(command.args)
+        await privacy.unblock(session, district, admin_id=message.from_user.id, user_id=user_id)
+        log_event(logger, "user.unblocked", user_id=user_id, admin_id=message.from_user.id)
+        send_text(
+            session,
+            chat_id=message.chat.id,
+            locale=lang,
+            now=now,
+            text_key=N_("block.undone"),
+            user_id=user_id,
+        )
+
+    return r
