@@ -11,20 +11,57 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import (
+    TelegramAPIError,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
 )
+from aiogram.methods.base import TelegramMethod
 from aiogram.types import Update
+from pydantic import ValidationError
 
 from bot.logs import log_event
 
 logger = logging.getLogger(__name__)
 
 MAX_FAILURES_PER_UPDATE = 3
+
+
+class RawUpdates(TelegramMethod[list[dict[str, Any]]]):
+    """getUpdates answered as plain dicts, read one by one below: an update this version of
+    aiogram cannot read (a field Telegram added as required, a malformed one) is skipped and
+    logged instead of failing the whole batch forever."""
+
+    __returning__ = list[dict[str, Any]]
+    __api_method__ = "getUpdates"
+
+    offset: int | None = None
+    limit: int | None = None
+    timeout: int | None = None
+    allowed_updates: list[str] | None = None
+
+
+def read_updates(bot: Bot, raw: list[dict[str, Any]]) -> list[tuple[int, Update | None]]:
+    """Each update id with its update, or None when it cannot be read."""
+    updates: list[tuple[int, Update | None]] = []
+    for item in raw:
+        update_id = int(item.get("update_id", 0))
+        try:
+            updates.append((update_id, Update.model_validate(item, context={"bot": bot})))
+        except ValidationError as error:
+            log_event(
+                logger,
+                "update.unreadable",
+                logging.ERROR,
+                update_id=update_id,
+                error=f"{error.error_count()} validation errors",
+            )
+            updates.append((update_id, None))
+    return updates
 
 
 async def poll(
@@ -42,23 +79,28 @@ async def poll(
     backoff = 1.0
     while True:
         try:
-            updates = await bot.get_updates(
-                offset=offset,
-                timeout=poll_timeout,
-                limit=limit,
-                allowed_updates=allowed,
+            raw = await bot(
+                RawUpdates(
+                    offset=offset, timeout=poll_timeout, limit=limit, allowed_updates=allowed
+                ),
                 request_timeout=poll_timeout + 10,
             )
+            updates = read_updates(bot, raw)
             backoff = 1.0
         except TelegramRetryAfter as error:
             await asyncio.sleep(error.retry_after)
             continue
-        except (TelegramNetworkError, TelegramServerError) as error:
+        except (TelegramNetworkError, TelegramServerError, TelegramAPIError) as error:
+            # Network trouble, 5xx, and also 401/409 (a revoked token, another instance
+            # polling): logged and retried with backoff, never the end of the loop.
             log_event(logger, "polling.error", logging.WARNING, error=type(error).__name__)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
             continue
-        for update in updates:
+        for update_id, update in updates:
+            if update is None:  # unreadable: confirmed by moving past it
+                offset = update_id + 1
+                continue
             try:
                 await dispatcher.feed_update(bot, update)
             except asyncio.CancelledError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,7 +38,12 @@ class InUnitGroup(Filter):
 
 
 async def status_in(bot: Bot, chat_id: int, user_id: int) -> str:
-    member = await bot.get_chat_member(chat_id, user_id)
+    """The user's status in the group; "left" when Telegram does not know them there (e.g. the
+    anonymous-admin account, or a user who never joined)."""
+    try:
+        member = await bot.get_chat_member(chat_id, user_id)
+    except TelegramBadRequest:
+        return "left"
     if member.status == "restricted" and not getattr(member, "is_member", True):
         return "left"
     return str(member.status)

@@ -334,6 +334,26 @@ class UserActions:
         }
         return self._user_message(user_id, {"sticker": sticker}, chat_id, reply_to, bot)
 
+    def send_content(
+        self,
+        user_id: int,
+        content: dict[str, Any],
+        *,
+        chat_id: int | None = None,
+        reply_to: int | None = None,
+        bot: int | str | None = None,
+    ) -> dict[str, Any]:
+        """The user sends a message with any content, given as Bot API fields (``contact``,
+        ``poll``, ``dice``, ``sender_chat`` …), e.g. for hostile-input tests."""
+        return self._user_message(user_id, content, chat_id, reply_to, bot)
+
+    def push_update(
+        self, kind: str, payload: dict[str, Any], *, bot: int | str | None = None
+    ) -> dict[str, Any] | None:
+        """Queue an update exactly as given (a ``channel_post``, a message from another bot):
+        what Telegram could send that no user action here produces."""
+        return self._core.emit(self._core.resolve_bot(bot), kind, copy.deepcopy(payload))
+
     def send_location(
         self,
         user_id: int,
