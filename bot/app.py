@@ -216,7 +216,9 @@ class Whistle:
         self.sender.request_stop()
         sender = self._tasks.get("sender")
         if sender is not None:
-            with contextlib.suppress(TimeoutError):
+            # A sender that already failed (the database went away) must not keep the rest
+            # from closing; wait() is where its failure is reported.
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(sender), timeout=SENDER_STOP_TIMEOUT)
             sender.cancel()
         for task in self._tasks.values():

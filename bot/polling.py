@@ -23,6 +23,7 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.types import Update
+from aiogram.types.update import UpdateTypeLookupError
 
 from bot.logs import log_event
 from bot.metrics import Metrics
@@ -83,11 +84,18 @@ class UpdatePolicy:
             self._failures.pop(update.update_id, None)
             outcome = Outcome.IGNORED if result is UNHANDLED else Outcome.HANDLED
         if self.metrics is not None:
-            self.metrics.count_update(update.event_type, outcome.value)
+            self.metrics.count_update(update_type(update), outcome.value)
         return outcome
 
     def failures(self, update_id: int) -> int:
         return self._failures.get(update_id, 0)
+
+
+def update_type(update: Update) -> str:
+    try:
+        return update.event_type
+    except UpdateTypeLookupError:  # a type newer than this aiogram
+        return "unknown"
 
 
 async def poll(

@@ -411,8 +411,10 @@ class TestHealth:
                 f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
             )
             try:
+                app.sender.wake()  # the rest of the service meets the outage too
                 async with http.get(local(app, "/health")) as response:
                     status, body = response.status, await response.json()
+                await asyncio.sleep(0.2)
             finally:
                 await _pg_execute(
                     POSTGRES_ADMIN_URL, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'
@@ -433,6 +435,7 @@ class TestHealth:
         assert body["database"]["ok"] is False
         async with http.get(local(app, "/health")) as response:
             assert response.status == 200  # back once the database is
+        await app.stop()  # and the service still stops cleanly
 
 
 SAMPLE = re.compile(
