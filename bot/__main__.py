@@ -1,4 +1,5 @@
-"""``python -m bot`` runs the service; ``python -m bot migrate`` only migrates;
+"""``python -m bot`` runs the service (long polling, or a webhook when WEBHOOK_URL is set);
+``python -m bot migrate`` only migrates;
 ``python -m bot check`` validates the district file, the keyword library and settings."""
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import contextlib
 import logging
 import signal
 import sys
+
+from pydantic import ValidationError
 
 from bot.db import migrate
 from bot.district import DistrictError, load_district, resolve_district_path
@@ -29,18 +32,24 @@ async def _run(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await app.start()
     stopping = asyncio.create_task(stop.wait())
-    failing = asyncio.create_task(app.wait())
+    failing: asyncio.Task[None] | None = None
     try:
+        await app.start()
+        failing = asyncio.create_task(app.wait())
         await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
         if failing.done() and failing.exception() is not None:
             logger.error("app.failed", exc_info=failing.exception())
             return 1
         return 0
+    except Exception:
+        # e.g. the web port is taken or Telegram refused the webhook URL
+        logger.exception("app.start_failed")
+        return 1
     finally:
         stopping.cancel()
-        failing.cancel()
+        if failing is not None:
+            failing.cancel()
         await app.stop()
 
 
@@ -50,7 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         "command", nargs="?", default="run", choices=["run", "migrate", "check", "replay-ladder"]
     )
     args = parser.parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        problems = "\n".join(
+            "  "
+            + " ".join([*map(str, problem["loc"]), problem["msg"].removeprefix("Value error, ")])
+            for problem in error.errors()
+        )
+        print(f"The settings are invalid:\n{problems}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level)
     try:
         path = resolve_district_path(settings.whistle_config)

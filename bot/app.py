@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.metadata
 import logging
+import platform
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
+import aiogram
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -27,8 +30,9 @@ from bot.district import District
 from bot.fsm import DatabaseStorage
 from bot.i18n import N_, Catalogues
 from bot.logs import log_event
+from bot.metrics import Metrics
 from bot.middlewares import UnitOfWork
-from bot.polling import poll
+from bot.polling import UpdatePolicy, poll
 from bot.rendering import Renderer, district_globals
 from bot.sender import OutboxSender
 from bot.services import routing
@@ -36,6 +40,7 @@ from bot.services.menu import PRIVATE_COMMANDS
 from bot.services.outbox import send_text
 from bot.settings import Settings
 from bot.warning import EarlyWarning, resolve_keywords_path
+from bot.web import WebService
 from handlers import build_routers
 from scheduler import build_scheduler
 
@@ -64,6 +69,7 @@ class Whistle:
         # Loaded before anything starts: a broken library stops the service like a broken
         # district file; later reloads keep the library in use instead.
         self.early_warning = EarlyWarning(resolve_keywords_path(settings.keywords_file))
+        self.metrics = Metrics(build=build_info(settings))
         self.engine: AsyncEngine = create_engine(settings.database_url)
         self.factory: SessionFactory = session_factory(self.engine)
         self.bot = Bot(
@@ -83,7 +89,10 @@ class Whistle:
             catalogues=self.catalogues,
             on_commit=self.sender.wake,
         )
+        self.sender.metrics = self.metrics
+        self.policy = UpdatePolicy(give_up=self.unit_of_work.give_up, metrics=self.metrics)
         self.dispatcher = self._build_dispatcher()
+        self.web: WebService | None = None
         self.scheduler = build_scheduler(
             factory=self.factory,
             clock=self.clock,
@@ -109,27 +118,76 @@ class Whistle:
         dispatcher.include_routers(*build_routers(self.catalogues))
         return dispatcher
 
-    async def start(self, *, polling: bool = True) -> None:
+    async def start(self, *, receive: bool = True) -> None:
+        """Start everything. ``receive=False`` takes no updates from Telegram (tests feed them
+        to the dispatcher); otherwise long polling, or the webhook when WEBHOOK_URL is set."""
+        webhook = self.settings.webhook_mode
         await migrate(self.settings.database_url)
         me = await self._call_with_retry(self.bot.get_me)
-        log_event(logger, "app.started", bot_id=me.id, polling=polling)
+        log_event(
+            logger,
+            "app.started",
+            bot_id=me.id,
+            mode="webhook" if webhook else "polling",
+            receive=receive,
+        )
         await self._register_commands()
         await self._check_groups(me.id)
         self._spawn(self.sender.run(), "sender")
         self.scheduler.start()
-        if polling:
-            await self._call_with_retry(
-                lambda: self.bot.delete_webhook(drop_pending_updates=False)
+        if self.settings.web_enabled:
+            self.web = self._build_web(webhook=webhook and receive)
+            await self.web.start()
+        if not receive:
+            return
+        if webhook:
+            await self._set_webhook()
+            return
+        await self._call_with_retry(lambda: self.bot.delete_webhook(drop_pending_updates=False))
+        self._spawn(
+            poll(
+                self.bot,
+                self.dispatcher,
+                poll_timeout=self.settings.polling_timeout,
+                policy=self.policy,
+            ),
+            "polling",
+        )
+
+    def _build_web(self, *, webhook: bool) -> WebService:
+        settings = self.settings
+        secret = settings.webhook_secret
+        return WebService(
+            factory=self.factory,
+            metrics=self.metrics,
+            mode="webhook" if settings.webhook_mode else "polling",
+            host=settings.web_host,
+            port=settings.web_port,
+            bot=self.bot,
+            dispatcher=self.dispatcher,
+            policy=self.policy,
+            webhook_path=settings.resolved_webhook_path() if webhook else None,
+            webhook_secret=secret.get_secret_value() if secret else None,
+            max_body=settings.webhook_max_body,
+        )
+
+    async def _set_webhook(self) -> None:
+        """Telegram keeps queuing updates while the service is down, so the webhook is never
+        deleted on stop, and pending updates are never dropped."""
+        settings = self.settings
+        assert settings.webhook_url is not None and settings.webhook_secret is not None
+        url, secret = settings.webhook_url, settings.webhook_secret.get_secret_value()
+        allowed = self.dispatcher.resolve_used_update_types()
+        await self._call_with_retry(
+            lambda: self.bot.set_webhook(
+                url,
+                secret_token=secret,
+                allowed_updates=allowed,
+                drop_pending_updates=False,
+                max_connections=settings.webhook_max_connections,
             )
-            self._spawn(
-                poll(
-                    self.bot,
-                    self.dispatcher,
-                    poll_timeout=self.settings.polling_timeout,
-                    give_up=self.unit_of_work.give_up,
-                ),
-                "polling",
-            )
+        )
+        log_event(logger, "webhook.set", allowed_updates=allowed)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks[name] = asyncio.create_task(coro, name=name)
@@ -147,15 +205,20 @@ class Whistle:
         if self._stopped:
             return
         self._stopped = True
-        # Stop taking updates first (an update cut short rolls back and is fetched again),
-        # then let the sender finish what it has in flight.
+        # Stop taking updates first: the web server stops accepting and lets the requests in
+        # flight commit; polling is cancelled (an update cut short rolls back and is fetched
+        # again). Then the sender finishes what it has in flight.
+        if self.web is not None:
+            await self.web.stop()
         for name, task in self._tasks.items():
             if name != "sender":
                 task.cancel()
         self.sender.request_stop()
         sender = self._tasks.get("sender")
         if sender is not None:
-            with contextlib.suppress(TimeoutError):
+            # A sender that already failed (the database went away) must not keep the rest
+            # from closing; wait() is where its failure is reported.
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(sender), timeout=SENDER_STOP_TIMEOUT)
             sender.cancel()
         for task in self._tasks.values():
@@ -214,6 +277,11 @@ class Whistle:
                 )
         return unreachable
 
+    @property
+    def web_port(self) -> int | None:
+        """The port of /health, /metrics and the webhook (None when the server is off)."""
+        return self.web.bound_port if self.web is not None else None
+
     def _unit_label(self, unit: str, lang: str) -> str:
         found = self.district.department(unit) or self.district.street_office(unit)
         return f"{found.names.get(lang)} ({unit})" if found else unit
@@ -249,3 +317,16 @@ class Whistle:
                 await asyncio.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
+
+
+def build_info(settings: Settings) -> dict[str, str]:
+    try:
+        version = importlib.metadata.version("whistle")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return {
+        "version": version,
+        "python": platform.python_version(),
+        "aiogram": aiogram.__version__,
+        "mode": "webhook" if settings.webhook_mode else "polling",
+    }

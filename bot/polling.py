@@ -3,17 +3,21 @@
 getUpdates' ``offset`` confirms every earlier update, so the offset moves past an update only
 once its transaction has committed (the unit of work does that before ``feed_update``
 returns). An update that keeps failing is retried a few times, then recorded as handled with
-an apology to the user, so one poisoned update cannot stop the bot.
+an apology to the user, so one poisoned update cannot stop the bot; that policy
+(:class:`UpdatePolicy`) is shared with the webhook (``bot/web.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from typing import Any
 
 from aiogram import Bot, Dispatcher
+from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramNetworkError,
@@ -22,13 +26,80 @@ from aiogram.exceptions import (
 )
 from aiogram.methods.base import TelegramMethod
 from aiogram.types import Update
+from aiogram.types.update import UpdateTypeLookupError
 from pydantic import ValidationError
 
 from bot.logs import log_event
+from bot.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
 MAX_FAILURES_PER_UPDATE = 3
+# Failure counts are kept for this many update ids at most (in webhook mode an update that
+# failed here may be redelivered to another replica and never come back).
+REMEMBERED_FAILURES = 10_000
+
+
+class Outcome(StrEnum):
+    HANDLED = "handled"
+    IGNORED = "ignored"  # a redelivery of a committed update, or nothing handles it
+    FAILED = "failed"  # nothing committed: the update must be delivered again
+    GIVEN_UP = "given_up"  # failed too often: recorded as handled, the user got an apology
+
+
+class UpdatePolicy:
+    """Feeds one update to the dispatcher and applies the poison-update policy shared by
+    polling and the webhook: an update that fails is to be delivered again, and after
+    ``MAX_FAILURES_PER_UPDATE`` failures it is given up (claimed, with an apology) so it
+    cannot hold back the updates behind it for ever."""
+
+    def __init__(
+        self,
+        *,
+        give_up: Callable[[Bot, Update], Awaitable[None]],
+        metrics: Metrics | None = None,
+        max_failures: int = MAX_FAILURES_PER_UPDATE,
+    ) -> None:
+        self.give_up = give_up
+        self.metrics = metrics
+        self.max_failures = max_failures
+        self._failures: OrderedDict[int, int] = OrderedDict()
+
+    async def process(self, bot: Bot, dispatcher: Dispatcher, update: Update) -> Outcome:
+        """Returns once the update's effects have committed (or nothing was committed)."""
+        try:
+            result = await dispatcher.feed_update(bot, update)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            count = self._failures.pop(update.update_id, 0) + 1
+            logger.exception(
+                "update.failed", extra={"update_id": update.update_id, "failures": count}
+            )
+            if count < self.max_failures:
+                self._failures[update.update_id] = count
+                while len(self._failures) > REMEMBERED_FAILURES:
+                    self._failures.popitem(last=False)
+                outcome = Outcome.FAILED
+            else:
+                await self.give_up(bot, update)
+                outcome = Outcome.GIVEN_UP
+        else:
+            self._failures.pop(update.update_id, None)
+            outcome = Outcome.IGNORED if result is UNHANDLED else Outcome.HANDLED
+        if self.metrics is not None:
+            self.metrics.count_update(update_type(update), outcome.value)
+        return outcome
+
+    def failures(self, update_id: int) -> int:
+        return self._failures.get(update_id, 0)
+
+
+def update_type(update: Update) -> str:
+    try:
+        return update.event_type
+    except UpdateTypeLookupError:  # a type newer than this aiogram
+        return "unknown"
 
 
 class RawUpdates(TelegramMethod[list[dict[str, Any]]]):
@@ -69,12 +140,11 @@ async def poll(
     dispatcher: Dispatcher,
     *,
     poll_timeout: int = 25,
-    give_up: Callable[[Bot, Update], Awaitable[None]],
+    policy: UpdatePolicy,
     limit: int = 100,
 ) -> None:
     """Run until cancelled."""
     offset: int | None = None
-    failures: dict[int, int] = {}
     allowed = dispatcher.resolve_used_update_types()
     backoff = 1.0
     while True:
@@ -101,19 +171,8 @@ async def poll(
             if update is None:  # unreadable: confirmed by moving past it
                 offset = update_id + 1
                 continue
-            try:
-                await dispatcher.feed_update(bot, update)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                count = failures.get(update.update_id, 0) + 1
-                failures[update.update_id] = count
-                logger.exception(
-                    "update.failed", extra={"update_id": update.update_id, "failures": count}
-                )
-                if count < MAX_FAILURES_PER_UPDATE:
-                    await asyncio.sleep(min(2.0**count / 4, 5.0))
-                    break  # fetch again from this update; nothing after it is confirmed
-                await give_up(bot, update)
-                failures.pop(update.update_id, None)
+            if await policy.process(bot, dispatcher, update) is Outcome.FAILED:
+                count = policy.failures(update.update_id)
+                await asyncio.sleep(min(2.0**count / 4, 5.0))
+                break  # fetch again from this update; nothing after it is confirmed
             offset = update.update_id + 1

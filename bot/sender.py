@@ -36,6 +36,7 @@ from sqlmodel import col
 from bot.clock import Clock
 from bot.db import SessionFactory, transaction
 from bot.logs import log_event
+from bot.metrics import Metrics
 from bot.rendering import Renderer, RenderError
 from models import MessageLink, OutboxMessage, OutboxStatus
 
@@ -71,6 +72,7 @@ class OutboxSender:
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._stopping = False
+        self.metrics = Metrics()  # the app passes its own: send latency goes to /metrics
 
     def wake(self) -> None:
         self._wake.set()
@@ -153,7 +155,7 @@ class OutboxSender:
             await self._finish_dead(row.id, f"render: {type(error).__name__}: {error}")
             return 1
         try:
-            result = await self.bot(method)
+            result = await self.metrics.timed_send(self.bot(method))
         except TelegramRetryAfter as error:
             await self._retry(row.id, f"429 retry after {error.retry_after}", error.retry_after)
             return 0

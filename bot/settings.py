@@ -6,13 +6,17 @@ everything else has a default that suits a single-machine install.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_API_BASE = "https://api.telegram.org"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/whistle.db"
+# Telegram's rule for setWebhook's secret_token.
+WEBHOOK_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 def normalize_database_url(url: str) -> str:
@@ -42,6 +46,16 @@ class Settings(BaseSettings):
     whistle_config: str | None = Field(default=None, alias="WHISTLE_CONFIG")
     # The early-warning keyword library; the shipped bot/warning/keywords.toml when unset.
     keywords_file: str | None = Field(default=None, alias="WHISTLE_KEYWORDS")
+    # Webhook mode when WEBHOOK_URL (the public URL Telegram calls) is set; polling otherwise.
+    webhook_url: str | None = Field(default=None, alias="WEBHOOK_URL")
+    webhook_secret: SecretStr | None = Field(default=None, alias="WEBHOOK_SECRET")
+    webhook_path: str | None = Field(default=None, alias="WEBHOOK_PATH")
+    webhook_max_body: int = Field(default=1024 * 1024, alias="WEBHOOK_MAX_BODY", ge=1024)
+    webhook_max_connections: int = Field(default=10, alias="WEBHOOK_MAX_CONNECTIONS", ge=1, le=100)
+    # The HTTP server for the webhook, /health and /metrics (also served in polling mode).
+    web_enabled: bool = Field(default=True, alias="WEB_ENABLED")
+    web_host: str = Field(default="127.0.0.1", alias="WEB_HOST")
+    web_port: int = Field(default=8080, alias="WEB_PORT", ge=0, le=65535)
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
     polling_timeout: int = Field(default=25, alias="POLLING_TIMEOUT", ge=0, le=50)
 
@@ -62,3 +76,48 @@ class Settings(BaseSettings):
             return None
         rest = self.database_url[len(prefix) :].split("?", 1)[0]
         return None if rest in ("", ":memory:") else Path(rest)
+
+    @field_validator("webhook_url", "webhook_path")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _webhook_mode_is_complete(self) -> Settings:
+        secret = self.webhook_secret.get_secret_value() if self.webhook_secret else None
+        if secret is not None and not WEBHOOK_SECRET_PATTERN.fullmatch(secret):
+            raise ValueError(
+                "WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and - "
+                "(Telegram's rule for secret_token)"
+            )
+        if self.webhook_url is None:
+            return self
+        parts = urlsplit(self.webhook_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"WEBHOOK_URL must be an http(s) URL, not {self.webhook_url!r}")
+        if secret is None:
+            raise ValueError(
+                "WEBHOOK_SECRET is required when WEBHOOK_URL is set: Telegram sends it with "
+                "every update and the bot refuses requests without it"
+            )
+        if not self.web_enabled:
+            raise ValueError("WEBHOOK_URL needs the web server: do not set WEB_ENABLED=false")
+        if self.webhook_path is not None and not self.webhook_path.startswith("/"):
+            raise ValueError("WEBHOOK_PATH must start with '/'")
+        return self
+
+    @property
+    def webhook_mode(self) -> bool:
+        return self.webhook_url is not None
+
+    def resolved_webhook_path(self) -> str:
+        """Where the webhook is served: WEBHOOK_PATH, else the path of WEBHOOK_URL."""
+        if self.webhook_path is not None:
+            return self.webhook_path
+        path = urlsplit(self.webhook_url or "").path
+        return path or "/"

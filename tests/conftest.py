@@ -89,6 +89,15 @@ async def factory(database_url: str) -> AsyncIterator[SessionFactory]:
     await engine.dispose()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _free_web_port() -> Iterator[None]:
+    """Services started by tests (also as processes) listen on a free port, never on the
+    default 8080, so test runs side by side do not fight over it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WEB_PORT", "0")
+        yield
+
+
 @pytest.fixture(scope="session")
 def district() -> District:
     return load_district(EXAMPLE_DISTRICT)
@@ -124,14 +133,18 @@ async def make_app(
     another on the same database (a restart)."""
     running: list[Whistle] = []
 
-    async def start(*, polling: bool = True, **kwargs: Any) -> Whistle:
+    async def start(
+        *, polling: bool = True, env: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Whistle:
+        # The web server (/health, /metrics, the webhook) is off unless a test asks for it.
+        values = {"WEB_ENABLED": False, **(env or {})}
         app = Whistle(
-            settings=make_settings(api_server.base_url, database_url),
+            settings=make_settings(api_server.base_url, database_url, **values),
             district=district,
             retry_base=0.05,
             **kwargs,
         )
-        await app.start(polling=polling)
+        await app.start(receive=polling)
         running.append(app)
         return app
 
