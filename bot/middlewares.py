@@ -17,6 +17,7 @@ from aiogram import BaseMiddleware, Bot
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.types import TelegramObject, Update
 from aiogram.types import User as TelegramUser
+from aiogram.types.update import UpdateTypeLookupError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
@@ -157,11 +158,15 @@ class UnitOfWork(BaseMiddleware):
             if not await claim_update(session, bot_id=bot.id, update_id=event.update_id, now=now):
                 return
             data: dict[str, Any] = {}
-            user = event.event.from_user if hasattr(event.event, "from_user") else None
+            try:
+                inner: Any = event.event
+            except UpdateTypeLookupError:  # a type newer than this aiogram: nobody to answer
+                inner = None
+            user = getattr(inner, "from_user", None)
             if isinstance(user, TelegramUser):
                 data["event_from_user"] = user
-            chat = getattr(event.event, "chat", None) or getattr(
-                getattr(event.event, "message", None), "chat", None
+            chat = getattr(inner, "chat", None) or getattr(
+                getattr(inner, "message", None), "chat", None
             )
             await self._prepare(session, data, now)
             if chat is not None and chat.type == "private":
