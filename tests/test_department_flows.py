@@ -290,17 +290,21 @@ class TestRefusals:
         ack = card.callback_data()[0]
         api_server.add_member(CGZF, OUTSIDER)
         api_server.remove_member(CGZF, OUTSIDER)
-        api_server.press_button(OUTSIDER, card.message_id, ack, chat_id=CGZF, force=True)
-        api_server.press_button(
-            CLERK, card.message_id, "c1:ack:notanumber", chat_id=CGZF, force=True
-        )
-        api_server.press_button(
-            CLERK, card.message_id, f"c1:ack:{case.id}:extra", chat_id=CGZF, force=True
-        )
-        api_server.press_button(CLERK, card.message_id, ack, chat_id=CGZF)
-        api_server.press_button(CLERK, card.message_id, ack, chat_id=CGZF, force=True)
+        presses = [
+            api_server.press_button(OUTSIDER, card.message_id, ack, chat_id=CGZF, force=True),
+            api_server.press_button(
+                CLERK, card.message_id, "c1:ack:notanumber", chat_id=CGZF, force=True
+            ),
+            api_server.press_button(
+                CLERK, card.message_id, f"c1:ack:{case.id}:extra", chat_id=CGZF, force=True
+            ),
+            api_server.press_button(CLERK, card.message_id, ack, chat_id=CGZF),
+            api_server.press_button(CLERK, card.message_id, ack, chat_id=CGZF, force=True),
+        ]
         await until(api_server, lambda: len(api_server.callback_answers) == 5)
-        texts = [a.text for a in api_server.callback_answers]
+        # Answers travel in the queues of different chats: match them to the presses by id.
+        answers = {a.callback_query_id: a.text for a in api_server.callback_answers}
+        texts = [answers[press["id"]] for press in presses]
         assert texts[0] == "只有本部门工作群的成员可以操作。"
         assert texts[1] == texts[2] == "这个按钮已失效，请重新操作。"
         assert texts[3] is None
