@@ -37,7 +37,7 @@ from bot.rendering import Renderer, district_globals
 from bot.sender import OutboxSender
 from bot.services import routing
 from bot.services.menu import PRIVATE_COMMANDS
-from bot.services.outbox import send_text
+from bot.services.outbox import report_dead, send_text
 from bot.settings import Settings
 from bot.warning import EarlyWarning, resolve_keywords_path
 from bot.web import WebService
@@ -81,6 +81,12 @@ class Whistle:
             factory=self.factory,
             renderer=Renderer(self.catalogues),
             clock=self.clock,
+            limits=settings.send_limits(),
+            on_dead=functools.partial(
+                report_dead,
+                center_chat_id=district.governance_center.chat_id,
+                locale=district.default_language,
+            ),
             retry_base=retry_base,
         )
         self.unit_of_work = UnitOfWork(

@@ -6,17 +6,30 @@ the outcome in a short transaction (message id, message links). A crash between 
 the record can repeat that one message; Telegram offers no idempotency key, so the window is
 kept to a single call.
 
+Pacing: before a call the chat's head must have budget under Telegram's limits
+(:mod:`bot.pacing`); a chat without budget waits while the others go on, so messages queue
+instead of drawing 429s. A 429 that comes anyway is honoured for that chat only.
+
+Coalescing happens here, when a chat's head is picked: of a run of consecutive pending edits of
+one chat, only the newest edit of each message (same method, same target) is sent; the older
+ones become SUPERSEDED without a call. A row that is not an edit ends the run, so edits never
+move across the messages around them.
+
 Network errors, 5xx and 429 (after its ``retry_after``) are retried with backoff; anything
-Telegram refuses for good, or too many attempts, marks the row dead with the reason.
+Telegram refuses for good, or too many attempts, marks the row dead with the reason. When the
+chat itself refuses the bot (kicked, blocked, chat not found) every pending row of that chat
+dies with the same reason at once. Rows that die are handed, in their transaction, to the
+``on_dead`` hook (the app reports them to the governance center).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +37,7 @@ from aiogram import Bot
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
+    TelegramForbiddenError,
     TelegramMigrateToChat,
     TelegramNetworkError,
     TelegramRetryAfter,
@@ -31,18 +45,28 @@ from aiogram.exceptions import (
 )
 from aiogram.types import Message
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from bot.clock import Clock
 from bot.db import SessionFactory, transaction
 from bot.logs import log_event
 from bot.metrics import Metrics
+from bot.pacing import Limits, Pacer, Ticket
 from bot.rendering import Renderer, RenderError
 from models import MessageLink, OutboxMessage, OutboxStatus
 
 logger = logging.getLogger(__name__)
 
 NOT_MODIFIED = "message is not modified"
+# 400s that mean the chat itself is gone for the bot, like any 403.
+CHAT_GONE = ("chat not found", "group chat was deactivated", "peer_id_invalid")
+EDIT_METHODS = frozenset({"editMessageText", "editMessageCaption", "editMessageReplyMarkup"})
+COALESCE_SCAN = 100
+READY_TTL = 1.0  # seconds a read of due heads is used while the overall budget holds them
+
+# (session, rows that just died, now, ids of rows being sent right now) → None
+DeadHook = Callable[[AsyncSession, list[OutboxMessage], datetime, Collection[int]], Awaitable[Any]]
 
 
 class OutboxSender:
@@ -53,6 +77,9 @@ class OutboxSender:
         factory: SessionFactory,
         renderer: Renderer,
         clock: Clock,
+        limits: Limits | None = None,
+        pacer: Pacer | None = None,
+        on_dead: DeadHook | None = None,
         max_attempts: int = 8,
         retry_base: float = 1.0,
         retry_cap: float = 300.0,
@@ -64,17 +91,30 @@ class OutboxSender:
         self.factory = factory
         self.renderer = renderer
         self.clock = clock
+        self.pacer = pacer or Pacer(limits or Limits())
+        self.on_dead = on_dead
         self.max_attempts = max_attempts
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         self.batch_size = batch_size
+        self.concurrency = concurrency
         self.idle_interval = idle_interval
-        self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._stopping = False
         self.metrics = Metrics()  # the app passes its own: send latency goes to /metrics
+        # chat id → the row being sent to it (one at a time per chat).
+        self._in_flight: dict[int, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        # chat id → monotonic time its budget (or its 429) allows the next call.
+        self._paced: dict[int, float] = {}
+        # Due heads held back by the overall budget, read at _ready_at; _stale forces a read.
+        self._ready: list[OutboxMessage] = []
+        self._ready_at = 0.0
+        self._stale = True
 
     def wake(self) -> None:
+        """New rows were committed."""
+        self._stale = True
         self._wake.set()
 
     def request_stop(self) -> None:
@@ -86,40 +126,133 @@ class OutboxSender:
     async def run(self) -> None:
         """Deliver until :meth:`request_stop` (or cancellation)."""
         self._stopping = False
-        while not self._stopping:
-            try:
-                sent = await self.deliver_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("outbox.pass_failed")
-                sent = 0
-            if sent or self._stopping:
-                continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=await self._idle_wait())
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    wait = await self.dispatch()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("outbox.pass_failed")
+                    wait = self.idle_interval
+                if self._stopping:
+                    break
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            for task in self._tasks:
+                task.cancel()
 
-    async def _idle_wait(self) -> float:
+    async def dispatch(self) -> float:
+        """Start a delivery for every due chat head that has budget; returns how long the
+        loop may sleep (0: look again at once). Deliveries run on as tasks."""
+        now = self.pacer.clock()
+        self._paced = {c: t for c, t in self._paced.items() if t > now}
+        if len(self._tasks) >= self.concurrency:
+            return self.idle_interval  # a finishing delivery wakes the loop
+        blocked = set(self._in_flight) | set(self._paced)
+        # Heads read earlier but held back by the overall budget are still the heads of their
+        # chats (only this sender moves a chat's head, and it drops them when it touches other
+        # rows): use them while they are fresh instead of reading again each time a slot frees.
+        if self._stale or not self._ready or now - self._ready_at > READY_TTL:
+            self._stale = False
+            self._ready = list(await self.due_heads(exclude=blocked))
+            self._ready_at = now
+        started = 0
+        global_wait: float | None = None
+        global_full = False
+        held: list[OutboxMessage] = []
+        for row in self._ready:
+            if row.chat_id in blocked:
+                continue
+            if len(self._tasks) >= self.concurrency or global_full:
+                held.append(row)
+                continue
+            ticket: Ticket | None = None
+            if self.pacer.paced(row.method):
+                wait = self.pacer.global_wait(now)
+                if wait != 0:
+                    global_full, global_wait = True, wait
+                    held.append(row)
+                    continue
+                wait = self.pacer.chat_wait(row.chat_id, now)
+                if wait is None:
+                    continue
+                if wait > 0:
+                    self._paced[row.chat_id] = now + wait
+                    continue
+            if row.method in EDIT_METHODS and await self._coalesce(row):
+                started += 1  # the chat has a new head: look again
+                self._stale = True
+                continue
+            if self.pacer.paced(row.method):
+                ticket = self.pacer.take(row.chat_id, now)
+            self._start(row, ticket)
+            blocked.add(row.chat_id)
+            started += 1
+        self._ready = held
+        if started or self._stopping:
+            return 0.0
+        if global_full:
+            # Due heads wait for the overall budget: when it frees (None: when a call ends).
+            return max(0.001, global_wait if global_wait is not None else self.idle_interval)
+        waits = [self.idle_interval, await self._next_due(blocked | set(self._paced))]
+        if self._paced:
+            waits.append(min(self._paced.values()) - now)
+        return max(0.005, min(waits))
+
+    def _start(self, row: OutboxMessage, ticket: Ticket | None) -> None:
+        assert row.id is not None
+        self._in_flight[row.chat_id] = row.id
+        task = asyncio.create_task(self._deliver_task(row, ticket))
+        self._tasks.add(task)
+
+    async def _deliver_task(self, row: OutboxMessage, ticket: Ticket | None) -> None:
+        try:
+            await self.deliver(row, ticket)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("outbox.delivery_failed", extra={"outbox_id": row.id})
+        finally:
+            if ticket is not None:
+                self.pacer.release(ticket)
+            self._in_flight.pop(row.chat_id, None)
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.discard(task)
+            self._wake.set()
+
+    async def _next_due(self, blocked: Collection[int]) -> float:
+        """Seconds until the earliest head not already waiting becomes due."""
+        heads = self._heads_subquery(blocked)
         async with transaction(self.factory) as session:
             due: datetime | None = await session.scalar(
-                select(func.min(col(OutboxMessage.next_attempt_at))).where(
-                    col(OutboxMessage.status) == OutboxStatus.PENDING
+                select(func.min(col(OutboxMessage.next_attempt_at))).join(
+                    heads, heads.c.id == col(OutboxMessage.id)
                 )
             )
         if due is None:
             return self.idle_interval
-        wait = (due - self.clock.now()).total_seconds()
-        return min(max(wait, 0.01), self.idle_interval)
+        return (due - self.clock.now()).total_seconds()
 
-    async def due_heads(self) -> Sequence[OutboxMessage]:
-        """The oldest pending row of each chat, where that row is due now."""
-        heads = (
-            select(func.min(col(OutboxMessage.id)).label("id"))
-            .where(col(OutboxMessage.status) == OutboxStatus.PENDING)
-            .group_by(col(OutboxMessage.chat_id))
-            .subquery()
+    @staticmethod
+    def _heads_subquery(exclude: Collection[int]) -> Any:
+        query = select(func.min(col(OutboxMessage.id)).label("id")).where(
+            col(OutboxMessage.status) == OutboxStatus.PENDING
         )
+        if exclude:
+            query = query.where(col(OutboxMessage.chat_id).not_in(list(exclude)))
+        return query.group_by(col(OutboxMessage.chat_id)).subquery()
+
+    async def due_heads(self, exclude: Collection[int] = ()) -> Sequence[OutboxMessage]:
+        """The oldest pending row of each chat (but those in ``exclude``), where that row is
+        due now."""
+        heads = self._heads_subquery(exclude)
         query = (
             select(OutboxMessage)
             .join(heads, heads.c.id == col(OutboxMessage.id))
@@ -130,19 +263,53 @@ class OutboxSender:
         async with transaction(self.factory) as session:
             return list((await session.scalars(query)).all())
 
-    async def deliver_due(self) -> int:
-        """One pass over every chat's due head; returns how many rows reached an end state."""
-        rows = await self.due_heads()
-        if not rows:
-            return 0
-        results = await asyncio.gather(*(self._deliver_guarded(row) for row in rows))
-        return sum(results)
+    async def _coalesce(self, head: OutboxMessage) -> bool:
+        """Supersede every edit in the head's run of consecutive edits that a later edit of the
+        same message replaces; True when the head itself was superseded."""
+        now = self.clock.now()
+        async with transaction(self.factory) as session:
+            run = list(
+                (
+                    await session.scalars(
+                        select(OutboxMessage)
+                        .where(
+                            col(OutboxMessage.chat_id) == head.chat_id,
+                            col(OutboxMessage.status) == OutboxStatus.PENDING,
+                            col(OutboxMessage.id) >= head.id,
+                        )
+                        .order_by(col(OutboxMessage.id))
+                        .limit(COALESCE_SCAN)
+                    )
+                ).all()
+            )
+            edits: list[OutboxMessage] = []
+            for row in run:
+                if row.method not in EDIT_METHODS or row.target is None:
+                    break
+                edits.append(row)
+            newest: dict[tuple[str, str], int] = {}
+            for row in edits:
+                assert row.id is not None and row.target is not None
+                newest[(row.method, json.dumps(row.target, sort_keys=True))] = row.id
+            superseded: list[int] = []
+            for row in edits:
+                assert row.id is not None and row.target is not None
+                replacement = newest[(row.method, json.dumps(row.target, sort_keys=True))]
+                if replacement != row.id:
+                    row.mark_superseded(by=replacement, now=now)
+                    superseded.append(row.id)
+        if superseded:
+            log_event(
+                logger,
+                "outbox.superseded",
+                chat_id=head.chat_id,
+                count=len(superseded),
+                first_id=superseded[0],
+            )
+        return head.id in superseded
 
-    async def _deliver_guarded(self, row: OutboxMessage) -> int:
-        async with self._slots:
-            return await self.deliver(row)
-
-    async def deliver(self, row: OutboxMessage) -> int:
+    async def deliver(self, row: OutboxMessage, ticket: Ticket | None = None) -> int:
+        """Send one row and record the outcome; 1 when it reached an end state."""
         assert row.id is not None
         try:
             target = await self._resolve_target(row)
@@ -157,6 +324,8 @@ class OutboxSender:
         try:
             result = await self.metrics.timed_send(self.bot(method))
         except TelegramRetryAfter as error:
+            # This chat waits out retry_after; the others go on.
+            self._paced[row.chat_id] = self.pacer.clock() + error.retry_after
             await self._retry(row.id, f"429 retry after {error.retry_after}", error.retry_after)
             return 0
         except TelegramMigrateToChat as error:
@@ -165,15 +334,22 @@ class OutboxSender:
         except (TelegramServerError, TelegramNetworkError) as error:
             await self._retry(row.id, f"{type(error).__name__}: {error.message}", None)
             return 0
+        except TelegramForbiddenError as error:
+            await self._finish_dead(row.id, _reason(error), whole_chat=True)
+            return 1
         except TelegramBadRequest as error:
             if NOT_MODIFIED in error.message:
                 await self._finish_delivered(row.id, None)
                 return 1
-            await self._finish_dead(row.id, f"{type(error).__name__}: {error.message}")
+            gone = any(text in error.message.lower() for text in CHAT_GONE)
+            await self._finish_dead(row.id, _reason(error), whole_chat=gone)
             return 1
         except TelegramAPIError as error:
-            await self._finish_dead(row.id, f"{type(error).__name__}: {error.message}")
+            await self._finish_dead(row.id, _reason(error))
             return 1
+        finally:
+            if ticket is not None:
+                self.pacer.release(ticket)
         await self._finish_delivered(row.id, result)
         return 1
 
@@ -239,6 +415,7 @@ class OutboxSender:
                 row.mark_dead(
                     reason=f"gave up after {row.attempts + 1} attempts: {error}", now=now
                 )
+                await self._dead_hook(session, [row], now)
                 level, event = logging.WARNING, "outbox.dead"
             else:
                 if retry_after is not None:
@@ -253,20 +430,51 @@ class OutboxSender:
             logger, event, level, outbox_id=row_id, chat_id=chat_id, attempts=attempts, error=error
         )
 
-    async def _finish_dead(self, row_id: int, reason: str) -> None:
+    async def _finish_dead(self, row_id: int, reason: str, *, whole_chat: bool = False) -> None:
+        """The row is dead; with ``whole_chat`` (the chat refuses the bot) so is every other
+        pending row of its chat, with the same reason: retrying them could only fail again."""
         now = self.clock.now()
         async with transaction(self.factory) as session:
             row = await session.get(OutboxMessage, row_id)
             if row is None or row.status is not OutboxStatus.PENDING:
                 return
             row.mark_dead(reason=reason, now=now)
+            dead = [row]
+            if whole_chat:
+                others = await session.scalars(
+                    select(OutboxMessage)
+                    .where(
+                        col(OutboxMessage.chat_id) == row.chat_id,
+                        col(OutboxMessage.status) == OutboxStatus.PENDING,
+                        col(OutboxMessage.id) != row_id,
+                    )
+                    .order_by(col(OutboxMessage.id))
+                )
+                for other in others.all():
+                    other.mark_dead(reason=reason, now=now)
+                    dead.append(other)
+            await self._dead_hook(session, dead, now)
             chat_id = row.chat_id
         log_event(
-            logger, "outbox.dead", logging.WARNING, outbox_id=row_id, chat_id=chat_id, error=reason
+            logger,
+            "outbox.dead",
+            logging.WARNING,
+            outbox_id=row_id,
+            chat_id=chat_id,
+            count=len(dead),
+            error=reason,
         )
+
+    async def _dead_hook(
+        self, session: AsyncSession, rows: list[OutboxMessage], now: datetime
+    ) -> None:
+        if self.on_dead is not None:
+            self._stale = True  # a queued report may have changed
+            await self.on_dead(session, rows, now, frozenset(self._in_flight.values()))
 
     async def _migrate(self, old_chat_id: int, new_chat_id: int) -> None:
         """A group became a supergroup: its queue moves to the new id and is sent there."""
+        self._stale = True
         async with transaction(self.factory) as session:
             await session.execute(
                 update(OutboxMessage)
@@ -277,3 +485,7 @@ class OutboxSender:
                 .values(chat_id=new_chat_id)
             )
         log_event(logger, "outbox.chat_migrated", old_chat_id=old_chat_id, chat_id=new_chat_id)
+
+
+def _reason(error: TelegramAPIError) -> str:
+    return f"{type(error).__name__}: {error.message}"

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.pacing import Limits
+
 DEFAULT_API_BASE = "https://api.telegram.org"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/whistle.db"
 # Telegram's rule for setWebhook's secret_token.
@@ -58,6 +60,13 @@ class Settings(BaseSettings):
     web_port: int = Field(default=8080, alias="WEB_PORT", ge=0, le=65535)
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
     polling_timeout: int = Field(default=25, alias="POLLING_TIMEOUT", ge=0, le=50)
+    # Outbound pacing (bot/pacing.py), Telegram's limits by default: calls per second over
+    # all chats, messages per rolling minute in one group, messages per second in one chat
+    # (groups included) and how many a chat may get at once before that pace applies.
+    send_global_per_second: float = Field(default=30.0, alias="SEND_GLOBAL_PER_SECOND", gt=0)
+    send_group_per_minute: int = Field(default=20, alias="SEND_GROUP_PER_MINUTE", ge=1)
+    send_private_per_second: float = Field(default=1.0, alias="SEND_PRIVATE_PER_SECOND", gt=0)
+    send_burst: int = Field(default=3, alias="SEND_BURST", ge=1)
 
     @field_validator("database_url")
     @classmethod
@@ -68,6 +77,14 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.strip().rstrip("/") or DEFAULT_API_BASE
+
+    def send_limits(self) -> Limits:
+        return Limits(
+            global_per_second=self.send_global_per_second,
+            group_per_minute=self.send_group_per_minute,
+            private_per_second=self.send_private_per_second,
+            burst=self.send_burst,
+        )
 
     def sqlite_path(self) -> Path | None:
         """The database file for a SQLite URL (None for in-memory or other databases)."""

@@ -2,7 +2,9 @@
 transaction as the change that causes it.
 
 The sender delivers rows in order per chat. A row's lifecycle is PENDING → DELIVERED, or
-PENDING → DEAD after a permanent error or too many attempts; the transitions live here.
+PENDING → DEAD after a permanent error or too many attempts, or PENDING → SUPERSEDED when a
+newer edit of the same message replaced it before it was sent (kept for the audit, never
+sent); the transitions live here.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ class OutboxStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     DEAD = "dead"
+    # An edit replaced by a newer edit of the same message before it was sent.
+    SUPERSEDED = "superseded"
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -82,4 +86,11 @@ class OutboxMessage(SQLModel, table=True):
         self.status = OutboxStatus.DEAD
         self.attempts += 1
         self.last_error = reason[:500]
+        self.next_attempt_at = now
+
+    def mark_superseded(self, *, by: int, now: datetime) -> None:
+        if self.status is not OutboxStatus.PENDING:
+            raise ValueError(f"outbox row {self.id} is {self.status}, not pending")
+        self.status = OutboxStatus.SUPERSEDED
+        self.last_error = f"superseded by {by}"
         self.next_attempt_at = now

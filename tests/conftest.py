@@ -111,12 +111,23 @@ async def api_server() -> AsyncIterator[BotAPIServer]:
         yield server
 
 
+# Tests send bursts (fifty replies in one group) that Telegram's real limits would spread over
+# minutes; they get generous limits unless they ask for real ones (tests/test_pacing.py).
+GENEROUS_LIMITS: dict[str, Any] = {
+    "SEND_GLOBAL_PER_SECOND": 10_000,
+    "SEND_GROUP_PER_MINUTE": 100_000,
+    "SEND_PRIVATE_PER_SECOND": 10_000,
+    "SEND_BURST": 1_000,
+}
+
+
 def make_settings(api_base: str, database_url: str, **extra: Any) -> Settings:
     values: dict[str, Any] = {
         "BOT_TOKEN": TOKEN,
         "TELEGRAM_API_BASE": api_base,
         "DATABASE_URL": database_url,
         "POLLING_TIMEOUT": 1,
+        **GENEROUS_LIMITS,
         **extra,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -130,7 +141,7 @@ async def make_app(
     api_server: BotAPIServer, database_url: str, district: District
 ) -> AsyncIterator[AppFactory]:
     """Start the real application against the test server; several may run one after
-    another on the same database (a restart)."""
+    another on the same database (a restart). ``env`` overrides settings, e.g. real limits."""
     running: list[Whistle] = []
 
     async def start(

@@ -6,13 +6,17 @@ caused them. Nothing here talks to Telegram; :mod:`bot.sender` delivers.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
-from models import OutboxMessage
+from bot.i18n import N_
+from models import Case, OutboxMessage, OutboxStatus
 
 # Set on a session that wrote outbox rows, so the sender is woken once it commits.
 OUTBOX_WRITTEN = "outbox_written"
@@ -154,3 +158,180 @@ def answer_callback(
         context=context,
         params={"callback_query_id": callback_query_id, "show_alert": show_alert},
     )
+
+
+# -- dead messages -------------------------------------------------------------------------
+# A report about undeliverable messages is an outbox row to the governance center, linked to
+# the chat it is about (subject "dead_chat", the chat id), so the last report per chat is found
+# by plain indexed columns.
+DEAD_REPORT_SUBJECT = "dead_chat"
+DEAD_REPORT_PURPOSE = "dead_report"
+# At most one report per chat per cooldown, and at most so many reports in any hour: deaths in
+# between are counted into the chat's next report ("since the previous report"), and every dead
+# row stays in the outbox with its reason (see dead_summary).
+DEAD_REPORT_COOLDOWN = timedelta(hours=1)
+DEAD_REPORTS_PER_HOUR = 20
+_LISTED = 3
+
+
+def _kind(row: OutboxMessage) -> str:
+    return row.template or row.text_key or row.method
+
+
+def _case_id(row: OutboxMessage) -> int | None:
+    subject: tuple[Any, Any] = (row.link_subject_type, row.link_subject_id)
+    if subject[0] != "case" and row.target is not None:
+        subject = (row.target.get("subject_type"), row.target.get("subject_id"))
+    if subject[0] == "case" and str(subject[1]).isdigit():
+        return int(subject[1])
+    return None
+
+
+def _merged(listed: Sequence[str], more: Sequence[str]) -> list[str]:
+    merged = list(listed)
+    for item in more:
+        if item not in merged:
+            merged.append(item)
+    return merged[: _LISTED + 1]  # one more than shown says "and more"
+
+
+def _shown(items: Sequence[str]) -> str:
+    if not items:
+        return "—"
+    text = ", ".join(items[:_LISTED])
+    return text + ", …" if len(items) > _LISTED else text
+
+
+async def report_dead(
+    session: AsyncSession,
+    rows: Sequence[OutboxMessage],
+    now: datetime,
+    busy: Collection[int] = (),
+    *,
+    center_chat_id: int | None,
+    locale: str,
+) -> list[OutboxMessage]:
+    """Tell the governance center about rows that just became dead, in their transaction.
+
+    One report per chat: folded into that chat's report while it is still queued (``busy``
+    names rows being sent right now, which can no longer change), else a new one unless the
+    chat was reported within :data:`DEAD_REPORT_COOLDOWN` or the center already got
+    :data:`DEAD_REPORTS_PER_HOUR` reports in the last hour. Rows to the center itself are never
+    reported (a report about a report could loop). Returns the report rows written."""
+    if not center_chat_id:
+        return []
+    by_chat: dict[int, list[OutboxMessage]] = {}
+    for row in rows:
+        if row.chat_id != center_chat_id:
+            by_chat.setdefault(row.chat_id, []).append(row)
+    written: list[OutboxMessage] = []
+    for chat_id, dead in by_chat.items():
+        kinds = _merged([], [_kind(r) for r in dead])
+        cases = _merged([], await _case_numbers(session, dead))
+        reason = dead[-1].last_error or "?"
+        last = await session.scalar(
+            select(OutboxMessage)
+            .where(
+                col(OutboxMessage.chat_id) == center_chat_id,
+                col(OutboxMessage.link_subject_type) == DEAD_REPORT_SUBJECT,
+                col(OutboxMessage.link_subject_id) == str(chat_id),
+            )
+            .order_by(col(OutboxMessage.id).desc())
+            .limit(1)
+        )
+        if last is not None and last.status is OutboxStatus.PENDING and last.id not in busy:
+            last.context = _report_context(
+                chat_id,
+                int(last.context.get("count", 0)) + len(dead),
+                _merged(last.context.get("kind_list", []), kinds),
+                _merged(last.context.get("case_list", []), cases),
+                reason,
+            )
+            continue
+        if last is not None and last.created_at > now - DEAD_REPORT_COOLDOWN:
+            continue
+        recent = await session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(
+                col(OutboxMessage.chat_id) == center_chat_id,
+                col(OutboxMessage.link_subject_type) == DEAD_REPORT_SUBJECT,
+                col(OutboxMessage.created_at) > now - timedelta(hours=1),
+            )
+        )
+        if (recent or 0) >= DEAD_REPORTS_PER_HOUR:
+            continue
+        await session.flush()
+        count_query = (
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(
+                col(OutboxMessage.chat_id) == chat_id,
+                col(OutboxMessage.status) == OutboxStatus.DEAD,
+            )
+        )
+        if last is not None:
+            count_query = count_query.where(col(OutboxMessage.next_attempt_at) > last.created_at)
+        count = max(len(dead), int(await session.scalar(count_query) or 0))
+        written.append(
+            enqueue(
+                session,
+                chat_id=center_chat_id,
+                locale=locale,
+                now=now,
+                text_key=N_("outbox.dead-report"),
+                context=_report_context(chat_id, count, kinds, cases, reason),
+                link=Link(DEAD_REPORT_SUBJECT, str(chat_id), DEAD_REPORT_PURPOSE),
+            )
+        )
+    return written
+
+
+def _report_context(
+    chat_id: int, count: int, kinds: list[str], cases: list[str], reason: str
+) -> dict[str, Any]:
+    # The catalogue's parameters, plus the lists they were made from (for folding).
+    return {
+        "chat": chat_id,
+        "count": count,
+        "kinds": _shown(kinds),
+        "cases": _shown(cases),
+        "reason": reason[:300],
+        "kind_list": kinds,
+        "case_list": cases,
+    }
+
+
+async def _case_numbers(session: AsyncSession, rows: Sequence[OutboxMessage]) -> list[str]:
+    ids = sorted({i for i in (_case_id(r) for r in rows) if i is not None})
+    if not ids:
+        return []
+    found = await session.execute(
+        select(col(Case.id), col(Case.number)).where(col(Case.id).in_(ids))
+    )
+    numbers = {case_id: number for case_id, number in found.all() if case_id is not None}
+    return [numbers.get(i) or f"#{i}" for i in ids]
+
+
+async def dead_summary(
+    session: AsyncSession, *, since: datetime | None = None, last: int = 5
+) -> tuple[int, list[str]]:
+    """How many outbox rows are dead (since ``since``, when given) and the reasons of the
+    ``last`` most recent ones, newest first: for health checks."""
+    count_query = (
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(col(OutboxMessage.status) == OutboxStatus.DEAD)
+    )
+    reasons_query = (
+        select(col(OutboxMessage.last_error))
+        .where(col(OutboxMessage.status) == OutboxStatus.DEAD)
+        .order_by(col(OutboxMessage.next_attempt_at).desc(), col(OutboxMessage.id).desc())
+        .limit(last)
+    )
+    if since is not None:
+        count_query = count_query.where(col(OutboxMessage.next_attempt_at) >= since)
+        reasons_query = reasons_query.where(col(OutboxMessage.next_attempt_at) >= since)
+    count = int(await session.scalar(count_query) or 0)
+    reasons = [reason or "?" for reason in (await session.scalars(reasons_query)).all()]
+    return count, reasons

@@ -1,0 +1,345 @@
+"""Outbound pacing at Telegram's limits, coalescing of edits, and dead messages reported to the
+governance center."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import col
+
+from bot.app import Whistle
+from bot.db import transaction
+from bot.pacing import Limits, Pacer
+from bot.services.outbox import (
+    Link,
+    dead_summary,
+    enqueue,
+    send_text,
+)
+from bot.testserver import BotAPIServer
+from bot.testserver.ratelimit import LimitConfig, RateLimiter
+from models import OutboxMessage, OutboxStatus
+from tests.conftest import AppFactory
+
+CENTER = -1001000000001  # the governance center of config.example.toml
+TELEGRAM_LIMITS: dict[str, Any] = {
+    "SEND_GLOBAL_PER_SECOND": 30,
+    "SEND_GROUP_PER_MINUTE": 20,
+    "SEND_PRIVATE_PER_SECOND": 1,
+    "SEND_BURST": 3,
+}
+# A catalogue text with one parameter, to tell the messages apart.
+NUMBERED = "health.unreachable-groups"
+
+
+async def rows_by_status(app: Whistle) -> dict[OutboxStatus, list[OutboxMessage]]:
+    async with app.factory() as session:
+        rows = (await session.scalars(select(OutboxMessage).order_by(col(OutboxMessage.id)))).all()
+    found: dict[OutboxStatus, list[OutboxMessage]] = {}
+    for row in rows:
+        found.setdefault(row.status, []).append(row)
+    return found
+
+
+async def until_settled(app: Whistle, within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        pending = (await rows_by_status(app)).get(OutboxStatus.PENDING, [])
+        if not pending:
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"{len(pending)} outbox rows still pending")
+        await asyncio.sleep(0.1)
+
+
+def numbered(api_server: BotAPIServer, chat_id: int) -> list[str]:
+    return [(m.text or "").rsplit(" ", 1)[-1] for m in api_server.messages(chat_id)]
+
+
+class TestPacer:
+    def test_a_schedule_kept_by_the_pacer_is_never_refused_by_the_server(self) -> None:
+        """The pacer and the test server's limiter on one simulated clock: 1000 sends over
+        groups and private chats, sent as fast as the pacer allows, draw no 429."""
+        now = [0.0]
+        server = RateLimiter(lambda: now[0])
+        server.config = LimitConfig(enabled=True)
+        pacer = Pacer(Limits(), clock=lambda: now[0])
+        queue = [-(i % 20) - 1 for i in range(400)] + [i % 200 + 1 for i in range(600)]
+        sent = 0
+        while queue:
+            progressed = False
+            for chat_id in list(dict.fromkeys(queue)):
+                if pacer.global_wait(now[0]) != 0:
+                    break
+                if pacer.chat_wait(chat_id, now[0]) != 0:
+                    continue
+                ticket = pacer.take(chat_id, now[0])
+                assert server.acquire(1, chat_id, chat_id < 0) is None, (now[0], chat_id)
+                now[0] += 0.001  # the answer arrives a millisecond later
+                pacer.release(ticket)
+                queue.remove(chat_id)
+                sent += 1
+                progressed = True
+            if not progressed:
+                now[0] += 0.01
+        assert sent == 1000
+        # 20 a minute in each of 20 groups bounds it: 400 take a little over a minute,
+        # and the 600 private ones fit in between at 30 a second.
+        assert now[0] < 80
+
+    def test_callback_answers_spend_no_budget(self) -> None:
+        assert not Pacer.paced("answerCallbackQuery")
+        assert Pacer.paced("sendMessage") and Pacer.paced("editMessageText")
+
+
+@pytest.fixture
+async def paced_app(make_app: AppFactory, api_server: BotAPIServer) -> Whistle:
+    api_server.enforce_limits(
+        per_chat_per_second=1.0, per_group_per_minute=20, global_per_second=30.0, burst=3
+    )
+    return await make_app(polling=False, env=TELEGRAM_LIMITS)
+
+
+class TestPacing:
+    async def test_600_messages_to_20_groups_and_200_private_chats_draw_no_429(
+        self, paced_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        groups = [-1002000000000 - i for i in range(20)]
+        users = [7_000_000 + i for i in range(200)]
+        for chat_id in groups:
+            api_server.create_group(chat_id, f"g{chat_id}")
+        for user in users:
+            api_server.add_user(user, language_code="en")
+            api_server.send_text(user, "hi")
+        async with transaction(paced_app.factory) as session:
+            # Interleaved, as a busy district would queue them.
+            for n in range(20):
+                for chat_id in groups:
+                    send_text(
+                        session,
+                        chat_id=chat_id,
+                        locale="en",
+                        now=paced_app.clock.now(),
+                        text_key=NUMBERED,
+                        units=str(n),
+                    )
+                for user in users[n * 10 : n * 10 + 10]:
+                    send_text(
+                        session,
+                        chat_id=user,
+                        locale="en",
+                        now=paced_app.clock.now(),
+                        text_key=NUMBERED,
+                        units="0",
+                    )
+        paced_app.sender.wake()
+        started = asyncio.get_running_loop().time()
+        await until_settled(paced_app, within=40)
+        elapsed = asyncio.get_running_loop().time() - started
+        found = await rows_by_status(paced_app)
+        assert len(found[OutboxStatus.DELIVERED]) == 600
+        assert set(found) == {OutboxStatus.DELIVERED}
+        assert api_server.stats["429"] == 0
+        for chat_id in groups:
+            assert numbered(api_server, chat_id) == [str(n) for n in range(20)]
+        assert all(numbered(api_server, user) == ["0"] for user in users)
+        # 600 at 30 a second take 20 s at the least: paced, but not slowed down further.
+        assert elapsed >= 19
+
+    async def test_a_429_for_one_chat_does_not_hold_up_the_others(
+        self, paced_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        users = [7_100_000 + i for i in range(5)]
+        for user in users:
+            api_server.add_user(user, language_code="en")
+            api_server.send_text(user, "hi")
+        slow = users[0]
+        api_server.fail_next(429, retry_after=3, method="sendMessage", chat_id=slow)
+        async with transaction(paced_app.factory) as session:
+            for user in users:
+                for n in range(2):
+                    send_text(
+                        session,
+                        chat_id=user,
+                        locale="en",
+                        now=paced_app.clock.now(),
+                        text_key=NUMBERED,
+                        units=str(n),
+                    )
+        paced_app.sender.wake()
+        for user in users[1:]:
+            await api_server.wait_for_message(user, count=2, timeout=3)
+        assert api_server.messages(slow) == []  # waiting out its retry_after
+        await api_server.wait_for_message(slow, count=2, timeout=6)
+        assert numbered(api_server, slow) == ["0", "1"]
+        assert api_server.calls("sendMessage")[0].status == 429
+        sends = [r for r in api_server.calls("sendMessage") if r.params["chat_id"] == str(slow)]
+        assert sends[1].time - sends[0].time >= 2.95
+
+
+async def queue_rows(app: Whistle, chat_id: int, rows: list[dict[str, Any]]) -> list[int]:
+    """Queue several rows to one chat in one transaction (so the sender sees them together)."""
+    async with transaction(app.factory) as session:
+        written = [
+            enqueue(session, chat_id=chat_id, locale="en", now=app.clock.now(), **row)
+            for row in rows
+        ]
+        await session.flush()
+        ids = [row.id for row in written]
+    app.sender.wake()
+    assert all(i is not None for i in ids)
+    return [i for i in ids if i is not None]
+
+
+@pytest.fixture
+async def sender_app(make_app: AppFactory, api_server: BotAPIServer) -> Whistle:
+    api_server.create_group(CENTER, "center")
+    return await make_app(polling=False)
+
+
+class TestCoalescing:
+    async def test_ten_queued_edits_of_one_card_make_one_call(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        group = -1002100000000
+        api_server.create_group(group, "dept")
+        card = Link("case", "1", "card")
+        await queue_rows(
+            sender_app, group, [{"text_key": NUMBERED, "context": {"units": "new"}, "link": card}]
+        )
+        await until_settled(sender_app, within=5)
+        edits = [
+            {
+                "method": "editMessageText",
+                "text_key": NUMBERED,
+                "context": {"units": f"v{n}"},
+                "target": card,
+            }
+            for n in range(10)
+        ]
+        ids = await queue_rows(sender_app, group, edits)
+        await until_settled(sender_app, within=5)
+        assert len(api_server.calls("editMessageText")) == 1
+        [message] = api_server.messages(group)
+        assert (message.text or "").endswith("v9")
+        found = await rows_by_status(sender_app)
+        superseded = sorted(r.id for r in found[OutboxStatus.SUPERSEDED] if r.id is not None)
+        assert superseded == ids[:-1]
+        assert ids[-1] in {r.id for r in found[OutboxStatus.DELIVERED]}
+
+    async def test_a_message_between_edits_keeps_them_in_order(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        group = -1002100000001
+        api_server.create_group(group, "dept")
+        card = Link("case", "2", "card")
+        await queue_rows(
+            sender_app, group, [{"text_key": NUMBERED, "context": {"units": "c"}, "link": card}]
+        )
+        await until_settled(sender_app, within=5)
+
+        def edit(label: str) -> dict[str, Any]:
+            return {
+                "method": "editMessageText",
+                "text_key": NUMBERED,
+                "context": {"units": label},
+                "target": card,
+            }
+
+        ids = await queue_rows(
+            sender_app,
+            group,
+            [
+                edit("e1"),
+                edit("e2"),
+                {"text_key": NUMBERED, "context": {"units": "m"}},
+                edit("e3"),
+            ],
+        )
+        await until_settled(sender_app, within=5)
+        card_message, reply = api_server.messages(group)
+        assert [(e.text or "")[-2:] for e in card_message.edits] == [" c", "e2"]
+        assert (card_message.text or "").endswith("e3")
+        assert (reply.text or "").endswith("m")
+        assert len(api_server.calls("editMessageText")) == 2  # e2 and e3; e1 replaced by e2
+        found = await rows_by_status(sender_app)
+        assert [r.id for r in found[OutboxStatus.SUPERSEDED]] == [ids[0]]
+
+
+def calls_to(api_server: BotAPIServer, chat_id: int) -> list[Any]:
+    return [r for r in api_server.calls("sendMessage") if r.params["chat_id"] == str(chat_id)]
+
+
+def reports(api_server: BotAPIServer) -> list[Any]:
+    # The center's language is the district's default, Chinese.
+    return [m for m in api_server.messages(CENTER) if "消息投递失败" in (m.text or "")]
+
+
+class TestDeadMessages:
+    async def test_a_kicked_group_kills_its_queue_with_one_report(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        group = -1002200000000
+        api_server.add_user(9100)
+        api_server.create_group(group, "dept", admins=[9100])
+        api_server.kick_bot(group, by=9100)
+        ids = await queue_rows(
+            sender_app,
+            group,
+            [{"text_key": NUMBERED, "context": {"units": str(n)}} for n in range(50)],
+        )
+        await until_settled(sender_app, within=10)
+        found = await rows_by_status(sender_app)
+        dead = {r.id: r for r in found[OutboxStatus.DEAD]}
+        assert set(ids) <= set(dead)
+        assert all("kicked" in (dead[i].last_error or "") for i in ids)
+        assert len(calls_to(api_server, group)) == 1  # the first try only
+        [report] = reports(api_server)
+        assert "50" in (report.text or "") and str(group) in (report.text or "")
+        assert "kicked" in (report.text or "")
+
+        # Another message dying within the hour is counted, not reported again.
+        await queue_rows(sender_app, group, [{"text_key": NUMBERED, "context": {"units": "x"}}])
+        await until_settled(sender_app, within=5)
+        assert len(reports(api_server)) == 1
+        async with sender_app.factory() as session:
+            count, reasons = await dead_summary(session)
+        assert count == 51
+        assert "kicked" in reasons[0]
+
+    async def test_dead_rows_to_the_center_itself_are_not_reported(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        api_server.add_user(9100)
+        api_server.kick_bot(CENTER, by=9100)
+        await queue_rows(sender_app, CENTER, [{"text_key": NUMBERED, "context": {"units": "1"}}])
+        await until_settled(sender_app, within=5)
+        found = await rows_by_status(sender_app)
+        assert "kicked" in (found[OutboxStatus.DEAD][-1].last_error or "")
+        assert not [r for r in found[OutboxStatus.DEAD] if r.link_subject_type]
+        assert {r.chat_id for r in found[OutboxStatus.DEAD]} == {CENTER}
+        assert OutboxStatus.PENDING not in found
+
+
+class TestMigration:
+    async def test_queued_rows_follow_a_group_to_its_supergroup_in_order(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        old, new = -5000, -1002300000000
+        api_server.add_user(9100)
+        api_server.create_group(old, "basic", type="group", admins=[9100])
+        api_server.migrate_group(old, new)
+        ids = await queue_rows(
+            sender_app,
+            old,
+            [{"text_key": NUMBERED, "context": {"units": str(n)}} for n in range(5)],
+        )
+        await until_settled(sender_app, within=5)
+        assert numbered(api_server, new) == ["0", "1", "2", "3", "4"]
+        found = await rows_by_status(sender_app)
+        delivered = {r.id: r for r in found[OutboxStatus.DELIVERED]}
+        assert all(delivered[i].chat_id == new for i in ids)
