@@ -7,11 +7,11 @@ came out is counted.
 
 Each resident files one report after another through the real dialog (a photo with a caption,
 the category button, a typed address, Confirm); each report has its own description and
-address, so bundling never joins two of them. The service process is killed every 0.3–1.5 s
-(from its start, so some kills land during start-up) and restarted at once; the Bot API test
-server keeps the unconfirmed updates, as Telegram does. After the last kill the service runs
-undisturbed until every resident's report is through and the outbox is empty, then stops
-gracefully. Then it checks:
+address, so bundling never joins two of them. The service process is killed 0.3–1.5 s after
+its start-up is over (one kill in five instead at 0–1 s from its start, often mid-start-up) and
+restarted at once; the Bot API test server keeps the unconfirmed updates, as Telegram does.
+After the last kill the service runs undisturbed until every resident's report is through and
+the outbox is empty, then stops gracefully. Then it checks:
 
 * every report whose Confirm press reached the server is exactly one case (by its description);
 * every case's card reached its department's group (at least once);
@@ -44,6 +44,7 @@ import platform
 import random
 import select
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -63,6 +64,7 @@ from sqlmodel import col
 from bot.db import create_engine, session_factory
 from bot.district import load_district
 from bot.testserver import BotAPIServer, BotMessage
+from bot.testserver.faults import Fault
 from models import Case, OutboxMessage, OutboxStatus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +78,9 @@ DEPARTMENT_CHAT = -1001000000021  # cgzf, where flying-wire reports go
 CONFIRM_LABEL = "确认提交"
 STAFF = 7599
 FIRST_RESIDENT = 7600
-KILL_AFTER = (0.3, 1.5)  # seconds from a process's start to its kill
+KILL_AFTER = (0.3, 1.5)  # seconds from the end of a process's start-up to its kill
+START_UP_KILLS = 0.2  # the share of kills at 0-1 s from the process's start, maybe mid-start-up
+START_UP_KILL_AFTER = (0.0, 1.0)
 
 
 # -- the service processes --------------------------------------------------------------------
@@ -132,6 +136,7 @@ def _run_child(main: Callable[[list[str]], int], log: str) -> None:
         code = exit_.code if isinstance(exit_.code, int) else 1
     except BaseException:
         traceback.print_exc()
+        code = 1  # as python -m bot would
     finally:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
@@ -300,7 +305,7 @@ class Resident:
         self.receipts = 0
 
     def description(self, n: int) -> str:
-        return f"楼道里飞线充电 R{self.user_id}-{n}"
+        return f"楼道里飞线充电（R{self.user_id}-{n}）"
 
     async def run(self, stop: asyncio.Event) -> None:
         n = 0
@@ -345,30 +350,44 @@ class Resident:
 # -- faults -----------------------------------------------------------------------------------
 
 FAULT_KINDS = ("429", "500", "502", "reset", "slow", "lost answer")
+# Mostly the outbox's calls; None is any call but getUpdates, start-up calls included.
+FAULT_METHODS = (
+    "sendMessage",
+    "sendPhoto",
+    "editMessageText",
+    "editMessageReplyMarkup",
+    "answerCallbackQuery",
+    None,
+)
 
 
-def arm_fault(server: BotAPIServer, rng: random.Random, retry_after_max: int) -> str:
-    """One fault on the next Bot API call other than getUpdates; returns its kind."""
+def arm_fault(server: BotAPIServer, rng: random.Random, retry_after_max: int) -> Fault:
+    """One fault on the next matching Bot API call."""
     kind = rng.choice(FAULT_KINDS)
+    method = rng.choice(FAULT_METHODS)
     if kind == "429":
-        server.fail_next(429, retry_after=rng.randint(1, retry_after_max))
-    elif kind in ("500", "502"):
-        server.fail_next(int(kind))
-    elif kind == "reset":
-        server.drop_next()
-    elif kind == "slow":
-        server.delay_next(rng.uniform(1.0, 5.0))
-    else:
-        server.lose_answer_next()
-    return kind
+        return server.fail_next(429, retry_after=rng.randint(1, retry_after_max), method=method)
+    if kind in ("500", "502"):
+        return server.fail_next(int(kind), method=method)
+    if kind == "reset":
+        return server.drop_next(method=method)
+    if kind == "slow":
+        return server.delay_next(rng.uniform(1.0, 5.0), method=method)
+    return server.lose_answer_next(method=method)
+
+
+def fault_kind(fault: Fault) -> str:
+    if fault.kind == "fail":
+        return str(fault.status)
+    return {"drop": "reset", "delay": "slow", "lose_answer": "lost answer"}[fault.kind]
 
 
 async def inject_faults(
-    server: BotAPIServer, rng: random.Random, retry_after_max: int, armed: Counter[str]
+    server: BotAPIServer, rng: random.Random, retry_after_max: int, armed: list[Fault]
 ) -> None:
     while True:
         await asyncio.sleep(rng.uniform(0.2, 1.0))
-        armed[arm_fault(server, rng, retry_after_max)] += 1
+        armed.append(arm_fault(server, rng, retry_after_max))
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -381,7 +400,7 @@ class CrashFigures:
     faults: bool
     residents: int
     kills: int = 0
-    kills_before_polling: int = 0
+    kills_during_start_up: int = 0
     self_exits: dict[str, int] = field(default_factory=dict)
     reports: int = 0
     cases: int = 0
@@ -400,6 +419,7 @@ class CrashFigures:
     faults_hit: dict[str, int] = field(default_factory=dict)
     log_events: dict[str, int] = field(default_factory=dict)
     final_exit_code: int | None = None
+    start_up_seconds: dict[str, float] = field(default_factory=dict)
     kill_phase_seconds: float = 0.0
     drain_seconds: float = 0.0
     total_seconds: float = 0.0
@@ -430,7 +450,10 @@ class CrashFigures:
             ("seed", str(self.seed)),
             ("database", self.database),
             ("residents", str(self.residents)),
-            ("kills (SIGKILL)", f"{self.kills} ({self.kills_before_polling} before polling)"),
+            (
+                "kills (SIGKILL)",
+                f"{self.kills} ({self.kills_during_start_up} during start-up)",
+            ),
             ("exits on its own", _counts(self.self_exits)),
             ("reports confirmed", str(self.reports)),
             ("cases", str(self.cases)),
@@ -451,6 +474,11 @@ class CrashFigures:
             ("faults armed", _counts(self.faults_armed) if self.faults else "off"),
             ("faults hit", _counts(self.faults_hit) if self.faults else "off"),
             ("outbox retries", str(self.log_events.get("outbox.retry", 0))),
+            (
+                "start-up",
+                f"median {self.start_up_seconds.get('median', 0):.2f} s, "
+                f"max {self.start_up_seconds.get('max', 0):.2f} s",
+            ),
             ("kill phase", f"{self.kill_phase_seconds:.1f} s"),
             ("drain after last kill", f"{self.drain_seconds:.1f} s"),
             ("total", f"{self.total_seconds:.1f} s"),
@@ -522,7 +550,8 @@ async def run_crash(
     processes = ServiceProcesses(service_env(server, database_url), workdir, cold=cold)
     people = [Resident(server, user_id, step_timeout=step_timeout) for user_id in user_ids]
     stop_filing = asyncio.Event()
-    armed: Counter[str] = Counter()
+    armed: list[Fault] = []
+    start_ups: list[float] = []
     started = time.monotonic()
     await processes.open()
     filing = [asyncio.create_task(person.run(stop_filing)) for person in people]
@@ -532,9 +561,15 @@ async def run_crash(
     try:
         deadline = None if seconds is None else started + seconds
         while figures.kills < kills and (deadline is None or time.monotonic() < deadline):
+            first_request = len(server.requests)
+            spawned = time.monotonic()
             pid = await processes.start()
-            polls_before = _polls(server)
-            await asyncio.sleep(rng.uniform(*KILL_AFTER))
+            if rng.random() < START_UP_KILLS:
+                await asyncio.sleep(rng.uniform(*START_UP_KILL_AFTER))
+            else:
+                if await _start_up_over(server, first_request, step_timeout):
+                    start_ups.append(time.monotonic() - spawned)
+                await asyncio.sleep(rng.uniform(*KILL_AFTER))
             _raise_failed(filing)
             if not processes.running():  # ended on its own (a start-up failure): restart
                 code = processes.exits[pid]
@@ -542,8 +577,8 @@ async def run_crash(
                 continue
             await processes.kill()
             figures.kills += 1
-            if _polls(server) == polls_before:
-                figures.kills_before_polling += 1
+            if not _started_since(server, first_request):
+                figures.kills_during_start_up += 1
             if figures.kills % 10 == 0:
                 done = sum(len(p.confirmed) for p in people)
                 progress(f"{figures.kills} kills, {done} reports confirmed")
@@ -571,15 +606,35 @@ async def run_crash(
             task.cancel()
         await asyncio.gather(*filing, return_exceptions=True)
         await processes.close()
-    figures.faults_armed = dict(armed)
-    figures.faults_hit = dict(Counter(r.fault for r in server.requests if r.fault))
+    figures.faults_armed = dict(Counter(fault_kind(fault) for fault in armed))
+    figures.faults_hit = dict(Counter(fault_kind(f) for f in armed if f.remaining <= 0))
+    server.clear_faults()
     figures.log_events = dict(processes.log_events())
     figures.total_seconds = time.monotonic() - started
+    if start_ups:
+        figures.start_up_seconds = {
+            "median": round(statistics.median(start_ups), 3),
+            "max": round(max(start_ups), 3),
+        }
     return figures
 
 
-def _polls(server: BotAPIServer) -> int:
-    return len(server.calls("getUpdates"))
+def _started_since(server: BotAPIServer, first_request: int) -> bool:
+    """Has a process finished its start-up since ``first_request``? Its last start-up call is
+    deleteWebhook, right before polling (a request is logged once it is answered, so the
+    first getUpdates, a long poll, would show up late)."""
+    requests = server.requests
+    return any(
+        requests[i].method.lower() == "deletewebhook" and requests[i].ok
+        for i in range(first_request, len(requests))
+    )
+
+
+async def _start_up_over(server: BotAPIServer, first_request: int, timeout: float) -> bool:  # noqa: ASYNC109
+    with contextlib.suppress(TimeoutError):
+        await server.wait_for(lambda s: _started_since(s, first_request), timeout)
+        return True
+    return False
 
 
 def _raise_failed(tasks: list[asyncio.Task[None]]) -> None:

@@ -2,8 +2,9 @@
 
 Runs the harness of ``bench/crash.py`` with 20 kills: residents file photo reports through the
 real dialog (photo with caption → category → address → Confirm) while the real service
-process is killed every 0.3–1.5 s and restarted; the Bot API test server keeps unconfirmed
-updates, as Telegram does. Then the service runs undisturbed until everything is through.
+process is killed 0.3–1.5 s after each start-up (some kills land during start-up) and
+restarted; the Bot API test server keeps unconfirmed updates, as Telegram does. Then the
+service runs undisturbed until everything is through.
 
 What must hold:
 
@@ -28,6 +29,7 @@ import pytest
 
 from bench.crash import DEPARTMENT_CHAT, run_crash
 from bot.testserver import BotAPIServer
+from tests.conftest import AppFactory
 
 KILLS = 20
 CALLBACK_REPEATED = "answerCallbackQuery: TelegramBadRequest: Bad Request: query is too old"
@@ -61,3 +63,17 @@ async def test_reports_survive_twenty_kills_once_each(
     assert figures.duplicates_by_chat.get(str(DEPARTMENT_CHAT), 0) == figures.card_duplicates
     for reason in figures.dead_rows:
         assert reason.startswith(CALLBACK_REPEATED), reason
+
+
+async def test_a_429_at_start_up_is_waited_out(
+    make_app: AppFactory, api_server: BotAPIServer
+) -> None:
+    # Found by the fault run: a 429 on getMe or deleteWebhook used to stop the service.
+    for method in ("getMe", "setMyCommands", "deleteWebhook"):
+        api_server.fail_next(429, retry_after=1, method=method)
+    await make_app()
+    assert api_server.faults == []
+    api_server.add_user(7300, first_name="Li", language_code="en")
+    api_server.send_text(7300, "/start")
+    [greeting] = await api_server.wait_for_message(7300)
+    assert greeting.text.startswith("Hello, Li!")
