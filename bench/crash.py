@@ -303,6 +303,7 @@ class Resident:
         self.seen = 0  # how many of the bot's messages in this chat were looked at
         self.confirmed: list[str] = []  # descriptions whose Confirm press reached the server
         self.receipts = 0
+        self.stuck: str | None = None  # what the resident waited for in vain
 
     def description(self, n: int) -> str:
         return f"楼道里飞线充电（R{self.user_id}-{n}）"
@@ -311,7 +312,11 @@ class Resident:
         n = 0
         while not stop.is_set():
             n += 1
-            await self.file_report(n)
+            try:
+                await self.file_report(n)
+            except TimeoutError as error:
+                self.stuck = str(error).splitlines()[0]
+                return
 
     async def file_report(self, n: int) -> None:
         photo = f"photo {self.user_id}-{n}".encode()
@@ -385,9 +390,12 @@ def fault_kind(fault: Fault) -> str:
 async def inject_faults(
     server: BotAPIServer, rng: random.Random, retry_after_max: int, armed: list[Fault]
 ) -> None:
+    """A fault every 0.2-1 s, but only once the last one was met: faults armed faster than
+    calls come would pile up on the few retries of an otherwise idle moment."""
     while True:
         await asyncio.sleep(rng.uniform(0.2, 1.0))
-        armed.append(arm_fault(server, rng, retry_after_max))
+        if not server.faults:
+            armed.append(arm_fault(server, rng, retry_after_max))
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -404,6 +412,7 @@ class CrashFigures:
     self_exits: dict[str, int] = field(default_factory=dict)
     reports: int = 0
     cases: int = 0
+    stuck_residents: list[str] = field(default_factory=list)
     lost_reports: list[str] = field(default_factory=list)
     duplicated_cases: list[str] = field(default_factory=list)
     unexpected_cases: list[str] = field(default_factory=list)
@@ -431,6 +440,8 @@ class CrashFigures:
     def problems(self) -> list[str]:
         """What broke a guarantee (empty when the run is clean)."""
         found = []
+        if self.stuck_residents:
+            found.append(f"residents left waiting: {self.stuck_residents}")
         if self.lost_reports:
             found.append(f"reports without a case: {self.lost_reports}")
         if self.duplicated_cases:
@@ -457,6 +468,7 @@ class CrashFigures:
             ("exits on its own", _counts(self.self_exits)),
             ("reports confirmed", str(self.reports)),
             ("cases", str(self.cases)),
+            ("residents left waiting", str(len(self.stuck_residents))),
             (
                 "lost / duplicated cases",
                 f"{len(self.lost_reports)} / {len(self.duplicated_cases)}",
@@ -717,6 +729,7 @@ async def _count(
             )
         ).all()
     confirmed = [d for person in people for d in person.confirmed]
+    figures.stuck_residents = [person.stuck for person in people if person.stuck]
     filed = Counter(descriptions)
     figures.reports = len(confirmed)
     figures.cases = len(descriptions)
@@ -794,6 +807,7 @@ async def _with_database(args: argparse.Namespace, workdir: Path) -> CrashFigure
                 faults=args.faults,
                 retry_after_max=args.retry_after_max,
                 cold=args.cold,
+                step_timeout=180.0,
                 drain_timeout=600.0,
                 on_progress=lambda text: print(text, file=sys.stderr, flush=True),
             )
