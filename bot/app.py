@@ -20,7 +20,12 @@ import aiogram
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramServerError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -317,6 +322,10 @@ class Whistle:
         for attempt in range(attempts):
             try:
                 return await call()
+            except TelegramRetryAfter as error:  # a 429 at start-up must not stop the service
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(error.retry_after)
             except (TelegramNetworkError, TelegramServerError):
                 if attempt == attempts - 1:
                     raise
