@@ -270,13 +270,20 @@ async def test_two_scanners_fire_each_rung_once_over_1000_cases(
                 .group_by(CaseEvent.case_id)
             )
         ).all()
-        reminders = await session.scalar(
+        single = await session.scalar(
             select(func.count())
             .select_from(OutboxMessage)
             .where(OutboxMessage.template == "ladder_reminder.html")
         )
+        digests = (
+            await session.scalars(
+                select(OutboxMessage).where(OutboxMessage.template == "ladder_digest.html")
+            )
+        ).all()
     assert len(fired) == 1000 and {n for _, n in fired} == {2}
-    assert reminders == 2000
+    # One group with many cases due at once: digests, each listing its scan's reminders.
+    # Each digest has a line per case (its latest rung).
+    assert digests and (single or 0) + sum(d.context["count"] for d in digests) >= 1000
 
 
 async def test_the_scan_reads_due_rows_through_the_index(factory: Any, database_url: str) -> None:
@@ -402,3 +409,24 @@ class TestWorkingHours:
         )
         with pytest.raises(DistrictError, match="working_hours"):
             parse_district(source, path="config.toml")
+
+
+async def test_many_cases_due_at_once_get_one_digest_in_the_group(
+    world: Whistle, api_server: BotAPIServer
+) -> None:
+    numbers = []
+    for _ in range(4):
+        case = await whistle(world, api_server)
+        numbers.append(case.number)
+        await api_server.wait_for_message(CGZF)
+    await settled(world)
+    await at(world, timedelta(hours=1), case)  # the yellow rung of all four at once
+    [digest] = await api_server.wait_for_message(CGZF)
+    assert digest.text.startswith("⏰ 本群有 4 件案件需要尽快处理")
+    assert all(number in digest.text for number in numbers)
+    assert digest.text.count("🟨") == 4 and digest.reply_to_message_id is None
+    assert len(digest.text.splitlines()) == 1 + 4  # the title and one line per case
+    await settled(world)
+    # The cards themselves still show the yellow card.
+    cards = [m for m in api_server.messages(CGZF) if "黄牌" in (m.caption or "")]
+    assert len(cards) == 4

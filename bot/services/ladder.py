@@ -139,19 +139,76 @@ async def fire_due(
             continue
         await _fire(session, district, scan, case, row, now)
         row.state, row.fired_at = EscalationState.FIRED, now
+    scan.send_reminders(session, district.default_language, now)
     return len(rows)
+
+
+# A group that would get reminders about this many cases from one scan gets one digest
+# listing them instead: a busy group stays readable, and its 20-a-minute budget goes to
+# real messages.
+DIGEST_FROM = 3
+DIGEST_LINES = 40  # then "and N more"
+
+
+@dataclass(frozen=True)
+class _Reminder:
+    template: str
+    context: dict[str, Any]
+    case: Case | None  # the reminder replies to this case's card; None: a plain message
 
 
 @dataclass(frozen=True)
 class _Scan:
     chats: dict[str, int]
     reachable: frozenset[int]  # people with a role who have started the bot
+    # Reminders to group chats, held until the scan ends: chat id → reminders.
+    held: dict[int, list[_Reminder]]
 
     @classmethod
     async def load(cls, session: AsyncSession, district: District) -> _Scan:
         ids = [person.telegram_id for person in district.people]
         known = await session.scalars(select(col(User.id)).where(col(User.id).in_(ids)))
-        return cls(await bound_chats(session, district), frozenset(known.all()))
+        return cls(await bound_chats(session, district), frozenset(known.all()), {})
+
+    def hold(self, chat_id: int, reminder: _Reminder) -> None:
+        self.held.setdefault(chat_id, []).append(reminder)
+
+    def send_reminders(self, session: AsyncSession, lang: str, now: datetime) -> None:
+        """Each group's reminders from this scan: one by one (a reply to each card), or one
+        digest when they are about ``DIGEST_FROM`` or more cases."""
+        for chat_id, reminders in self.held.items():
+            if len({r.context["number"] for r in reminders}) < DIGEST_FROM:
+                for reminder in reminders:
+                    case = reminder.case
+                    enqueue(
+                        session,
+                        chat_id=chat_id,
+                        locale=lang,
+                        now=now,
+                        template=reminder.template,
+                        context=reminder.context,
+                        target=notify.case_link(case, notify.CARD) if case else None,
+                        link=notify.case_link(case, "reminder") if case else None,
+                    )
+                continue
+            # One line per case: its latest rung (rows fire in due order).
+            latest = {r.context["number"]: r.context for r in reminders}
+            items = list(latest.values())
+            shown = items[:DIGEST_LINES]
+            enqueue(
+                session,
+                chat_id=chat_id,
+                locale=lang,
+                now=now,
+                template="ladder_digest.html",
+                context={
+                    "items": shown,
+                    "count": len(items),
+                    "more": len(items) - len(shown),
+                    "for_center": all(r.case is None for r in reminders),
+                },
+            )
+        self.held.clear()
 
 
 def _still_applies(case: Case, row: Escalation) -> bool:
@@ -255,31 +312,14 @@ async def _tell(
     context: dict[str, Any],
     now: datetime,
 ) -> None:
-    lang = district.default_language
     if audience is Audience.DEPARTMENT:
         chat_id = scan.chats.get(case.department or "")
         if chat_id is not None:
-            enqueue(
-                session,
-                chat_id=chat_id,
-                locale=lang,
-                now=now,
-                template="ladder_reminder.html",
-                context=context,
-                target=notify.case_link(case, notify.CARD),
-                link=notify.case_link(case, "reminder"),
-            )
+            scan.hold(chat_id, _Reminder("ladder_reminder.html", context, case))
     elif audience is Audience.CENTER:
         center = scan.chats.get(CENTER)
         if center is not None:
-            enqueue(
-                session,
-                chat_id=center,
-                locale=lang,
-                now=now,
-                template="ladder_center.html",
-                context=context,
-            )
+            scan.hold(center, _Reminder("ladder_center.html", context, None))
     elif audience is Audience.SUPERVISION:
         await _push_to_supervision(session, district, case, context, now)
     else:
