@@ -67,23 +67,11 @@ class UnitOfWork(BaseMiddleware):
                     await self._prepare(session, data, now)
                     user = data.get("user")
                     if user is not None and user.blocked_at is not None:
+                        # No handler runs; the notice (if any) commits with the claim.
                         self._refuse_blocked(session, event, data, user)
-                        return None
-                    savepoint = await session.begin_nested()
-                    try:
-                        result = await handler(event, data)
-                    except UserError as error:
-                        await savepoint.rollback()
-                        self._answer(session, event, data, error.message_id, error.params)
-                        log_event(
-                            logger,
-                            "update.refused",
-                            update_id=event.update_id,
-                            reason=error.message_id,
-                        )
                         result = None
                     else:
-                        await savepoint.commit()
+                        result = await self._run(handler, event, data, session)
             finally:
                 current_session.reset(token)
         if session.info.get(OUTBOX_WRITTEN):
@@ -109,6 +97,21 @@ class UnitOfWork(BaseMiddleware):
             t=self.catalogues.translator(lang),
             now=now,
         )
+
+    async def _run(
+        self, handler: Handler, event: Update, data: dict[str, Any], session: AsyncSession
+    ) -> Any:
+        """The handler in a savepoint: a UserError undoes its changes and is answered."""
+        savepoint = await session.begin_nested()
+        try:
+            result = await handler(event, data)
+        except UserError as error:
+            await savepoint.rollback()
+            self._answer(session, event, data, error.message_id, error.params)
+            log_event(logger, "update.refused", update_id=event.update_id, reason=error.message_id)
+            return None
+        await savepoint.commit()
+        return result
 
     def _refuse_blocked(
         self, session: AsyncSession, event: Update, data: dict[str, Any], user: User
