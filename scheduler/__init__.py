@@ -4,6 +4,7 @@ nothing depends on in-memory timers surviving a restart (job stores are not used
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -22,58 +23,26 @@ def build_scheduler(
     on_commit: Callable[[], None],
 ) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC")
-    scheduler.add_job(
-        jobs.escalate_due_cases,
-        IntervalTrigger(seconds=30),
-        kwargs={"factory": factory, "clock": clock, "district": district, "on_commit": on_commit},
-        id="escalate_due_cases",
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=3600,
-    )
-    scheduler.add_job(
-        jobs.settle_help_requests,
-        IntervalTrigger(seconds=30),
-        kwargs={"factory": factory, "clock": clock, "district": district, "on_commit": on_commit},
-        id="settle_help_requests",
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=3600,
-    )
-    scheduler.add_job(
-        jobs.close_unrated_cases,
-        IntervalTrigger(minutes=1),
-        kwargs={"factory": factory, "clock": clock, "district": district, "on_commit": on_commit},
-        id="close_unrated_cases",
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=3600,
-    )
-    scheduler.add_job(
-        jobs.refund_expired_codes,
-        IntervalTrigger(minutes=5),
-        kwargs={"factory": factory, "clock": clock, "district": district, "on_commit": on_commit},
-        id="refund_expired_codes",
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=3600,
-    )
-    scheduler.add_job(
-        jobs.apply_retention,
-        IntervalTrigger(hours=1),
-        kwargs={"factory": factory, "clock": clock, "district": district},
-        id="apply_retention",
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=3600,
-    )
-    scheduler.add_job(
-        jobs.prune_processed_updates,
-        IntervalTrigger(hours=6),
-        kwargs={"factory": factory, "clock": clock},
-        id="prune_processed_updates",
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=3600,
-    )
+    base = {"factory": factory, "clock": clock}
+    with_district = {**base, "district": district}
+    waking = {**with_district, "on_commit": on_commit}
+
+    def every(job: Callable[..., Any], trigger: IntervalTrigger, kwargs: dict[str, Any]) -> None:
+        # One run at a time; a run missed while the process was busy or down runs once.
+        scheduler.add_job(
+            job,
+            trigger,
+            kwargs=kwargs,
+            id=job.__name__,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=3600,
+        )
+
+    every(jobs.escalate_due_cases, IntervalTrigger(seconds=30), waking)
+    every(jobs.settle_help_requests, IntervalTrigger(seconds=30), waking)
+    every(jobs.close_unrated_cases, IntervalTrigger(minutes=1), waking)
+    every(jobs.refund_expired_codes, IntervalTrigger(minutes=5), waking)
+    every(jobs.apply_retention, IntervalTrigger(hours=1), with_district)
+    every(jobs.prune_processed_updates, IntervalTrigger(hours=6), base)
     return scheduler

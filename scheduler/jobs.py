@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.db import SessionFactory, transaction
@@ -34,6 +36,29 @@ async def close_unrated_cases(
     return closed
 
 
+async def _in_batches(
+    factory: SessionFactory,
+    fire: Callable[[AsyncSession, int], Awaitable[int]],
+    *,
+    on_commit: Callable[[], None],
+    batch: int,
+    event: str,
+) -> int:
+    """Run ``fire`` in short transactions of at most ``batch`` rows until fewer come back."""
+    total = 0
+    while True:
+        async with transaction(factory) as session:
+            settled = await fire(session, batch)
+        total += settled
+        if settled:
+            on_commit()
+        if settled < batch:
+            break
+    if total:
+        log_event(logger, event, settled=total)
+    return total
+
+
 async def escalate_due_cases(
     *,
     factory: SessionFactory,
@@ -43,18 +68,13 @@ async def escalate_due_cases(
     batch: int = 200,
 ) -> int:
     """Settle every rung of the card ladder that is due, in batches of short transactions."""
-    total = 0
-    while True:
-        async with transaction(factory) as session:
-            settled = await ladder.fire_due(session, district, now=clock.now(), limit=batch)
-        total += settled
-        if settled:
-            on_commit()
-        if settled < batch:
-            break
-    if total:
-        log_event(logger, "job.escalate_due_cases", settled=total)
-    return total
+
+    async def fire(session: AsyncSession, limit: int) -> int:
+        return await ladder.fire_due(session, district, now=clock.now(), limit=limit)
+
+    return await _in_batches(
+        factory, fire, on_commit=on_commit, batch=batch, event="job.escalate_due_cases"
+    )
 
 
 async def settle_help_requests(
@@ -66,18 +86,13 @@ async def settle_help_requests(
     batch: int = 200,
 ) -> int:
     """Help requests whose due time came: announce again, tell the office, or close as helped."""
-    total = 0
-    while True:
-        async with transaction(factory) as session:
-            settled = await volunteers.fire_due(session, district, now=clock.now(), limit=batch)
-        total += settled
-        if settled:
-            on_commit()
-        if settled < batch:
-            break
-    if total:
-        log_event(logger, "job.settle_help_requests", settled=total)
-    return total
+
+    async def fire(session: AsyncSession, limit: int) -> int:
+        return await volunteers.fire_due(session, district, now=clock.now(), limit=limit)
+
+    return await _in_batches(
+        factory, fire, on_commit=on_commit, batch=batch, event="job.settle_help_requests"
+    )
 
 
 async def refund_expired_codes(
