@@ -1,1 +1,2 @@
-"""Benchmarks, run as modules (``python -m bench.keywords``); results go to bench/results/."""
+"""Benchmarks: ``python -m bench`` runs them all and prints a table; each module also runs
+on its own (``python -m bench.keywords``). Results go to bench/results/."""

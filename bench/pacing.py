@@ -148,7 +148,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 server.send_text(user, "hi")
             for group in groups:
                 server.create_group(group, f"group {group}")
-            settings = Settings(  # type: ignore[call-arg]
+            settings = Settings(
                 _env_file=None,
                 BOT_TOKEN=TOKEN,
                 TELEGRAM_API_BASE=server.base_url,
@@ -157,9 +157,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 SEND_GROUP_PER_MINUTE=limits.group_per_minute,
                 SEND_PRIVATE_PER_SECOND=limits.private_per_second,
                 SEND_BURST=limits.burst,
+                WEB_ENABLED=False,
             )
             app = Whistle(settings=settings, district=district)
-            await app.start(polling=False)
+            await app.start(receive=False)
             try:
                 fan_out = [private[i % args.chats] for i in range(args.private)]
                 one = await run_once(app, server, fan_out, limits)

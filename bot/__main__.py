@@ -1,6 +1,8 @@
 """``python -m bot`` runs the service (long polling, or a webhook when WEBHOOK_URL is set);
 ``python -m bot migrate`` only migrates;
-``python -m bot check`` validates the district file, the keyword library and settings."""
+``python -m bot check`` validates the district file, the keyword library and settings;
+``python -m bot playground`` (also ``python -m bot`` without a BOT_TOKEN) starts the playground:
+the bot against the project's own Bot API server, with a web page standing in for Telegram."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ import sys
 
 from pydantic import ValidationError
 
-from bot.db import migrate
+from bot.db import create_engine, migrate
 from bot.district import DistrictError, load_district, resolve_district_path
 from bot.logs import configure_logging, log_event
+from bot.replicas import StartupError, check_database
 from bot.settings import Settings
 from bot.warning import LibraryError, load_library, resolve_keywords_path
 
@@ -42,6 +45,10 @@ async def _run(settings: Settings) -> int:
             logger.error("app.failed", exc_info=failing.exception())
             return 1
         return 0
+    except StartupError as error:
+        logger.error("app.start_failed", extra={"reason": "unavailable"})
+        print(f"Whistle cannot start: {error}", file=sys.stderr)
+        return 1
     except Exception:
         # e.g. the web port is taken or Telegram refused the webhook URL
         logger.exception("app.start_failed")
@@ -53,10 +60,27 @@ async def _run(settings: Settings) -> int:
         await app.stop()
 
 
+async def _migrate(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await check_database(engine, url)
+    finally:
+        await engine.dispose()
+    await migrate(url)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     parser.add_argument(
-        "command", nargs="?", default="run", choices=["run", "migrate", "check", "replay-ladder"]
+        "command",
+        nargs="?",
+        default="run",
+        choices=["run", "migrate", "check", "replay-ladder", "playground"],
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="playground: the page's address")
+    parser.add_argument("--port", type=int, default=8000, help="playground: the page's port")
+    parser.add_argument(
+        "--no-browser", action="store_true", help="playground: do not open a web browser"
     )
     args = parser.parse_args(argv)
     try:
@@ -95,16 +119,30 @@ def main(argv: list[str] | None = None) -> int:
         print(format_deliveries(asyncio.run(replay_ladder(district))))
         return 0
     if args.command == "migrate":
-        asyncio.run(migrate(settings.database_url))
+        try:
+            asyncio.run(_migrate(settings.database_url))
+        except StartupError as error:
+            print(f"Whistle cannot migrate: {error}", file=sys.stderr)
+            return 1
         log_event(logger, "db.migrated")
         return 0
-    if settings.bot_token is None:
-        print(
-            "BOT_TOKEN is not set. Put BOT_TOKEN=<token from @BotFather> in .env "
-            "(see README.md, Configuration).",
-            file=sys.stderr,
+    if args.command == "playground" or settings.bot_token is None:
+        from pathlib import Path
+
+        from bot import playground
+
+        if args.command != "playground":
+            print("BOT_TOKEN is not set: starting the playground.", flush=True)
+        return asyncio.run(
+            playground.run(
+                settings,
+                district,
+                host=args.host,
+                port=args.port,
+                data_dir=Path("data"),
+                open_browser=not args.no_browser,
+            )
         )
-        return 2
     return asyncio.run(_run(settings))
 
 

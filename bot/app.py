@@ -13,6 +13,7 @@ import importlib.metadata
 import logging
 import platform
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -26,27 +27,40 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats
+from aiogram.fsm.middleware import FSMContextMiddleware
+from aiogram.fsm.storage.memory import DisabledEventIsolation
+from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
 
 from bot.clock import Clock, SystemClock
+from bot.dashboard import Dashboard
 from bot.db import SessionFactory, create_engine, migrate, session_factory, transaction
 from bot.district import District
 from bot.fsm import DatabaseStorage
 from bot.i18n import N_, Catalogues
 from bot.logs import log_event
 from bot.metrics import Metrics
-from bot.middlewares import UnitOfWork
+from bot.middlewares import UnitOfWork, UserIsolation
+from bot.open311 import Open311
+from bot.pacing import Budget, LocalBudget, Pacer
 from bot.polling import UpdatePolicy, poll
 from bot.rendering import Renderer, district_globals
+from bot.replicas import build_isolation, check_database, check_redis, connect_redis
 from bot.sender import OutboxSender
 from bot.services import routing
-from bot.services.menu import PRIVATE_COMMANDS
+from bot.services.dashboard import access_of
+from bot.services.menu import PRIVATE_COMMANDS, commands_for
 from bot.services.outbox import report_dead, send_text
+from bot.services.users import language_of
 from bot.settings import Settings
+from bot.shared_pacing import RedisBudget
+from bot.telegram_files import TelegramFiles
 from bot.warning import EarlyWarning, resolve_keywords_path
 from bot.web import WebService
 from handlers import build_routers
+from models import User
 from scheduler import build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -81,12 +95,28 @@ class Whistle:
             settings.bot_token.get_secret_value(),
             session=AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base)),
         )
+        # Photos shown on web pages are fetched through the bot.
+        self.files = TelegramFiles(self.bot)
+        # Several replicas share the pacing budget and the user locks in Redis.
+        self.redis = connect_redis(settings.redis_url) if settings.redis_url else None
+        budget: Budget = (
+            RedisBudget(
+                self.redis,
+                settings.send_limits(),
+                bot_id=self.bot.id,
+                prefix=settings.redis_prefix,
+            )
+            if self.redis is not None
+            else LocalBudget(Pacer(settings.send_limits()))
+        )
         self.sender = OutboxSender(
             bot=self.bot,
             factory=self.factory,
             renderer=Renderer(self.catalogues),
             clock=self.clock,
             limits=settings.send_limits(),
+            budget=budget,
+            claim_ttl=settings.outbox_claim_seconds,
             on_dead=functools.partial(
                 report_dead,
                 center_chat_id=district.governance_center.chat_id,
@@ -109,23 +139,41 @@ class Whistle:
             clock=self.clock,
             district=self.district,
             on_commit=self.sender.wake,
+            catalogues=self.catalogues,
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopped = False
 
     def _build_dispatcher(self) -> Dispatcher:
-        # aiogram's own FSM middleware is re-registered after the unit of work, so dialog state
-        # is read and written inside the update's transaction.
+        # One user's updates one at a time (over all replicas with Redis): the lock is taken
+        # before the unit of work and held until it has committed. aiogram's FSM middleware
+        # comes after the unit of work (without a lock of its own), so dialog state is read
+        # and written inside the update's transaction.
         dispatcher = Dispatcher(
             storage=DatabaseStorage(self.factory, self.clock),
+            events_isolation=build_isolation(
+                self.redis,
+                lock_seconds=self.settings.user_lock_seconds,
+                prefix=self.settings.redis_prefix,
+            ),
             disable_fsm=True,
             district=self.district,
             catalogues=self.catalogues,
             clock=self.clock,
             early_warning=self.early_warning,
+            # Where /dashboard's links point: set once the web server listens.
+            web_base_url=None,
+            dashboard_link_ttl=timedelta(minutes=self.settings.dashboard_link_minutes),
         )
+        dispatcher.update.outer_middleware(UserIsolation(dispatcher.fsm))
         dispatcher.update.outer_middleware(self.unit_of_work)
-        dispatcher.update.outer_middleware(dispatcher.fsm)
+        dispatcher.update.outer_middleware(
+            FSMContextMiddleware(
+                storage=dispatcher.fsm.storage,
+                events_isolation=DisabledEventIsolation(),
+                strategy=dispatcher.fsm.strategy,
+            )
+        )
         dispatcher.include_routers(*build_routers(self.catalogues))
         return dispatcher
 
@@ -133,6 +181,11 @@ class Whistle:
         """Start everything. ``receive=False`` takes no updates from Telegram (tests feed them
         to the dispatcher); otherwise long polling, or the webhook when WEBHOOK_URL is set."""
         webhook = self.settings.webhook_mode
+        # Fail fast, saying which, when the database or Redis does not answer.
+        await check_database(self.engine, self.settings.database_url)
+        if self.redis is not None:
+            assert self.settings.redis_url is not None
+            await check_redis(self.redis, self.settings.redis_url)
         await migrate(self.settings.database_url)
         me = await self._call_with_retry(self.bot.get_me)
         log_event(
@@ -149,6 +202,7 @@ class Whistle:
         if self.settings.web_enabled:
             self.web = self._build_web(webhook=webhook and receive)
             await self.web.start()
+            self.dispatcher["web_base_url"] = self.settings.public_base_url(self.web.bound_port)
         if not receive:
             return
         if webhook:
@@ -168,7 +222,7 @@ class Whistle:
     def _build_web(self, *, webhook: bool) -> WebService:
         settings = self.settings
         secret = settings.webhook_secret
-        return WebService(
+        service = WebService(
             factory=self.factory,
             metrics=self.metrics,
             mode="webhook" if settings.webhook_mode else "polling",
@@ -180,6 +234,32 @@ class Whistle:
             webhook_path=settings.resolved_webhook_path() if webhook else None,
             webhook_secret=secret.get_secret_value() if secret else None,
             max_body=settings.webhook_max_body,
+        )
+        Open311(
+            factory=self.factory,
+            district=self.district,
+            catalogues=self.catalogues,
+            clock=self.clock,
+            files=self.files,
+            early_warning=self.early_warning,
+            on_commit=self.sender.wake,
+            public_url=settings.web_public_url,
+        ).register(service.app)
+        self._build_dashboard().install(service.app)
+        return service
+
+    def _build_dashboard(self) -> Dashboard:
+        settings = self.settings
+        secret = settings.web_secret
+        return Dashboard(
+            factory=self.factory,
+            district=self.district,
+            catalogues=self.catalogues,
+            clock=self.clock,
+            files=self.files,
+            secret=secret.get_secret_value() if secret else None,
+            session_lasts=timedelta(hours=settings.dashboard_session_hours),
+            secure_cookie=settings.public_base_url().startswith("https://"),
         )
 
     async def _set_webhook(self) -> None:
@@ -239,6 +319,9 @@ class Whistle:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         await self.bot.session.close()
+        await self.sender.budget.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.engine.dispose()
         log_event(logger, "app.stopped")
 
@@ -315,6 +398,38 @@ class Whistle:
                 )
             except TelegramAPIError as error:
                 log_event(logger, "app.commands_failed", logging.WARNING, error=error.message)
+        await self._register_staff_commands()
+
+    async def _register_staff_commands(self) -> None:
+        """The menu with /dashboard for each person it is for, in their language. Only people
+        who have started the bot: Telegram knows no private chat with the others."""
+        staff = [
+            p.telegram_id for p in self.district.people if access_of(self.district, p.telegram_id)
+        ]
+        if not staff:
+            return
+        async with self.factory() as session:
+            users = (await session.scalars(select(User).where(col(User.id).in_(staff)))).all()
+        for user in users:
+            lang = language_of(user, self.catalogues.languages, self.catalogues.default_language)
+            t = self.catalogues.translator(lang)
+            commands = [BotCommand(command=c, description=t(d)) for c, d in commands_for(True)]
+            try:
+                await self._call_with_retry(
+                    functools.partial(
+                        self.bot.set_my_commands,
+                        commands,
+                        scope=BotCommandScopeChat(chat_id=user.id),
+                    )
+                )
+            except TelegramAPIError as error:
+                log_event(
+                    logger,
+                    "app.commands_failed",
+                    logging.WARNING,
+                    user_id=user.id,
+                    error=error.message,
+                )
 
     @staticmethod
     async def _call_with_retry(call: Callable[[], Awaitable[T]], attempts: int = 5) -> T:

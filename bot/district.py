@@ -14,6 +14,7 @@ uses; nothing else should walk the raw TOML.
 from __future__ import annotations
 
 import difflib
+import hmac
 import re
 import tomllib
 import types
@@ -36,6 +37,7 @@ from pydantic import (
     Strict,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -54,11 +56,13 @@ __all__ = [
     "DistrictInfo",
     "DistrictProblem",
     "GovernanceCenter",
+    "Integration",
     "Merchant",
     "Names",
     "Offer",
     "Person",
     "Points",
+    "Reports",
     "Role",
     "StreetOffice",
     "Supervision",
@@ -405,6 +409,30 @@ class Privacy(_Frozen):
     retention_days: Annotated[int, Strict(), Field(ge=1, le=36500)] | None = None
 
 
+ClockTime = Annotated[str, Strict(), AfterValidator(_check_clock_time)]
+
+
+class Reports(_Frozen):
+    """Scheduled reports (日通报、周分析、月调度), at local times of the district: daily with
+    yesterday's figures and today's overdue cases, weekly on Mondays (last week, a chart and
+    the departments' league table), monthly on the 1st (last month, with cards and reopens).
+    A time left out (or set to "") turns that report off. They go to the governance center's
+    group, to the leaders in private (``leaders``) and to any further group in ``chats``."""
+
+    daily: ClockTime | None = "08:00"
+    weekly: ClockTime | None = "08:30"
+    monthly: ClockTime | None = "09:00"
+    leaders: StrictBool = True
+    chats: Annotated[tuple[GroupChatId, ...], AfterValidator(_check_no_duplicates)] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_off(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: (None if v == "" else v) for k, v in data.items()}
+        return data
+
+
 class LadderStep(_Frozen):
     """What a rung does: the card it shows, who it tells, the task it sets."""
 
@@ -511,6 +539,20 @@ class Names(_Frozen):
         return dict(self.texts)
 
 
+Latitude = Annotated[float, Strict(), Field(ge=-90, le=90)]
+Longitude = Annotated[float, Strict(), Field(ge=-180, le=180)]
+Corner = tuple[Latitude, Longitude]
+
+
+def _check_outline(corners: tuple[Corner, ...]) -> tuple[Corner, ...]:
+    if len(corners) < 3:
+        raise _invalid(
+            "outline_too_short",
+            f"an outline needs at least 3 [latitude, longitude] corners, not {len(corners)}",
+        )
+    return corners
+
+
 class DistrictInfo(_Frozen):
     names: Names
     case_prefix: Annotated[str, Strict(), AfterValidator(_check_case_prefix)]
@@ -518,6 +560,9 @@ class DistrictInfo(_Frozen):
     timezone: Annotated[str, Strict(), AfterValidator(_check_timezone)]
     # Hours a resident has to rate an answer before the case closes as unrated.
     rating_hours: Annotated[int, Strict(), Field(ge=1, le=24 * 30)] = 72
+    # The district's boundary as [latitude, longitude] corners, for the dashboard's map of
+    # open cases (drawn offline); without it the map fits the cases themselves.
+    outline: Annotated[tuple[Corner, ...], AfterValidator(_check_outline)] | None = None
 
     @property
     def tzinfo(self) -> ZoneInfo:
@@ -614,6 +659,29 @@ class Merchant(_Frozen):
         return next((offer for offer in self.offers if offer.code == code), None)
 
 
+_MIN_API_KEY: Final = 16
+
+
+def _check_api_key(value: str) -> str:
+    # The key itself is never repeated in a message: error output ends up in logs.
+    if len(value) < _MIN_API_KEY or any(char.isspace() for char in value):
+        raise _invalid(
+            "api_key_format",
+            f"an api_key needs at least {_MIN_API_KEY} characters and no spaces "
+            "(e.g. from `openssl rand -hex 24`)",
+        )
+    return value
+
+
+class Integration(_Frozen):
+    """A system that files and follows cases through the Open311 API (the 12345 hotline …),
+    with the key it sends as ``api_key``. Its cases show its name instead of a resident's."""
+
+    code: Code
+    names: Names
+    api_key: Annotated[str, Strict(), AfterValidator(_check_api_key)] = Field(repr=False)
+
+
 class StreetOffice(_Frozen):
     """镇(街道): triages and whistles."""
 
@@ -646,12 +714,28 @@ class Category(_Frozen):
 
 
 class Person(_Frozen):
+    """Someone with a role in the district, or staff of departments (``departments`` alone:
+    they may sign in to the dashboard for those departments' cases)."""
+
     telegram_id: UserId
     name: Text
-    roles: Annotated[
-        tuple[Role, ...], AfterValidator(_check_not_empty), AfterValidator(_check_no_duplicates)
-    ]
+    # Validated before the roles, which may be left empty by department staff.
     departments: Annotated[tuple[Code, ...], AfterValidator(_check_no_duplicates)] = ()
+    roles: Annotated[tuple[Role, ...], AfterValidator(_check_no_duplicates)] = Field(
+        default=(), validate_default=True
+    )
+
+    @field_validator("roles")
+    @classmethod
+    def _roles_or_departments(
+        cls, roles: tuple[Role, ...], info: ValidationInfo
+    ) -> tuple[Role, ...]:
+        if not roles and not info.data.get("departments"):
+            raise _invalid(
+                "empty",
+                "must list at least one role, or the person's departments (department staff)",
+            )
+        return roles
 
     def has_role(self, role: Role | str) -> bool:
         return role in self.roles
@@ -681,8 +765,10 @@ class District(_Frozen):
     bundling: Bundling = Field(default_factory=Bundling)
     intake: Intake = Field(default_factory=Intake)
     privacy: Privacy = Field(default_factory=Privacy)
+    reports: Reports = Field(default_factory=Reports)
     points: Points = Field(default_factory=Points)
     merchants: tuple[Merchant, ...] = ()
+    integrations: tuple[Integration, ...] = ()
 
     _languages: tuple[str, ...] = PrivateAttr(default=DEFAULT_LANGUAGES)
     _street_offices: dict[str, StreetOffice] = PrivateAttr(default_factory=dict)
@@ -796,6 +882,17 @@ class District(_Frozen):
     def merchant(self, code: str) -> Merchant | None:
         return next((merchant for merchant in self.merchants if merchant.code == code), None)
 
+    def integration(self, code: str) -> Integration | None:
+        return next((item for item in self.integrations if item.code == code), None)
+
+    def integration_by_key(self, api_key: str) -> Integration | None:
+        """The integration whose key this is; every key is compared in constant time."""
+        found = None
+        for item in self.integrations:
+            if hmac.compare_digest(item.api_key.encode(), api_key.encode()):
+                found = item
+        return found
+
     def merchants_of(self, telegram_id: int) -> tuple[Merchant, ...]:
         """The merchants whose staff include this person (who may check their codes)."""
         return tuple(m for m in self.merchants if telegram_id in m.telegram_ids)
@@ -829,6 +926,7 @@ class District(_Frozen):
         candidates += [office.chat_id for office in self.street_offices]
         for department in self.departments:
             candidates += [department.chat_id, department.volunteer_chat_id]
+        candidates += list(self.reports.chats)
         return tuple(chat_id for chat_id in candidates if chat_id is not None)
 
 
@@ -837,7 +935,7 @@ class District(_Frozen):
 # --------------------------------------------------------------------------------------------
 
 _NAMED_TABLES: Final = ("district", "governance_center", "supervision")
-_NAMED_ARRAYS: Final = ("street_offices", "departments", "categories")
+_NAMED_ARRAYS: Final = ("street_offices", "departments", "categories", "integrations")
 
 
 def _languages_from(context: Any) -> tuple[str, ...]:
@@ -953,6 +1051,7 @@ def _document_problems(
     _check_chat_ids(data, report)
     _check_points(data, report)
     _check_merchants(data, report)
+    _check_integrations(data, report)
     return problems
 
 
@@ -1192,6 +1291,26 @@ def _check_merchants(data: Mapping[str, Any], report: _Report) -> None:
                 )
             else:
                 seen[code] = position
+
+
+def _check_integrations(data: Mapping[str, Any], report: _Report) -> None:
+    _check_unique(data, "integrations", "code", "duplicate integration code", report)
+    # Keys identify the system filing a case, so two systems cannot share one; the message
+    # names where the key was first used, never the key.
+    seen: dict[str, int] = {}
+    for index, item in _items(data, "integrations"):
+        key = item.get("api_key")
+        if not isinstance(key, str):
+            continue
+        if key in seen:
+            report(
+                ("integrations", index, "api_key"),
+                "duplicate_api_key",
+                f"this api_key is already used by integrations[{seen[key]}]; "
+                "every integrating system needs its own key",
+            )
+        else:
+            seen[key] = index
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.types import TelegramObject, Update
 from aiogram.types import User as TelegramUser
 from aiogram.types.update import UpdateTypeLookupError
@@ -34,6 +35,23 @@ from models import User
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class UserIsolation(BaseMiddleware):
+    """One user's updates (per chat, as aiogram keys dialog state) are handled one at a time:
+    the FSM middleware's event isolation (in the process, or in Redis across replicas) is held
+    around the whole unit of work, commit included, so the next update of the same user never
+    reads dialog state an uncommitted transaction is about to change."""
+
+    def __init__(self, fsm: FSMContextMiddleware) -> None:
+        self.fsm = fsm
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        context = self.fsm.resolve_event_context(data["bot"], data)
+        if context is None:
+            return await handler(event, data)
+        async with self.fsm.events_isolation.lock(context.key):
+            return await handler(event, data)
 
 
 class UnitOfWork(BaseMiddleware):

@@ -13,6 +13,10 @@ Every send is counted from the moment its answer arrived (and as "in use" while 
 never from when it started: the server saw the request somewhere in between, so the sender's
 count can only be more cautious than the server's, whatever the network's latency.
 ``answerCallbackQuery`` is not a message to a chat and spends no budget.
+
+The sender asks a :class:`Budget`: :class:`LocalBudget` keeps these budgets in the process (one
+replica), :class:`bot.shared_pacing.RedisBudget` keeps the same budgets in Redis so that
+several replicas together stay within the bot's limits.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 # Float comparisons at the edge of a window must land on the safe side.
 EPSILON = 0.002
@@ -145,6 +150,16 @@ class Pacer:
             group.take()
         return Ticket(chat_id, self.overall, group, bucket)
 
+    def cancel(self, ticket: Ticket) -> None:
+        """Give back what :meth:`take` took, for a call that was not made after all."""
+        for window in (ticket.window, ticket.group):
+            if window is not None:
+                window.in_flight = max(0, window.in_flight - 1)
+        if ticket.bucket is not None:
+            ticket.bucket.tokens = min(ticket.bucket.burst, ticket.bucket.tokens + 1.0)
+        ticket.window = ticket.group = None
+        ticket.bucket = None
+
     def release(self, ticket: Ticket) -> None:
         at = self.clock()
         for window in (ticket.window, ticket.group):
@@ -177,3 +192,57 @@ class Pacer:
             del self._chats[chat_id]
         for chat_id in [c for c, w in self._groups.items() if w.idle(now)]:
             del self._groups[chat_id]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A budget's answer: a ticket to call now, or how long to wait (None: until a call in
+    flight ends); ``overall`` when the overall budget said no, so every chat waits."""
+
+    ticket: Any = None
+    wait: float | None = 0.0
+    overall: bool = False
+
+
+class Budget(Protocol):
+    """What the sender asks before a paced call and tells after it."""
+
+    async def acquire(self, chat_id: int) -> Grant:
+        """Check every budget the call spends and take them all, or none."""
+        ...
+
+    async def release(self, ticket: Any) -> None:
+        """The call's answer arrived: count it from now."""
+        ...
+
+    async def cancel(self, ticket: Any) -> None:
+        """The call was not made: give the budget back."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class LocalBudget:
+    """The budgets in this process: enough when one process sends."""
+
+    def __init__(self, pacer: Pacer) -> None:
+        self.pacer = pacer
+
+    async def acquire(self, chat_id: int) -> Grant:
+        now = self.pacer.clock()
+        wait = self.pacer.global_wait(now)
+        if wait != 0:
+            return Grant(wait=wait, overall=True)
+        wait = self.pacer.chat_wait(chat_id, now)
+        if wait != 0:
+            return Grant(wait=wait)
+        return Grant(ticket=self.pacer.take(chat_id, now))
+
+    async def release(self, ticket: Any) -> None:
+        self.pacer.release(ticket)
+
+    async def cancel(self, ticket: Any) -> None:
+        self.pacer.cancel(ticket)
+
+    async def close(self) -> None:
+        return None

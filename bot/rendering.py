@@ -22,6 +22,7 @@ from aiogram.methods import (
     TelegramMethod,
 )
 from aiogram.types import (
+    BufferedInputFile,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputMediaAudio,
@@ -71,6 +72,10 @@ def district_globals(district: District) -> dict[str, Any]:
         moment = datetime.fromisoformat(iso).astimezone(district.tzinfo)
         return moment.strftime("%Y-%m-%d %H:%M")
 
+    def integration_name(code: str | None, lang: str) -> str:
+        integration = district.integration(code) if code else None
+        return integration.names.get(lang) if integration else (code or "")
+
     def unit_names(codes: list[str], lang: str) -> str:
         return ", ".join(unit_name(code, lang) for code in codes)
 
@@ -78,6 +83,7 @@ def district_globals(district: District) -> dict[str, Any]:
         "unit_name": unit_name,
         "unit_names": unit_names,
         "category_name": category_name,
+        "integration_name": integration_name,
         "local_time": local_time,
     }
 
@@ -138,8 +144,14 @@ class Renderer:
             rows.append(buttons)
         return InlineKeyboardMarkup(inline_keyboard=rows)
 
-    def method(self, row: OutboxMessage, target_message_id: int | None) -> TelegramMethod[Any]:
-        """Build the call. ``target_message_id`` is the resolved message of ``row.target``."""
+    def method(
+        self,
+        row: OutboxMessage,
+        target_message_id: int | None,
+        upload: BufferedInputFile | None = None,
+    ) -> TelegramMethod[Any]:
+        """Build the call. ``target_message_id`` is the resolved message of ``row.target``;
+        ``upload`` is the file a row with ``params["upload"]`` sends (a chart, an export)."""
         text = self.text(row)
         markup = self.keyboard(row)
         p = row.params
@@ -162,7 +174,7 @@ class Renderer:
             case "sendPhoto":
                 return SendPhoto(
                     chat_id=chat_id,
-                    photo=p["photo"],
+                    photo=upload or p["photo"],
                     caption=_checked(text, CAPTION_LIMIT),
                     parse_mode="HTML",
                     reply_markup=markup,
@@ -182,7 +194,7 @@ class Renderer:
             case "sendDocument":
                 return SendDocument(
                     chat_id=chat_id,
-                    document=p["document"],
+                    document=upload or p["document"],
                     caption=_checked(text, CAPTION_LIMIT),
                     parse_mode="HTML",
                     reply_parameters=reply,

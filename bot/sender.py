@@ -7,8 +7,17 @@ the record can repeat that one message; Telegram offers no idempotency key, so t
 kept to a single call.
 
 Pacing: before a call the chat's head must have budget under Telegram's limits
-(:mod:`bot.pacing`); a chat without budget waits while the others go on, so messages queue
-instead of drawing 429s. A 429 that comes anyway is honoured for that chat only.
+(:mod:`bot.pacing`, or :mod:`bot.shared_pacing` when replicas share the budget in Redis); a
+chat without budget waits while the others go on, so messages queue instead of drawing 429s.
+A 429 that comes anyway is honoured for that chat only.
+
+Replicas: every replica runs a sender on the same outbox. Before sending a chat's head, a
+sender claims it (``claimed_by``/``claimed_until``, one conditional UPDATE that succeeds only
+while the row is still pending, due, unclaimed or its claim has lapsed, and no earlier row of
+its chat is pending), renews its claims while the calls last and clears the claim when it
+records the outcome. So a row is sent by one sender at a time, each chat has at most one call
+in flight over all replicas (its order holds), and the chats of a replica that died are taken
+over once its claims lapse (``claim_ttl``). Claims use the wall clock, not the business clock.
 
 Coalescing happens here, when a chat's head is picked: of a run of consecutive pending edits of
 one chat, only the newest edit of each message (same method, same target) is sent; the older
@@ -28,9 +37,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
+import socket
+import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiogram import Bot
@@ -43,18 +55,19 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import Message
-from sqlalchemy import func, select, update
+from aiogram.types import BufferedInputFile, Message
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from bot.clock import Clock
 from bot.db import SessionFactory, transaction
 from bot.logs import log_event
 from bot.metrics import Metrics
-from bot.pacing import Limits, Pacer, Ticket
+from bot.pacing import Budget, Limits, LocalBudget, Pacer
 from bot.rendering import Renderer, RenderError
-from models import MessageLink, OutboxMessage, OutboxStatus
+from models import MessageLink, OutboxFile, OutboxMessage, OutboxStatus
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +77,7 @@ CHAT_GONE = ("chat not found", "group chat was deactivated", "peer_id_invalid")
 EDIT_METHODS = frozenset({"editMessageText", "editMessageCaption", "editMessageReplyMarkup"})
 COALESCE_SCAN = 100
 READY_TTL = 1.0  # seconds a read of due heads is used while the overall budget holds them
+CLAIM_TTL = 30.0  # seconds a claim lasts unless renewed (a dead replica's chats wait this long)
 
 # (session, rows that just died, now, ids of rows being sent right now) → None
 DeadHook = Callable[[AsyncSession, list[OutboxMessage], datetime, Collection[int]], Awaitable[Any]]
@@ -79,6 +93,9 @@ class OutboxSender:
         clock: Clock,
         limits: Limits | None = None,
         pacer: Pacer | None = None,
+        budget: Budget | None = None,
+        owner: str | None = None,
+        claim_ttl: float = CLAIM_TTL,
         on_dead: DeadHook | None = None,
         max_attempts: int = 8,
         retry_base: float = 1.0,
@@ -92,6 +109,10 @@ class OutboxSender:
         self.renderer = renderer
         self.clock = clock
         self.pacer = pacer or Pacer(limits or Limits())
+        self.budget: Budget = budget or LocalBudget(self.pacer)
+        # Who this sender is in the claims of outbox rows: unique per process.
+        self.owner = owner or sender_identity()
+        self.claim_ttl = claim_ttl
         self.on_dead = on_dead
         self.max_attempts = max_attempts
         self.retry_base = retry_base
@@ -126,6 +147,7 @@ class OutboxSender:
     async def run(self) -> None:
         """Deliver until :meth:`request_stop` (or cancellation)."""
         self._stopping = False
+        renewing = asyncio.create_task(self._renew_claims(), name="outbox-claims")
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -144,8 +166,33 @@ class OutboxSender:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
+            renewing.cancel()
             for task in self._tasks:
                 task.cancel()
+
+    async def _renew_claims(self) -> None:
+        """Keep the claims of the rows being sent from lapsing while their calls last."""
+        while True:
+            await asyncio.sleep(self.claim_ttl / 3)
+            ids = list(self._in_flight.values())
+            if not ids:
+                continue
+            try:
+                async with transaction(self.factory) as session:
+                    await session.execute(
+                        update(OutboxMessage)
+                        .where(
+                            col(OutboxMessage.id).in_(ids),
+                            col(OutboxMessage.claimed_by) == self.owner,
+                            col(OutboxMessage.status) == OutboxStatus.PENDING,
+                        )
+                        .values(claimed_until=_wall_now() + timedelta(seconds=self.claim_ttl))
+                        .execution_options(synchronize_session=False)
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("outbox.renew_failed")
 
     async def dispatch(self) -> float:
         """Start a delivery for every due chat head that has budget; returns how long the
@@ -155,9 +202,10 @@ class OutboxSender:
         if len(self._tasks) >= self.concurrency:
             return self.idle_interval  # a finishing delivery wakes the loop
         blocked = set(self._in_flight) | set(self._paced)
-        # Heads read earlier but held back by the overall budget are still the heads of their
-        # chats (only this sender moves a chat's head, and it drops them when it touches other
-        # rows): use them while they are fresh instead of reading again each time a slot frees.
+        # Heads read earlier but held back by the overall budget are most likely still the
+        # heads of their chats (this sender drops them when it touches other rows, and the
+        # claim catches one another replica moved): use them while they are fresh instead of
+        # reading again each time a slot frees.
         if self._stale or not self._ready or now - self._ready_at > READY_TTL:
             self._stale = False
             self._ready = list(await self.due_heads(exclude=blocked))
@@ -172,25 +220,17 @@ class OutboxSender:
             if len(self._tasks) >= self.concurrency or global_full:
                 held.append(row)
                 continue
-            ticket: Ticket | None = None
-            if self.pacer.paced(row.method):
-                wait = self.pacer.global_wait(now)
-                if wait != 0:
-                    global_full, global_wait = True, wait
-                    held.append(row)
+            ticket: Any = None
+            if Pacer.paced(row.method):
+                grant = await self.budget.acquire(row.chat_id)
+                if grant.ticket is None:
+                    if grant.overall:
+                        global_full, global_wait = True, grant.wait
+                        held.append(row)
+                    elif grant.wait is not None:
+                        self._paced[row.chat_id] = now + grant.wait
                     continue
-                wait = self.pacer.chat_wait(row.chat_id, now)
-                if wait is None:
-                    continue
-                if wait > 0:
-                    self._paced[row.chat_id] = now + wait
-                    continue
-            if row.method in EDIT_METHODS and await self._coalesce(row):
-                started += 1  # the chat has a new head: look again
-                self._stale = True
-                continue
-            if self.pacer.paced(row.method):
-                ticket = self.pacer.take(row.chat_id, now)
+                ticket = grant.ticket
             self._start(row, ticket)
             blocked.add(row.chat_id)
             started += 1
@@ -205,40 +245,110 @@ class OutboxSender:
             waits.append(min(self._paced.values()) - now)
         return max(0.005, min(waits))
 
-    def _start(self, row: OutboxMessage, ticket: Ticket | None) -> None:
+    def _start(self, row: OutboxMessage, ticket: Any) -> None:
         assert row.id is not None
         self._in_flight[row.chat_id] = row.id
         task = asyncio.create_task(self._deliver_task(row, ticket))
         self._tasks.add(task)
 
-    async def _deliver_task(self, row: OutboxMessage, ticket: Ticket | None) -> None:
+    async def _deliver_task(self, row: OutboxMessage, ticket: Any) -> None:
+        spent = False
         try:
+            claimed = await self._claim(row)
+            if claimed is None:
+                self._stale = True  # another replica has this chat, or the row moved on
+                return
+            row = claimed  # as it is now (a dead-message report may have grown meanwhile)
+            if row.method in EDIT_METHODS and await self._coalesce(row):
+                self._stale = True  # the chat has a new head: look again
+                return
+            spent = True
             await self.deliver(row, ticket)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("outbox.delivery_failed", extra={"outbox_id": row.id})
+            with contextlib.suppress(Exception):
+                await self._unclaim(row)
         finally:
-            if ticket is not None:
-                self.pacer.release(ticket)
+            if ticket is not None and not spent:
+                with contextlib.suppress(Exception):
+                    await self.budget.cancel(ticket)
             self._in_flight.pop(row.chat_id, None)
             task = asyncio.current_task()
             if task is not None:
                 self._tasks.discard(task)
             self._wake.set()
 
+    async def _claim(self, row: OutboxMessage) -> OutboxMessage | None:
+        """Take the row for this sender: only while it is pending and due, nobody else holds a
+        live claim on it and no earlier row of its chat is pending (so a chat's rows go out in
+        order, one at a time over all replicas)."""
+        assert row.id is not None
+        wall = _wall_now()
+        earlier = aliased(OutboxMessage)
+        pending_before = (
+            select(col(earlier.id))
+            .where(
+                col(earlier.chat_id) == row.chat_id,
+                col(earlier.status) == OutboxStatus.PENDING,
+                col(earlier.id) < row.id,
+            )
+            .exists()
+        )
+        async with transaction(self.factory) as session:
+            return await session.scalar(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.id) == row.id,
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                    col(OutboxMessage.next_attempt_at) <= self.clock.now(),
+                    or_(
+                        col(OutboxMessage.claimed_until).is_(None),
+                        col(OutboxMessage.claimed_until) < wall,
+                        col(OutboxMessage.claimed_by) == self.owner,
+                    ),
+                    ~pending_before,
+                )
+                .values(
+                    claimed_by=self.owner,
+                    claimed_until=wall + timedelta(seconds=self.claim_ttl),
+                )
+                .returning(OutboxMessage)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def _unclaim(self, row: OutboxMessage) -> None:
+        async with transaction(self.factory) as session:
+            await session.execute(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.id) == row.id, col(OutboxMessage.claimed_by) == self.owner
+                )
+                .values(claimed_by=None, claimed_until=None)
+                .execution_options(synchronize_session=False)
+            )
+
     async def _next_due(self, blocked: Collection[int]) -> float:
         """Seconds until the earliest head not already waiting becomes due."""
         heads = self._heads_subquery(blocked)
         async with transaction(self.factory) as session:
             due: datetime | None = await session.scalar(
-                select(func.min(col(OutboxMessage.next_attempt_at))).join(
-                    heads, heads.c.id == col(OutboxMessage.id)
-                )
+                select(func.min(col(OutboxMessage.next_attempt_at)))
+                .join(heads, heads.c.id == col(OutboxMessage.id))
+                .where(self._unclaimed())
             )
         if due is None:
             return self.idle_interval
         return (due - self.clock.now()).total_seconds()
+
+    def _unclaimed(self) -> Any:
+        """Rows no other sender holds a live claim on."""
+        return or_(
+            col(OutboxMessage.claimed_until).is_(None),
+            col(OutboxMessage.claimed_until) < _wall_now(),
+            col(OutboxMessage.claimed_by) == self.owner,
+        )
 
     @staticmethod
     def _heads_subquery(exclude: Collection[int]) -> Any:
@@ -256,7 +366,7 @@ class OutboxSender:
         query = (
             select(OutboxMessage)
             .join(heads, heads.c.id == col(OutboxMessage.id))
-            .where(col(OutboxMessage.next_attempt_at) <= self.clock.now())
+            .where(col(OutboxMessage.next_attempt_at) <= self.clock.now(), self._unclaimed())
             .order_by(col(OutboxMessage.next_attempt_at), col(OutboxMessage.id))
             .limit(self.batch_size)
         )
@@ -308,21 +418,30 @@ class OutboxSender:
             )
         return head.id in superseded
 
-    async def deliver(self, row: OutboxMessage, ticket: Ticket | None = None) -> int:
-        """Send one row and record the outcome; 1 when it reached an end state."""
+    async def deliver(self, row: OutboxMessage, ticket: Any = None) -> int:
+        """Send one row and record the outcome; 1 when it reached an end state. The budget
+        ``ticket`` is released when the answer arrives, or given back if no call is made."""
         assert row.id is not None
         try:
             target = await self._resolve_target(row)
-            method = self.renderer.method(row, target)
-        except RenderError as error:
-            await self._finish_dead(row.id, f"render: {error}")
-            return 1
-        except Exception as error:  # a template bug must not stall the chat forever
+            upload = await self._upload(row)
+            method = self.renderer.method(row, target, upload)
+        except Exception as error:
+            if ticket is not None:
+                await self.budget.cancel(ticket)
+            if isinstance(error, RenderError):
+                await self._finish_dead(row.id, f"render: {error}")
+                return 1
+            # a template bug must not stall the chat forever
             logger.exception("outbox.render_failed", extra={"outbox_id": row.id})
             await self._finish_dead(row.id, f"render: {type(error).__name__}: {error}")
             return 1
         try:
-            result = await self.metrics.timed_send(self.bot(method))
+            try:
+                result = await self.metrics.timed_send(self.bot(method))
+            finally:
+                if ticket is not None:
+                    await self.budget.release(ticket)
         except TelegramRetryAfter as error:
             # This chat waits out retry_after; the others go on.
             self._paced[row.chat_id] = self.pacer.clock() + error.retry_after
@@ -347,11 +466,18 @@ class OutboxSender:
         except TelegramAPIError as error:
             await self._finish_dead(row.id, _reason(error))
             return 1
-        finally:
-            if ticket is not None:
-                self.pacer.release(ticket)
         await self._finish_delivered(row.id, result)
         return 1
+
+    async def _upload(self, row: OutboxMessage) -> BufferedInputFile | None:
+        key = row.params.get("upload")
+        if key is None:
+            return None
+        async with transaction(self.factory) as session:
+            file = await session.get(OutboxFile, key)
+        if file is None:
+            raise RenderError(f"the file {key} to upload is gone")
+        return BufferedInputFile(file.content, filename=file.filename)
 
     async def _resolve_target(self, row: OutboxMessage) -> int | None:
         if row.target is None:
@@ -384,6 +510,11 @@ class OutboxSender:
             if row is None or row.status is not OutboxStatus.PENDING:
                 return
             row.mark_delivered(message_id=messages[0].message_id if messages else None, now=now)
+            row.claimed_by = row.claimed_until = None
+            uploaded = row.params.get("upload")
+            if uploaded is not None:
+                # Telegram holds the file now; the bytes were kept only for retries.
+                await session.execute(delete(OutboxFile).where(col(OutboxFile.key) == uploaded))
             if row.link_subject_type and row.link_subject_id:
                 for message in messages:
                     await session.merge(
@@ -411,6 +542,7 @@ class OutboxSender:
             row = await session.get(OutboxMessage, row_id)
             if row is None or row.status is not OutboxStatus.PENDING:
                 return
+            row.claimed_by = row.claimed_until = None
             if row.attempts + 1 >= self.max_attempts:
                 row.mark_dead(
                     reason=f"gave up after {row.attempts + 1} attempts: {error}", now=now
@@ -439,6 +571,7 @@ class OutboxSender:
             if row is None or row.status is not OutboxStatus.PENDING:
                 return
             row.mark_dead(reason=reason, now=now)
+            row.claimed_by = row.claimed_until = None
             dead = [row]
             if whole_chat:
                 others = await session.scalars(
@@ -470,7 +603,15 @@ class OutboxSender:
     ) -> None:
         if self.on_dead is not None:
             self._stale = True  # a queued report may have changed
-            await self.on_dead(session, rows, now, frozenset(self._in_flight.values()))
+            # Rows being sent here or by another replica can no longer change.
+            claimed = await session.scalars(
+                select(col(OutboxMessage.id)).where(
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                    col(OutboxMessage.claimed_until) >= _wall_now(),
+                )
+            )
+            busy = frozenset(self._in_flight.values()) | {i for i in claimed.all() if i}
+            await self.on_dead(session, rows, now, busy)
 
     async def _migrate(self, old_chat_id: int, new_chat_id: int) -> None:
         """A group became a supergroup: its queue moves to the new id and is sent there."""
@@ -482,9 +623,19 @@ class OutboxSender:
                     col(OutboxMessage.chat_id) == old_chat_id,
                     col(OutboxMessage.status) == OutboxStatus.PENDING,
                 )
-                .values(chat_id=new_chat_id)
+                .values(chat_id=new_chat_id, claimed_by=None, claimed_until=None)
             )
         log_event(logger, "outbox.chat_migrated", old_chat_id=old_chat_id, chat_id=new_chat_id)
+
+
+def sender_identity() -> str:
+    """This process among the replicas: host, process id and a random part (a restarted
+    process with a reused pid is someone else)."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _wall_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _reason(error: TelegramAPIError) -> str:

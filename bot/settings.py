@@ -58,6 +58,18 @@ class Settings(BaseSettings):
     web_enabled: bool = Field(default=True, alias="WEB_ENABLED")
     web_host: str = Field(default="127.0.0.1", alias="WEB_HOST")
     web_port: int = Field(default=8080, alias="WEB_PORT", ge=0, le=65535)
+    # Where people reach that server, e.g. behind a proxy: the dashboard's sign-in links point
+    # there (else http://WEB_HOST:WEB_PORT) and Open311's media_url starts with it (else the
+    # request's own scheme and host).
+    web_public_url: str | None = Field(default=None, alias="WEB_PUBLIC_URL")
+    # Signs the dashboard's session cookies; when unset a new one is made at every start, so
+    # a restart signs everybody out.
+    web_secret: SecretStr | None = Field(default=None, alias="WEB_SECRET")
+    # How long a dashboard sign-in link works (minutes) and a session lasts (hours).
+    dashboard_link_minutes: int = Field(default=10, alias="DASHBOARD_LINK_MINUTES", ge=1, le=1440)
+    dashboard_session_hours: int = Field(
+        default=12, alias="DASHBOARD_SESSION_HOURS", ge=1, le=24 * 30
+    )
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
     polling_timeout: int = Field(default=25, alias="POLLING_TIMEOUT", ge=0, le=50)
     # Outbound pacing (bot/pacing.py), Telegram's limits by default: calls per second over
@@ -67,6 +79,19 @@ class Settings(BaseSettings):
     send_group_per_minute: int = Field(default=20, alias="SEND_GROUP_PER_MINUTE", ge=1)
     send_private_per_second: float = Field(default=1.0, alias="SEND_PRIVATE_PER_SECOND", gt=0)
     send_burst: int = Field(default=3, alias="SEND_BURST", ge=1)
+    # Several replicas (DEPLOYMENT.md): with REDIS_URL the replicas share the pacing budget and
+    # lock each user's updates in Redis; unset, both live in the process (one replica).
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    # Starts every key Whistle writes in Redis (two bots may share one Redis with different
+    # prefixes, or different database numbers in REDIS_URL).
+    redis_prefix: str = Field(
+        default="whistle", alias="REDIS_PREFIX", min_length=1, max_length=64, pattern=r"^[\w.-]+$"
+    )
+    # How long one replica may hold a user's lock (it lapses if the replica dies meanwhile).
+    user_lock_seconds: float = Field(default=30.0, alias="USER_LOCK_SECONDS", gt=0, le=600)
+    # How long a sender's claim on an outgoing message lasts unless renewed: a replica that
+    # dies gives its chats to the others after this long.
+    outbox_claim_seconds: float = Field(default=30.0, alias="OUTBOX_CLAIM_SECONDS", ge=1, le=600)
 
     @field_validator("database_url")
     @classmethod
@@ -94,12 +119,33 @@ class Settings(BaseSettings):
         rest = self.database_url[len(prefix) :].split("?", 1)[0]
         return None if rest in ("", ":memory:") else Path(rest)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("REDIS_URL must be a redis:// (or rediss://, unix://) URL")
+        return value
+
     @field_validator("webhook_url", "webhook_path")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return (value or "").strip() or None
 
-    @field_validator("webhook_secret", mode="before")
+    @field_validator("web_public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        value = (value or "").strip().rstrip("/")
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"WEB_PUBLIC_URL must be an http(s) URL, not {value!r}")
+        return value
+
+    @field_validator("webhook_secret", "web_secret", mode="before")
     @classmethod
     def _blank_secret_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -131,6 +177,14 @@ class Settings(BaseSettings):
     @property
     def webhook_mode(self) -> bool:
         return self.webhook_url is not None
+
+    def public_base_url(self, port: int | None = None) -> str:
+        """The web server's address as people reach it: WEB_PUBLIC_URL, else the address it
+        listens on (``port`` is the port actually bound, for WEB_PORT=0)."""
+        if self.web_public_url is not None:
+            return self.web_public_url
+        host = self.web_host if ":" not in self.web_host else f"[{self.web_host}]"
+        return f"http://{host}:{port if port is not None else self.web_port}"
 
     def resolved_webhook_path(self) -> str:
         """Where the webhook is served: WEBHOOK_PATH, else the path of WEBHOOK_URL."""

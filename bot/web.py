@@ -1,5 +1,5 @@
 """The HTTP side of the service: Telegram's webhook, ``/health`` and ``/metrics`` on one
-aiohttp application.
+aiohttp application (the Open311 API and the dashboard add their routes to it).
 
 The webhook answers only after the update's transaction has committed: the unit of work
 commits inside ``feed_update``, which this handler awaits (never ``handle_in_background``).

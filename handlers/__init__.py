@@ -11,12 +11,14 @@ from aiogram import Router
 from bot.i18n import Catalogues
 from handlers import (
     bundling,
+    dashboard,
     deadlines,
     department,
     early_warning,
     fallback,
     points,
     privacy,
+    reports,
     resident,
     start,
     tasks,
@@ -28,11 +30,13 @@ def build_routers(catalogues: Catalogues) -> list[Router]:
     # The fallback router goes last: it answers whatever the others left.
     return [
         start.router(catalogues),
+        dashboard.router(),
         tasks.router(),
         # Before the resident router: its dialog owns the texts typed while it runs.
         volunteers.router(),
         points.router(),
         privacy.router(),
+        reports.router(),
         resident.router(catalogues),
         # Before the department router, whose reply handler takes any reply in a unit's group.
         early_warning.router(),

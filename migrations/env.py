@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
@@ -15,6 +16,10 @@ from bot.db import create_engine
 from models.types import UTCDateTime
 
 target_metadata = SQLModel.metadata
+# Replicas starting at once all migrate: on PostgreSQL they take turns on this advisory lock
+# (held until the migration's transaction ends), so the first upgrades and the others then
+# find the schema current. SQLite serialises writers by itself.
+MIGRATION_LOCK = 0x57484953  # "WHIS"
 
 
 def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
@@ -35,6 +40,8 @@ def _run(connection: Connection) -> None:
         render_item=_render_item,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 

@@ -12,10 +12,12 @@ from models.case import (
     InvalidTransition,
     Rating,
 )
+from models.dashboard import DashboardSession, LoginLink
 from models.dialog import DialogState
 from models.links import MessageLink
 from models.outbox import OutboxMessage, OutboxStatus
 from models.points import EntryKind, OfferStock, PointEntry, Redemption
+from models.report import OutboxFile, ReportRun
 from models.updates import ProcessedUpdate
 from models.user import User
 from models.volunteer import HelpClaim, Volunteer, VolunteerStatus
@@ -26,6 +28,7 @@ __all__ = [
     "CaseFollower",
     "CaseKind",
     "CaseStatus",
+    "DashboardSession",
     "DialogState",
     "EntryKind",
     "Escalation",
@@ -33,14 +36,17 @@ __all__ = [
     "GroupBinding",
     "HelpClaim",
     "InvalidTransition",
+    "LoginLink",
     "MessageLink",
     "OfferStock",
+    "OutboxFile",
     "OutboxMessage",
     "OutboxStatus",
     "PointEntry",
     "ProcessedUpdate",
     "Rating",
     "Redemption",
+    "ReportRun",
     "User",
     "Volunteer",
     "VolunteerStatus",

@@ -77,6 +77,12 @@ WITH_DEPARTMENT = frozenset({CaseStatus.DISPATCHED, CaseStatus.ACKNOWLEDGED, Cas
 OPEN = frozenset(TRANSITIONS) - {CaseStatus.CLOSED, CaseStatus.WITHDRAWN}
 
 
+# Where a case came from: a resident's private chat, or an integrating system through the
+# Open311 API ("open311:<integration code>"), whose cases have no Telegram user to tell.
+SOURCE_TELEGRAM = "telegram"
+OPEN311_PREFIX = "open311:"
+
+
 class InvalidTransition(Exception):
     def __init__(self, current: CaseStatus, wanted: CaseStatus) -> None:
         super().__init__(f"a {current} case cannot become {wanted}")
@@ -171,6 +177,14 @@ class Case(SQLModel, table=True):
     help_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     help_stage: int = 0
 
+    # SOURCE_TELEGRAM, or "open311:<code>" for a case filed by an integrating system; such a
+    # case's resident fields hold what the system sent about the caller (personal data, never
+    # shown), and an external ``media_url`` it gave instead of Telegram photos.
+    source: str = Field(
+        default=SOURCE_TELEGRAM, max_length=40, sa_column_kwargs={"server_default": "telegram"}
+    )
+    media_url: str | None = Field(default=None, max_length=500)
+
     # When the resident's personal data was removed from the case (/forgetme, or the district's
     # retention period after closing); the case stays in the statistics.
     anonymised_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -191,6 +205,16 @@ class Case(SQLModel, table=True):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN
+
+    @property
+    def from_telegram(self) -> bool:
+        """Filed by a resident in Telegram, who is told about its progress."""
+        return self.source == SOURCE_TELEGRAM
+
+    @property
+    def integration(self) -> str | None:
+        """The code of the integrating system that filed the case, if one did."""
+        return self.source.removeprefix(OPEN311_PREFIX) if not self.from_telegram else None
 
 
 class CaseEvent(SQLModel, table=True):

@@ -68,6 +68,11 @@ class OutboxMessage(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     message_id: int | None = Field(default=None, sa_type=BigInteger)
     last_error: str | None = Field(default=None, max_length=500)
+    # The sender (one per replica) sending this row right now, until when: replicas share the
+    # outbox, and a claim that is not renewed lapses, so a replica that dies gives its chats
+    # back (bot/sender.py).
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     def mark_delivered(self, *, message_id: int | None, now: datetime) -> None:
         if self.status is not OutboxStatus.PENDING:

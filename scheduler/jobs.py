@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -10,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.clock import Clock
 from bot.db import SessionFactory, transaction
 from bot.district import District
+from bot.i18n import Catalogues
 from bot.logs import log_event
-from bot.services import cases, ladder, points, privacy, volunteers
+from bot.services import cases, dashboard, ladder, points, privacy, reports, volunteers
 from bot.services.updates import prune_processed_updates as prune
 
 logger = logging.getLogger(__name__)
@@ -21,6 +23,13 @@ async def prune_processed_updates(*, factory: SessionFactory, clock: Clock) -> i
     async with transaction(factory) as session:
         removed = await prune(session, now=clock.now())
     log_event(logger, "job.prune_processed_updates", removed=removed)
+    return removed
+
+
+async def prune_dashboard(*, factory: SessionFactory, clock: Clock) -> int:
+    async with transaction(factory) as session:
+        removed = await dashboard.prune(session, now=clock.now())
+    log_event(logger, "job.prune_dashboard", removed=removed)
     return removed
 
 
@@ -114,3 +123,31 @@ async def apply_retention(*, factory: SessionFactory, clock: Clock, district: Di
         anonymised = await privacy.apply_retention(session, district, now=clock.now())
     log_event(logger, "job.apply_retention", anonymised=anonymised)
     return anonymised
+
+
+async def post_reports(
+    *,
+    factory: SessionFactory,
+    clock: Clock,
+    district: District,
+    on_commit: Callable[[], None],
+    catalogues: Catalogues,
+) -> list[str]:
+    """Queue the daily, weekly and monthly reports that are due and not yet queued."""
+    from bot.charts import draw_report_chart
+
+    async def chart(lang: str, data: reports.ChartData) -> bytes:
+        # Drawing takes a good part of a second: off the event loop.
+        return await asyncio.to_thread(draw_report_chart, lang, data)
+
+    def translate(lang: str, message_id: str) -> str:
+        return catalogues.translator(lang)(message_id)
+
+    async with transaction(factory) as session:
+        posted = await reports.post_due(
+            session, district, now=clock.now(), chart=chart, translate=translate
+        )
+    if posted:
+        on_commit()
+        log_event(logger, "job.post_reports", reports=",".join(posted))
+    return posted

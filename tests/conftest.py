@@ -36,6 +36,10 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "WHISTLE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REQUIRE_POSTGRES = os.environ.get("WHISTLE_REQUIRE_POSTGRES") == "1"
+# Redis for the replica tests; each test writes under its own key prefix and removes it.
+# Required with WHISTLE_REQUIRE_REDIS=1, and with WHISTLE_REQUIRE_POSTGRES=1 (as in CI).
+REDIS_TEST_URL = os.environ.get("WHISTLE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+REQUIRE_REDIS = REQUIRE_POSTGRES or os.environ.get("WHISTLE_REQUIRE_REDIS") == "1"
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -87,6 +91,27 @@ async def factory(database_url: str) -> AsyncIterator[SessionFactory]:
     engine = create_engine(database_url)
     yield session_factory(engine)
     await engine.dispose()
+
+
+@pytest.fixture
+async def redis_env() -> AsyncIterator[dict[str, str]]:
+    """Settings that put a service on the test Redis under a key prefix of its own."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except Exception as error:
+        await client.aclose()
+        if REQUIRE_REDIS:
+            pytest.fail(f"Redis is required but unavailable: {error}")
+        pytest.skip("Redis is not available (set WHISTLE_REQUIRE_REDIS=1 to fail)")
+    prefix = f"whistle-test-{uuid.uuid4().hex[:12]}"
+    yield {"REDIS_URL": REDIS_TEST_URL, "REDIS_PREFIX": prefix}
+    keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
 
 
 @pytest.fixture(autouse=True, scope="session")

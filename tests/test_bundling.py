@@ -374,6 +374,8 @@ class TestCoReporters:
             f"🔔 {case.number}: Urban Management and Law Enforcement Bureau has acknowledged "
             "it and is working on it."
         )
+        # The filer's notice travels in its own chat's queue: wait until it is sent.
+        await settled(app)
         assert any("已应哨" in t for t in texts(api_server, FILER))
 
         api_server.send_text(STAFF, "飞线已拆除", chat_id=CGZF, reply_to=card.message_id)

@@ -312,6 +312,8 @@ class TestRefusals:
         assert sorted(texts[3:], key=str)[0] is None
         last = [t for t in texts[3:] if t is not None]
         assert len(last) == 1 and last[0].startswith("已由") and last[0].endswith("应哨。")
+        # The resident's message travels in its own chat's queue: wait until it is sent.
+        await settled(world)
         acknowledged = [m for m in api_server.messages(RESIDENT) if "已应哨" in (m.text or "")]
         assert len(acknowledged) == 1  # the double press told the resident once
 

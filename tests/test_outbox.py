@@ -4,16 +4,20 @@ in order per chat, without one chat's trouble holding up another."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from bot.app import Whistle
 from bot.db import transaction
-from bot.services.outbox import Link, enqueue
+from bot.sender import OutboxSender
+from bot.services.outbox import Link, enqueue, send_text
 from bot.testserver import BotAPIServer
 from models import OutboxMessage, OutboxStatus
 from tests.conftest import AppFactory
+from tests.conftest import settled as conftest_settled
 
 ALICE, BOB, STRANGER = 8001, 8002, 8003
 
@@ -167,3 +171,93 @@ class TestOrderAndPermanentErrors:
         [message] = api_server.messages(ALICE)
         assert message.text == "There is nothing to cancel."
         assert [e.text for e in message.edits] == ["Cancelled."]
+
+
+class TestSeveralSenders:
+    """Replicas each run a sender on the one outbox: claims share the work out."""
+
+    @staticmethod
+    def another_sender(app: Whistle, owner: str) -> OutboxSender:
+        return OutboxSender(
+            bot=app.bot,
+            factory=app.factory,
+            renderer=app.sender.renderer,
+            clock=app.clock,
+            limits=app.settings.send_limits(),
+            owner=owner,
+            retry_base=0.05,
+        )
+
+    async def test_three_senders_send_every_row_once_in_order_per_chat(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        users = [8100 + i for i in range(12)]
+        for user in users:
+            api_server.add_user(user, first_name="x", language_code="en")
+            api_server.send_text(user, "hi")
+        others = [self.another_sender(sender_app, f"replica-{n}") for n in (2, 3)]
+        running = [asyncio.create_task(sender.run()) for sender in others]
+        try:
+            async with transaction(sender_app.factory) as session:
+                for n in range(15):
+                    for user in users:
+                        send_text(
+                            session,
+                            chat_id=user,
+                            locale="en",
+                            now=sender_app.clock.now(),
+                            text_key="health.unreachable-groups",
+                            units=str(n),
+                        )
+            for sender in (sender_app.sender, *others):
+                sender.wake()
+            for user in users:
+                await api_server.wait_for_message(user, count=15, timeout=30)
+            await conftest_settled(sender_app)
+        finally:
+            for sender in others:
+                sender.request_stop()
+            await asyncio.gather(*running)
+        for user in users:
+            texts = [(m.text or "").rsplit(" ", 1)[-1] for m in api_server.messages(user)]
+            assert texts == [str(n) for n in range(15)]
+        async with sender_app.factory() as session:
+            rows = (await session.scalars(select(OutboxMessage))).all()
+        assert {row.status for row in rows} == {OutboxStatus.DELIVERED}
+        assert {row.claimed_by for row in rows} == {None}
+
+    async def test_a_lapsed_claim_is_taken_over_and_a_live_one_is_respected(
+        self, sender_app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        now = datetime.now(UTC)
+        async with transaction(sender_app.factory) as session:
+            dead_replica = enqueue(
+                session,
+                chat_id=ALICE,
+                locale="en",
+                now=sender_app.clock.now(),
+                text_key="cancel.done",
+            )
+            busy_replica = enqueue(
+                session,
+                chat_id=BOB,
+                locale="en",
+                now=sender_app.clock.now(),
+                text_key="cancel.done",
+            )
+            dead_replica.claimed_by, dead_replica.claimed_until = (
+                "gone",
+                now - timedelta(seconds=1),
+            )
+            busy_replica.claimed_by, busy_replica.claimed_until = "busy", now + timedelta(hours=1)
+            await session.flush()
+            lapsed, live = dead_replica.id, busy_replica.id
+        sender_app.sender.wake()
+        assert lapsed is not None and live is not None
+        row = await settled(sender_app, api_server, lapsed)
+        assert row.status is OutboxStatus.DELIVERED and row.claimed_by is None
+        assert [m.text for m in api_server.messages(ALICE)] == ["Cancelled."]
+        # Bob's row is held by a live replica: this sender leaves it alone.
+        await asyncio.sleep(0.5)
+        assert (await row_of(sender_app, live)).status is OutboxStatus.PENDING
+        assert api_server.messages(BOB) == []

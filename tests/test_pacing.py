@@ -176,8 +176,8 @@ class TestPacing:
         assert api_server.messages(slow) == []  # waiting out its retry_after
         await api_server.wait_for_message(slow, count=2, timeout=6)
         assert numbered(api_server, slow) == ["0", "1"]
-        assert api_server.calls("sendMessage")[0].status == 429
         sends = [r for r in api_server.calls("sendMessage") if r.params["chat_id"] == str(slow)]
+        assert sends[0].status == 429
         assert sends[1].time - sends[0].time >= 2.95
 
 

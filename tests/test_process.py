@@ -73,3 +73,40 @@ async def test_service_answers_start_and_stops_cleanly(
     lines = [json.loads(line) for line in stderr.decode().splitlines() if line.strip()]
     assert {"app.started", "outbox.delivered", "app.stopped"} <= {e["event"] for e in lines}
     assert "秘密名字" not in stderr.decode()  # no personal data in the logs
+
+
+async def test_an_unreachable_database_or_redis_stops_the_start_with_a_clear_message(
+    tmp_path: Path, api_server: BotAPIServer
+) -> None:
+    """Nothing listens on port 9: the service says which dependency does not answer (without
+    a password) and exits non-zero within seconds, instead of retrying or hanging."""
+    base = service_env(
+        BOT_TOKEN=TOKEN,
+        TELEGRAM_API_BASE=api_server.base_url,
+        WHISTLE_CONFIG=str(EXAMPLE_DISTRICT),
+    )
+    cases = [
+        (
+            {"DATABASE_URL": "postgresql://whistle:s3cret@127.0.0.1:9/whistle"},
+            "the database at postgresql+asyncpg://whistle:***@127.0.0.1:9/whistle does not answer",
+        ),
+        (
+            {
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}",
+                "REDIS_URL": "redis://:s3cret@127.0.0.1:9/0",
+            },
+            "Redis at 127.0.0.1:9/0 does not answer",
+        ),
+    ]
+    for extra, message in cases:
+        process = await run_bot(env={**base, **extra}, cwd=tmp_path)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+        text = stderr.decode()
+        assert process.returncode == 1, text[-2000:]
+        assert message in text, text[-2000:]
+        assert "s3cret" not in text
+        assert "Traceback" not in text
+    process = await run_bot("migrate", env={**base, **cases[0][0]}, cwd=tmp_path)
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 1
+    assert "Whistle cannot migrate: the database at" in stderr.decode()

@@ -590,3 +590,72 @@ async def test_the_service_in_webhook_mode_answers_start_and_serves_health(
     assert {"webhook.set", "web.started", "app.stopped"} <= {e["event"] for e in events}
     assert SECRET not in stderr.decode()
     assert os.environ.get("WEB_PORT") == "0"  # the suite never uses the default port
+
+
+class TestLoadBalancedDelivery:
+    """The test server standing in for a load balancer in front of several replicas."""
+
+    async def test_updates_rotate_over_receivers_in_order_per_chat_and_some_come_twice(
+        self, api_server: BotAPIServer
+    ) -> None:
+        received: list[tuple[int, int, int]] = []  # (receiver, update id, chat)
+        runners: list[web.AppRunner] = []
+
+        def receiver(number: int) -> web.Application:
+            async def take(request: web.Request) -> web.Response:
+                assert request.headers[SECRET_HEADER] == SECRET
+                update = await request.json()
+                await asyncio.sleep(0.01)  # a receiver handling it
+                received.append((number, update["update_id"], update["message"]["chat"]["id"]))
+                return web.Response()
+
+            app = web.Application()
+            app.router.add_post(PATH, take)
+            return app
+
+        urls = []
+        for number in range(2):
+            runner = web.AppRunner(receiver(number))
+            await runner.setup()
+            port = free_port()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            runners.append(runner)
+            urls.append(f"http://127.0.0.1:{port}{PATH}")
+        dead = f"http://127.0.0.1:{free_port()}{PATH}"  # a replica that is down
+        try:
+            users = [7600 + n for n in range(4)]
+            for user in users:
+                api_server.add_user(user, first_name="x", language_code="en")
+            balance = api_server.balance_webhook([urls[0], dead, urls[1]], parallel=4)
+            assert balance is not None
+            balance.repeat_every = 5
+            async with aiohttp.ClientSession() as http:
+                answer = await http.post(
+                    f"{api_server.base_url}/bot{TOKEN}/setWebhook",
+                    json={"url": urls[0], "secret_token": SECRET},
+                )
+                assert (await answer.json())["ok"]
+            for n in range(10):
+                for user in users:
+                    api_server.send_text(user, f"{n}")
+            for _ in range(400):  # all 40 and the repeats of every fifth
+                if len(received) >= 48:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)  # nothing more comes
+        finally:
+            api_server.balance_webhook(None)
+            for runner in runners:
+                await runner.cleanup()
+        assert api_server.webhook_info()["pending_update_count"] == 0
+        ids = [update_id for _, update_id, _ in received]
+        assert set(ids) == set(range(min(ids), min(ids) + 40))  # every update arrived
+        assert len(ids) == 40 + balance.repeated and balance.repeated == 8
+        assert {number for number, _, _ in received} == {0, 1}  # both receivers had work
+        for user in users:
+            firsts: list[int] = []
+            for _, update_id, chat in received:
+                if chat == user and update_id not in firsts:
+                    firsts.append(update_id)
+            assert firsts == sorted(firsts)  # each chat's updates arrived in order
+        assert api_server.stats["webhook_errors"] > 0  # the dead one was tried and skipped

@@ -24,6 +24,7 @@ from bot.services.errors import UserError
 from bot.services.outbox import enqueue
 from bot.services.routing import CENTER, chat_of
 from models import Case, CaseEvent, CaseKind, CaseStatus, InvalidTransition, Rating
+from models.case import SOURCE_TELEGRAM
 
 MAX_PHOTOS = 5
 MAX_DESCRIPTION = 1000
@@ -61,6 +62,10 @@ class Draft:
     community: str | None = None
     door: str | None = None
     skills: list[str] = field(default_factory=list)
+    # Where the case comes from (models.case: a Telegram chat, or an Open311 integration,
+    # which may give a link to its media instead of photos).
+    source: str = SOURCE_TELEGRAM
+    media_url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "kind": self.kind.value}
@@ -193,9 +198,13 @@ async def submit(
     category = district.category(draft.category) if draft.category else None
     if draft.category and (category is None or category.kind != draft.kind.value):
         raise UserError(N_("report.category-unknown"))
-    if draft.kind is CaseKind.REPORT and not draft.photos:
+    from_telegram = draft.source == SOURCE_TELEGRAM
+    # An integrating system (the 12345 hotline) may have a caller but no photo; its volume is
+    # its own, not one resident's, so the intake limit is for residents.
+    if draft.kind is CaseKind.REPORT and not draft.photos and from_telegram:
         raise UserError(N_("report.photos-needed"))
-    await privacy.check_intake(session, district, resident_id=resident.id, now=now)
+    if from_telegram:
+        await privacy.check_intake(session, district, resident_id=resident.id, now=now)
     case = Case(
         kind=draft.kind,
         status=CaseStatus.TRIAGE,
@@ -214,6 +223,8 @@ async def submit(
         community=draft.community,
         help_door=draft.door,
         help_skills=list(draft.skills),
+        source=draft.source,
+        media_url=draft.media_url,
         created_at=now,
         updated_at=now,
     )

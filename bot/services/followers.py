@@ -57,7 +57,7 @@ async def move(
 ) -> list[tuple[int, str]]:
     """Bundling: the source case's resident and followers follow the target from now on.
     Returns them (user id, language), to be told so."""
-    people = [(source.resident_id, source.resident_language)]
+    people = [(source.resident_id, source.resident_language)] if source.from_telegram else []
     people += [(f.user_id, f.language) for f in await of_case(session, source)]
     await session.execute(delete(CaseFollower).where(col(CaseFollower.case_id) == source.id))
     source.reporters = 1

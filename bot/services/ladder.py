@@ -7,6 +7,12 @@ row's change to ``fired``: a rung that fell due while the service was down fires
 restart, nothing repeats, nothing is skipped. Acknowledgement (or anything that takes the case
 away from the department) cancels the rungs still pending. The scan reads only due rows,
 through the ``(state, due_at)`` index.
+
+Replicas scan at the same time, so two scans may claim different rungs of one case. The scan
+therefore also locks its cases (skipping those locked elsewhere: another scan or an update is
+changing them) and fires a rung only when no earlier rung of its case is still pending outside
+its batch; a rung left so stays pending and fires in a later batch, after its predecessor, on
+the case as the other transaction left it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -127,14 +133,42 @@ async def fire_due(
         return 0
     # One query each for the cases, the groups and the people who can be messaged, however
     # many rungs are due.
+    case_ids = {row.case_id for row in rows}
     found = await session.scalars(
-        select(Case).where(col(Case.id).in_({row.case_id for row in rows}))
+        select(Case)
+        .where(col(Case.id).in_(case_ids))
+        .order_by(col(Case.id))
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
     )
     by_id = {case.id: case for case in found.all()}
+    # The lowest rung still pending per case, ladder and cycle outside this batch: claimed by
+    # another scan (or not yet due); later rungs of the same ladder wait for it.
+    mine = {row.id for row in rows}
+    pending_elsewhere = await session.execute(
+        select(
+            col(Escalation.case_id),
+            col(Escalation.ladder),
+            col(Escalation.cycle),
+            func.min(col(Escalation.rung)),
+        )
+        .where(
+            col(Escalation.case_id).in_(case_ids),
+            col(Escalation.state) == EscalationState.PENDING,
+            col(Escalation.id).not_in(mine),
+        )
+        .group_by(col(Escalation.case_id), col(Escalation.ladder), col(Escalation.cycle))
+    )
+    lowest = {(c, ladder, cycle): rung for c, ladder, cycle, rung in pending_elsewhere.all()}
     scan = await _Scan.load(session, district)
     for row in rows:
-        case = by_id.get(row.case_id)
-        if case is None or not _still_applies(case, row):
+        if row.case_id not in by_id or lowest.get(_ladder_key(row), row.rung) < row.rung:
+            # Its case is being changed by another transaction, or an earlier rung has not
+            # fired yet: a later batch fires it.
+            await _exists_or_cancel(session, row)
+            continue
+        case = by_id[row.case_id]
+        if not _still_applies(case, row):
             row.state = EscalationState.CANCELLED
             continue
         await _fire(session, district, scan, case, row, now)
@@ -209,6 +243,16 @@ class _Scan:
                 },
             )
         self.held.clear()
+
+
+def _ladder_key(row: Escalation) -> tuple[int, str, int]:
+    return (row.case_id, row.ladder, row.cycle)
+
+
+async def _exists_or_cancel(session: AsyncSession, row: Escalation) -> None:
+    """A rung whose case is gone is cancelled; otherwise it is left pending."""
+    if await session.scalar(select(col(Case.id)).where(col(Case.id) == row.case_id)) is None:
+        row.state = EscalationState.CANCELLED
 
 
 def _still_applies(case: Case, row: Escalation) -> bool:

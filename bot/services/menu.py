@@ -42,6 +42,23 @@ PRIVATE_COMMANDS: tuple[tuple[str, str], ...] = (
     ("cancel", N_("commands.cancel")),
 )
 
+# Commands added to the menu of people with a dashboard scope (bot/services/dashboard.py).
+STAFF_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("dashboard", N_("commands.dashboard")),
+    ("stats", N_("commands.stats")),
+    ("export", N_("commands.export")),
+)
+
+
+def commands_for(staff: bool) -> tuple[tuple[str, str], ...]:
+    """A private chat's command menu: the residents' commands, and the staff's for staff."""
+    return (
+        PRIVATE_COMMANDS[:-2] + STAFF_COMMANDS + PRIVATE_COMMANDS[-2:]
+        if staff
+        else (PRIVATE_COMMANDS)
+    )
+
+
 # The command and the menu entry behind each of the resident's features.
 FEATURES = {"report": MENU_REPORT, "say": MENU_SAY, "ask": MENU_ASK, "my": MENU_MY}
 

@@ -51,7 +51,10 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str, Any]:
-    """What a card shows. The resident's name only when not anonymous; never contact."""
+    """What a card shows. The resident's name only when not anonymous; never contact. A case
+    filed by an integrating system shows the system ("via the 12345 hotline"), never what it
+    sent about the caller."""
+    shown_name = None if case.anonymous or not case.from_telegram else case.resident_name
     return {
         "number": case.number,
         "kind": case.kind.value,
@@ -64,7 +67,9 @@ def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str
         "longitude": case.longitude,
         "address": case.address,
         "needed_when": case.needed_when,
-        "resident_name": None if case.anonymous else case.resident_name,
+        "resident_name": shown_name,
+        "via": case.integration,
+        "media_url": case.media_url,
         "created_at": _iso(case.created_at),
         "acknowledged_by": case.acknowledged_by_name,
         "acknowledged_at": _iso(case.acknowledged_at),
@@ -317,7 +322,10 @@ def tell_resident(
     keyboard: dict[str, Any] | None = None,
     **context: Any,
 ) -> None:
-    """A message for the case's own resident only (a receipt, an answer to what they did)."""
+    """A message for the case's own resident only (a receipt, an answer to what they did).
+    A case filed by an integrating system has nobody in Telegram to tell."""
+    if not case.from_telegram:
+        return
     enqueue(
         session,
         chat_id=case.resident_id,
@@ -345,8 +353,11 @@ class Reporter:
 
 
 def reporters(case: Case, followers: Iterable[CaseFollower] = ()) -> list[Reporter]:
+    """Who hears about the case: its resident (unless an integrating system filed it, which
+    follows the case through the API instead), then its co-reporters."""
+    owner = [Reporter(case.resident_id, case.resident_language, owner=True)]
     return [
-        Reporter(case.resident_id, case.resident_language, owner=True),
+        *(owner if case.from_telegram else []),
         *(Reporter(f.user_id, f.language, owner=False) for f in followers),
     ]
 

@@ -6,6 +6,7 @@ caused them. Nothing here talks to Telegram; :mod:`bot.sender` delivers.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from bot.i18n import N_
-from models import Case, OutboxMessage, OutboxStatus
+from models import Case, OutboxFile, OutboxMessage, OutboxStatus
 
 # Set on a session that wrote outbox rows, so the sender is woken once it commits.
 OUTBOX_WRITTEN = "outbox_written"
@@ -100,6 +101,14 @@ def enqueue(
     session.add(row)
     session.info[OUTBOX_WRITTEN] = True
     return row
+
+
+def attach(session: AsyncSession, *, filename: str, content: bytes, now: datetime) -> str:
+    """Keep a file to upload with an outbox row (``params={"upload": key}``) until it is
+    delivered; returns its key."""
+    key = secrets.token_hex(16)
+    session.add(OutboxFile(key=key, filename=filename, content=content, created_at=now))
+    return key
 
 
 def _target(target: Link | int | None) -> dict[str, Any] | None:

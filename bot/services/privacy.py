@@ -25,6 +25,7 @@ from models import (
     CaseStatus,
     DialogState,
     MessageLink,
+    OutboxFile,
     OutboxMessage,
     OutboxStatus,
     User,
@@ -129,6 +130,7 @@ def anonymise(case: Case, now: datetime) -> None:
     case.description = ""
     case.photos = []
     case.address = None
+    case.media_url = None
     case.rating_comment = None
     if case.latitude is not None and case.longitude is not None:
         case.latitude, case.longitude = round(case.latitude, 2), round(case.longitude, 2)
@@ -216,6 +218,8 @@ async def apply_retention(
             col(OutboxMessage.created_at) < now - OUTBOX_KEPT,
         )
     )
+    # Files of messages that never went out (dead): an export holds case data.
+    await session.execute(delete(OutboxFile).where(col(OutboxFile.created_at) < now - OUTBOX_KEPT))
     days = district.privacy.retention_days
     if days is None:
         return 0

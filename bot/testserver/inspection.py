@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .core import ServerCore
+from .files import StoredFile
 from .records import BotMessage, CallbackAnswer, RequestRecord
 
 T = TypeVar("T")
@@ -50,6 +51,10 @@ class Inspection:
         state = self._core.resolve_bot(bot)
         stored = state.history(chat_id).messages
         return [copy.deepcopy(m.raw) for _, m in sorted(stored.items()) if not m.deleted]
+
+    def file(self, file_id: str) -> StoredFile | None:
+        """A stored file (a user's upload or the bot's) by its file id."""
+        return self._core.world.files.get(file_id)
 
     # -- logs --------------------------------------------------------------------------------
     @property

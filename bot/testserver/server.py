@@ -25,7 +25,7 @@ from .fault_controls import FaultControls
 from .http_api import BotApiHttp
 from .inspection import Inspection
 from .webhook import WebhookDeliverer
-from .world import BotState
+from .world import BotState, WebhookBalance
 
 _TOKEN = re.compile(r"^\d{1,19}:[A-Za-z0-9_-]+$")
 MAX_UPLOAD = 64 * 1024 * 1024
@@ -170,6 +170,30 @@ class BotAPIServer(UserActions, Inspection, FaultControls):
         self._deliverers.clear()
         self._core.webhooks.clear()
         self._core.notify()
+
+    def balance_webhook(
+        self,
+        urls: Iterable[str] | None,
+        *,
+        parallel: int = 8,
+        repeat_every: int = 0,
+        bot: int | str | None = None,
+    ) -> WebhookBalance | None:
+        """Stand in for a load balancer in front of several replicas: webhook updates go to
+        ``urls`` in turn instead of the URL given to setWebhook (a failing URL is followed by
+        the next), up to ``parallel`` at once but one at a time per chat, and every
+        ``repeat_every``-th delivered update is posted twice. ``None`` goes back to the
+        ordinary delivery. Returns the balance, which counts what it did."""
+        state = self._core.resolve_bot(bot)
+        targets = list(urls or [])
+        state.balance = (
+            WebhookBalance(targets, parallel=max(1, parallel), repeat_every=repeat_every)
+            if targets
+            else None
+        )
+        if state.webhook is not None:
+            self._webhook_changed(state)
+        return state.balance
 
     def webhook_info(self, *, bot: int | str | None = None) -> dict[str, Any]:
         state = self._core.resolve_bot(bot)

@@ -53,6 +53,13 @@ class UpdateQueue:
         while self.pending and self.pending[0]["update_id"] < offset:
             self.pending.popleft()
 
+    def remove(self, update_id: int) -> None:
+        """Forget one update (delivered on its own while earlier ones are still pending)."""
+        for index, update in enumerate(self.pending):
+            if update["update_id"] == update_id:
+                del self.pending[index]
+                return
+
     def peek(self, limit: int) -> list[dict[str, Any]]:
         return [self.pending[i] for i in range(min(limit, len(self.pending)))]
 

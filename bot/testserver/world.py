@@ -221,6 +221,26 @@ class WebhookConfig:
         return out
 
 
+@dataclass
+class WebhookBalance:
+    """A stand-in for a load balancer in front of several receivers of one webhook: updates
+    go to ``urls`` in turn (a URL that fails is followed by the next one), up to ``parallel``
+    at once but one at a time per chat, and every ``repeat_every``-th delivered update is
+    posted a second time, as Telegram does when it misses an answer."""
+
+    urls: list[str]
+    parallel: int = 8
+    repeat_every: int = 0
+    turn: int = 0
+    delivered: int = 0
+    repeated: int = 0
+
+    def next_url(self) -> str:
+        url = self.urls[self.turn % len(self.urls)]
+        self.turn += 1
+        return url
+
+
 class BotState:
     """Everything that belongs to one bot token."""
 
@@ -231,6 +251,7 @@ class BotState:
         self.first_name = first_name
         self.queue = UpdateQueue()
         self.webhook: WebhookConfig | None = None
+        self.balance: WebhookBalance | None = None
         self.commands: dict[tuple[str, str], list[dict[str, str]]] = {}
         self.profile: dict[tuple[str, str], str] = {}
         self.started: set[int] = set()
@@ -241,6 +262,7 @@ class BotState:
     def reset(self) -> None:
         self.queue.reset()
         self.webhook = None
+        self.balance = None
         self.commands.clear()
         self.profile.clear()
         self.started.clear()

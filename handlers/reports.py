@@ -1,0 +1,69 @@
+"""/stats [today|week|month] and /export week|month, in the governance center's group, a
+department's group (its own figures) and district officials' private chats. The service
+decides who sees what (:func:`bot.services.reports.viewer_of`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram import Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.district import District
+from bot.services import reports
+
+
+def router() -> Router:
+    r = Router(name="reports")
+
+    async def viewer(message: Message, session: AsyncSession, district: District) -> Any:
+        assert message.from_user is not None
+        return await reports.viewer_of(
+            session,
+            district,
+            chat_id=message.chat.id,
+            user_id=message.from_user.id,
+            private=message.chat.type == "private",
+        )
+
+    @r.message(Command("stats"))
+    async def show_stats(
+        message: Message,
+        command: CommandObject,
+        session: AsyncSession,
+        district: District,
+        lang: str,
+        now: Any,
+    ) -> None:
+        await reports.show_stats(
+            session,
+            district,
+            await viewer(message, session, district),
+            chat_id=message.chat.id,
+            lang=lang,
+            period_name=command.args,
+            now=now,
+        )
+
+    @r.message(Command("export"))
+    async def export(
+        message: Message,
+        command: CommandObject,
+        session: AsyncSession,
+        district: District,
+        lang: str,
+        now: Any,
+    ) -> None:
+        await reports.export_cases(
+            session,
+            district,
+            await viewer(message, session, district),
+            chat_id=message.chat.id,
+            lang=lang,
+            period_name=command.args,
+            now=now,
+        )
+
+    return r

@@ -1,0 +1,267 @@
+"""The playground: ``python -m bot`` without a token, its clock, and the whole loop driven in
+the page by a headless browser."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.district import District
+from bot.playground.clock import PlaygroundClock
+from bot.playground.runner import Playground
+from bot.playground.web import PlaygroundWeb
+from tests.conftest import EXAMPLE_DISTRICT, make_settings
+from tests.test_dashboard import ARTIFACTS, BROWSER, CHROMIUM_ARGS, _browser_missing, png
+from tests.test_process import service_env
+
+CGZF, SCJG, VOLUNTEERS = -1001000000021, -1001000000022, -1001000000003
+
+
+# -- the clock ------------------------------------------------------------------------------
+
+
+def test_the_clock_runs_fast_and_jumps_forward_only() -> None:
+    real = [datetime(2026, 3, 2, 1, 0, tzinfo=UTC)]
+    clock = PlaygroundClock(real=lambda: real[0])
+    assert clock.now() == real[0] and clock.speed == 1
+    real[0] += timedelta(seconds=10)
+    assert clock.now() == datetime(2026, 3, 2, 1, 0, 10, tzinfo=UTC)
+    clock.set_speed(60)
+    real[0] += timedelta(seconds=10)  # ten seconds at 60× are ten minutes
+    assert clock.now() == datetime(2026, 3, 2, 1, 10, 10, tzinfo=UTC)
+    clock.jump_to(datetime(2026, 3, 2, 5, 0, tzinfo=UTC))
+    assert clock.now() == datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
+    clock.jump_to(datetime(2026, 3, 1, tzinfo=UTC))  # never back
+    assert clock.now() == datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
+    clock.set_speed(1)
+    real[0] += timedelta(seconds=30)
+    assert clock.now() == datetime(2026, 3, 2, 5, 0, 30, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        clock.set_speed(0)
+
+
+# -- python -m bot without a token ------------------------------------------------------------
+
+
+async def test_python_m_bot_without_a_token_serves_the_playground(tmp_path: Path) -> None:
+    env = service_env(WHISTLE_CONFIG=str(EXAMPLE_DISTRICT))
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    env["PYTHONPATH"] = str(EXAMPLE_DISTRICT.parent)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "--port",
+        "0",
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        url = None
+        output = ""
+        while url is None:
+            line = (await asyncio.wait_for(process.stdout.readline(), timeout=60)).decode()
+            assert line, f"the playground stopped: {output}"
+            output += line
+            found = re.search(r"http://127\.0\.0\.1:\d+/", line)
+            url = found.group(0) if found else None
+        assert "BOT_TOKEN is not set: starting the playground" in output
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as response:
+                assert response.status == 200
+                assert "吹哨体验场" in await response.text()
+            async with http.get(url + "api/state") as response:
+                state = await response.json()
+        titles = [chat["title"] for chat in state["chats"]]
+        assert "居民私聊" in titles and "城市管理综合执法局" in titles
+        assert "BOT_TOKEN" in state["strings"]["real-bot"]
+        assert (tmp_path / "data" / "playground.db").exists()
+        # "Start over": a fresh world, where the resident's last words are gone.
+        async with aiohttp.ClientSession() as http:
+            said = {"user_id": 7001, "chat_id": 7001, "text": "还在吗"}
+            async with http.post(url + "api/send", json=said) as response:
+                assert (await response.json())["ok"]
+            async with http.get(url + "api/history?chat_id=7001") as response:
+                texts = [m.get("text") for m in (await response.json())["messages"]]
+            assert "还在吗" in texts
+            async with http.post(url + "api/reset", json={}) as response:
+                assert (await response.json())["ok"]
+            async with http.get(url + "api/history?chat_id=7001") as response:
+                texts = [m.get("text") for m in (await response.json())["messages"]]
+            assert "还在吗" not in texts and "/start" in texts
+    finally:
+        process.send_signal(2)  # Ctrl+C
+        await asyncio.wait_for(process.wait(), timeout=30)
+    assert process.returncode == 0
+
+
+# -- the page in a browser --------------------------------------------------------------------
+
+
+@pytest.fixture
+async def playground(tmp_path: Path, district: District) -> AsyncIterator[PlaygroundWeb]:
+    settings = make_settings("http://unused", "sqlite+aiosqlite:///unused.db")
+    ground = Playground(settings=settings, district=district, data_dir=tmp_path)
+    web = PlaygroundWeb(ground, port=0)
+    await ground.start()
+    await web.start()
+    yield web
+    await web.stop()
+    await ground.stop()
+
+
+async def test_the_whole_loop_in_the_page(playground: PlaygroundWeb) -> None:
+    missing = _browser_missing()
+    if missing is not None:
+        if os.environ.get("WHISTLE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"the browser test is required but {missing}")
+        pytest.skip(f"browser test skipped: {missing}")
+    from playwright.async_api import Page, async_playwright
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+    started = time.perf_counter()
+    ARTIFACTS.mkdir(exist_ok=True)
+    photo = ARTIFACTS / "playground-upload.png"
+    photo.write_bytes(png(96, 64, (200, 90, 40)))
+
+    async def bot_count(page: Page) -> int:
+        return int(await page.locator("#messages .msg.bot").count())
+
+    async def step(page: Page, action: Any) -> None:
+        """Do something and wait for the bot's next message in the open chat."""
+        before = await bot_count(page)
+        await action()
+        await page.wait_for_function(
+            "n => document.querySelectorAll('#messages .msg.bot').length > n", arg=before
+        )
+
+    async def say(page: Page, text: str) -> None:
+        async def send() -> None:
+            await page.fill("#text", text)
+            await page.click("#send")
+
+        await step(page, send)
+
+    async def press(page: Page, label: str) -> None:
+        button = page.locator("#messages .inline button", has_text=label).last
+        await step(page, button.click)
+
+    async def key(page: Page, label: str) -> None:
+        await step(page, page.locator("#keyboard button", has_text=label).click)
+
+    async def open_chat(page: Page, selector: str) -> None:
+        await page.click(f".chat-tab{selector}")
+        await page.wait_for_function("() => !document.querySelector('#messages .empty')")
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=BROWSER, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+            await page.goto(playground.url)
+            await page.wait_for_selector("body[data-ready='1']")
+            assert await page.locator("#chat-title").inner_text() == "居民私聊"
+            assert await page.locator("#member option:checked").inner_text() == "王晓霞"
+            await page.locator("#messages .msg.bot", has_text="王晓霞，您好").wait_for()
+
+            # 随手拍 with a photo from the file picker, a description, a category, an address.
+            await key(page, "随手拍")
+            await step(page, lambda: page.set_input_files("#photo", str(photo)))
+            await page.locator("#messages .msg.mine img").wait_for()
+            await say(page, "楼道里有人飞线充电")
+            await press(page, "飞线充电")
+            await say(page, "康乐小区3号楼北侧")
+            await press(page, "确认提交")
+            receipt = page.locator("#messages .msg.bot", has_text="HB-000001").last
+            assert "城市管理综合执法局" in await receipt.inner_text()
+            await page.screenshot(path=str(ARTIFACTS / "playground-resident.png"))
+
+            # The department acknowledges and answers by replying to the card.
+            await open_chat(page, f"[data-chat-id='{CGZF}']")
+            card = page.locator("#messages .msg.bot", has_text="HB-000001").first
+            await card.locator("img").wait_for()
+            assert await card.locator(".inline button").all_inner_texts() == [
+                "✅ 应哨",
+                "📝 答卷",
+                "↪️ 退回",
+            ]
+            await card.locator(".inline button", has_text="应哨").click()
+            await page.locator("#messages .msg.bot", has_text="已应哨").first.wait_for()
+            await card.locator(".reply").click()
+            assert "HB-000001" in await page.locator("#reply-text").inner_text()
+            await page.fill("#text", "已拆除飞线，加装充电桩")
+            await page.click("#send")
+            await page.locator("#messages .msg.mine .quote", has_text="HB-000001").wait_for()
+            await page.screenshot(path=str(ARTIFACTS / "playground-department.png"))
+
+            # The resident sees the answer and rates it.
+            await open_chat(page, "[data-key='residents']")
+            await page.locator("#messages .msg.bot", has_text="已拆除飞线").wait_for()
+            await press(page, "😊 满意")
+            await page.locator("#messages .msg.bot", has_text="已办结").last.wait_for()
+
+            # 邻里互助: the resident asks, a volunteer claims it by replying in the group.
+            await key(page, "邻里互助")
+            await say(page, "陪我去医院复查")
+            await press(page, "新华社区")
+            await say(page, "新华西街道")
+            await press(page, "跳过")
+            await say(page, "下周一")
+            await press(page, "选好了")
+            await press(page, "同意")
+            await press(page, "确认提交")
+            await open_chat(page, f"[data-chat-id='{VOLUNTEERS}']")
+            assert await page.locator("#member option:checked").inner_text() == "张热心"
+            help_card = page.locator("#messages .msg.bot", has_text="陪我去医院复查").last
+            await help_card.locator(".reply").click()
+            await page.fill("#text", "我来")
+            await page.click("#send")
+            await open_chat(page, "[data-key='volunteers-private']")
+            details = page.locator("#messages .msg.bot", has_text="陪我去医院复查").last
+            await details.locator(".inline button", has_text="我在路上").wait_for()
+            await page.screenshot(path=str(ARTIFACTS / "playground-volunteer.png"))
+
+            # Another resident's report nobody acknowledges: jumping the clock shows the
+            # yellow card on the department's card.
+            await open_chat(page, "[data-key='residents']")
+            await page.select_option("#member", "7002")
+            await page.locator("#messages .msg.bot", has_text="李明，您好").wait_for()
+            await key(page, "随手拍")
+            await step(page, lambda: page.set_input_files("#photo", str(photo)))
+            await say(page, "小区门口饭店卖过期食品")
+            await press(page, "食品安全")
+            await say(page, "新华路18号")
+            await press(page, "确认提交")
+            await page.locator("#messages .msg.bot", has_text="HB-000003").last.wait_for()
+            await open_chat(page, f"[data-chat-id='{SCJG}']")
+            card = page.locator("#messages .msg.bot", has_text="HB-000003").first
+            await card.wait_for()
+            assert "黄牌" not in await card.inner_text()
+            before = await page.locator("#clock-now").inner_text()
+            for _ in range(8):
+                await page.click("#jump")
+                await page.locator("#toast", has_text="已跳到").wait_for()
+                try:
+                    await card.filter(has_text="🟨 黄牌").wait_for(timeout=3000)
+                    break
+                except PlaywrightTimeout:
+                    continue  # the next due time was something else
+            assert "🟨 黄牌" in await card.inner_text()
+            assert await page.locator("#clock-now").inner_text() != before
+            await page.screenshot(path=str(ARTIFACTS / "playground-yellow-card.png"))
+        finally:
+            await browser.close()
+    print(f"playground browser test: {time.perf_counter() - started:.1f} s")
