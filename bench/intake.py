@@ -288,10 +288,14 @@ def _profile(
         own, callers = entry[2], entry[4]
         layer = _layer(key)
         if key[0] == "~" and callers and layer.startswith("other"):
-            for caller, by_caller in callers.items():
-                share = _layer(caller)
-                layers[share] = layers.get(share, 0.0) + by_caller[2] / total
-            continue
+            # A builtin's time goes to its callers' layers, in proportion to what each spent
+            # in it (the per-caller times need not add up to the builtin's own time).
+            spent = sum(by_caller[2] for by_caller in callers.values())
+            if spent > 0:
+                for caller, by_caller in callers.items():
+                    share = _layer(caller)
+                    layers[share] = layers.get(share, 0.0) + own * by_caller[2] / spent / total
+                continue
         layers[layer] = layers.get(layer, 0.0) + own / total
     ordered = dict(sorted(layers.items(), key=lambda item: item[1], reverse=True))
     return [row(key, entry) for key, entry in by_own], ordered
