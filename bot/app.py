@@ -83,7 +83,9 @@ class Whistle:
         self.district = district
         self.clock: Clock = clock or SystemClock()
         self.catalogues = Catalogues(
-            district.default_language, template_globals=district_globals(district)
+            district.default_language,
+            template_globals=district_globals(district),
+            zone=district.tzinfo,
         )
         # Loaded before anything starts: a broken library stops the service like a broken
         # district file; later reloads keep the library in use instead.

@@ -9,16 +9,21 @@ with :func:`N_` so the completeness test finds it.
 
 from __future__ import annotations
 
+import functools
 import gettext
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal, format_percent
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
@@ -116,8 +121,10 @@ class Catalogues:
     default_language: str
     root: Path = LOCALES_DIR
     templates: Path = TEMPLATES_DIR
-    # District-aware helpers for templates (unit names, local times), set by the application.
+    # District-aware helpers for templates (unit names), set by the application.
     template_globals: dict[str, Any] = field(default_factory=dict)
+    # The district's time zone: dates and times are shown in it.
+    zone: tzinfo = UTC
     translators: dict[str, Translator] = field(init=False)
     _envs: dict[str, Environment] = field(init=False)
 
@@ -162,11 +169,69 @@ class Catalogues:
             )
             env.globals["lang"] = language
             env.globals.update(self.template_globals)
+            env.globals.update(
+                local_time=lambda iso: self.moment(iso, language),
+                local_date=lambda iso: self.moment(iso, language, date_only=True),
+                number=lambda value: format_decimal(value, locale=babel_locale(language)),
+                percent=lambda value: format_percent(
+                    value, "#,##0.0%", locale=babel_locale(language)
+                ),
+            )
             self._envs[language] = env
         return env
 
     def render(self, template: str, context: Mapping[str, Any], language: str) -> str:
+        context = self.localise(context, language)
         return self.env(language).get_template(template).render(**context).strip()
 
     def render_text(self, message_id: str, params: Mapping[str, Any], language: str) -> str:
-        return str(self.translator(language).html(message_id, **params))
+        return str(self.translator(language).html(message_id, **self.localise(params, language)))
+
+    def moment(self, iso: str | None, language: str, *, date_only: bool = False) -> str:
+        """A stored UTC time, in the district's zone, written the way ``language`` writes dates
+        (the catalogue's CLDR pattern, formatted by Babel)."""
+        if not iso:
+            return ""
+        pattern = self.translator(language).raw(
+            N_("format.date") if date_only else N_("format.datetime")
+        )
+        value = datetime.fromisoformat(iso)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return format_datetime(value.astimezone(self.zone), pattern, locale=babel_locale(language))
+
+    def localise(self, params: Mapping[str, Any], language: str) -> dict[str, Any]:
+        """Times a service put in a message's parameters with :func:`when` or :func:`day`,
+        written for the reader."""
+        return {
+            key: self.moment(value[MOMENT], language, date_only=bool(value.get("date")))
+            if isinstance(value, dict) and MOMENT in value
+            else value
+            for key, value in params.items()
+        }
+
+
+MOMENT = "$moment"
+
+
+def when(moment: datetime) -> dict[str, Any]:
+    """A date and time as a message parameter, written in each reader's language at sending."""
+    return {MOMENT: moment.astimezone(UTC).isoformat()}
+
+
+def day(moment: datetime) -> dict[str, Any]:
+    """A date (in the district's zone) as a message parameter, written like :func:`when`."""
+    return {MOMENT: moment.astimezone(UTC).isoformat(), "date": True}
+
+
+def babel_locale(tag: str) -> Locale:
+    """Babel's locale for a catalogue's language tag (``zh-Hans``, ``en``, ``mn-Mong``)."""
+    return _babel_locale(tag)
+
+
+@functools.cache
+def _babel_locale(tag: str) -> Locale:
+    try:
+        return Locale.parse(tag, sep="-")
+    except (ValueError, UnknownLocaleError):
+        return Locale.parse("en")

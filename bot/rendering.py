@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime
 from typing import Any
 
 from aiogram.methods import (
@@ -38,7 +37,7 @@ from aiogram.types import (
 )
 
 from bot.district import District
-from bot.i18n import Catalogues
+from bot.i18n import Catalogues, Translator
 from models import OutboxMessage
 
 TEXT_LIMIT = 4096
@@ -66,12 +65,6 @@ def district_globals(district: District) -> dict[str, Any]:
         category = district.category(code) if code else None
         return category.names.get(lang) if category else (code or "")
 
-    def local_time(iso: str | None) -> str:
-        if not iso:
-            return ""
-        moment = datetime.fromisoformat(iso).astimezone(district.tzinfo)
-        return moment.strftime("%Y-%m-%d %H:%M")
-
     def integration_name(code: str | None, lang: str) -> str:
         integration = district.integration(code) if code else None
         return integration.names.get(lang) if integration else (code or "")
@@ -84,7 +77,6 @@ def district_globals(district: District) -> dict[str, Any]:
         "unit_names": unit_names,
         "category_name": category_name,
         "integration_name": integration_name,
-        "local_time": local_time,
     }
 
 
@@ -101,24 +93,25 @@ class Renderer:
     def __init__(self, catalogues: Catalogues) -> None:
         self.catalogues = catalogues
 
-    def text(self, row: OutboxMessage) -> str | None:
+    def text(self, row: OutboxMessage, locale: str | None = None) -> str | None:
+        locale = locale or row.locale
         if row.template:
-            return self.catalogues.render(row.template, row.context, row.locale)
+            return self.catalogues.render(row.template, row.context, locale)
         if row.text_key:
-            return self.catalogues.render_text(row.text_key, row.context, row.locale)
+            return self.catalogues.render_text(row.text_key, row.context, locale)
         return None
 
-    def keyboard(self, row: OutboxMessage) -> Markup | None:
+    def keyboard(self, row: OutboxMessage, locale: str | None = None) -> Markup | None:
         spec = row.keyboard
         if not spec:
             return None
-        t = self.catalogues.translator(row.locale)
+        t = self.catalogues.translator(locale or row.locale)
         if spec.get("remove"):
             return ReplyKeyboardRemove()
         if "reply" in spec:
             return ReplyKeyboardMarkup(
                 keyboard=[
-                    [KeyboardButton(text=t(b["label"], **b.get("params", {}))) for b in row_]
+                    [KeyboardButton(text=self._label(b, t)) for b in row_]
                     for row_ in spec["reply"]
                 ],
                 resize_keyboard=True,
@@ -128,12 +121,7 @@ class Renderer:
         for spec_row in spec["inline"]:
             buttons = []
             for b in spec_row:
-                if "text" in b:
-                    label = b["text"]
-                else:
-                    # A button may speak its own language (the language picker does).
-                    tb = self.catalogues.translator(b["locale"]) if "locale" in b else t
-                    label = tb(b["label"], **b.get("params", {}))
+                label = self._label(b, t)
                 if "url" in b:
                     buttons.append(InlineKeyboardButton(text=label, url=b["url"]))
                     continue
@@ -144,16 +132,26 @@ class Renderer:
             rows.append(buttons)
         return InlineKeyboardMarkup(inline_keyboard=rows)
 
+    def _label(self, button: dict[str, Any], t: Translator) -> str:
+        if "text" in button:
+            return str(button["text"])
+        # A button may speak its own language (the language pickers do).
+        if "locale" in button:
+            t = self.catalogues.translator(button["locale"])
+        return t(button["label"], **button.get("params", {}))
+
     def method(
         self,
         row: OutboxMessage,
         target_message_id: int | None,
         upload: BufferedInputFile | None = None,
+        locale: str | None = None,
     ) -> TelegramMethod[Any]:
         """Build the call. ``target_message_id`` is the resolved message of ``row.target``;
-        ``upload`` is the file a row with ``params["upload"]`` sends (a chart, an export)."""
-        text = self.text(row)
-        markup = self.keyboard(row)
+        ``upload`` is the file a row with ``params["upload"]`` sends (a chart, an export);
+        ``locale`` overrides the row's language (a group chat's own, chosen with /lang)."""
+        text = self.text(row, locale)
+        markup = self.keyboard(row, locale)
         p = row.params
         chat_id = row.chat_id
         reply = (
@@ -236,7 +234,8 @@ class Renderer:
             case "answerCallbackQuery":
                 answer = None
                 if row.text_key:
-                    answer = self.catalogues.translator(row.locale)(row.text_key, **row.context)
+                    params = self.catalogues.localise(row.context, row.locale)
+                    answer = self.catalogues.translator(row.locale)(row.text_key, **params)
                     answer = answer[:CALLBACK_ANSWER_LIMIT]
                 return AnswerCallbackQuery(
                     callback_query_id=p["callback_query_id"],

@@ -54,7 +54,9 @@ async def replay_ladder(district: District) -> list[Delivery]:
     department = next((d for d in district.departments if d.chat_id), district.departments[0])
     start = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)
     clock = ManualClock(start)
-    renderer = Renderer(Catalogues(lang, template_globals=district_globals(district)))
+    renderer = Renderer(
+        Catalogues(lang, template_globals=district_globals(district), zone=district.tzinfo)
+    )
     with tempfile.TemporaryDirectory() as scratch:
         url = f"sqlite+aiosqlite:///{Path(scratch) / 'replay.db'}"
         await migrate(url)

@@ -67,7 +67,7 @@ from bot.logs import log_event
 from bot.metrics import Metrics
 from bot.pacing import Budget, Limits, LocalBudget, Pacer
 from bot.rendering import Renderer, RenderError
-from models import MessageLink, OutboxFile, OutboxMessage, OutboxStatus
+from models import ChatLanguage, MessageLink, OutboxFile, OutboxMessage, OutboxStatus
 
 logger = logging.getLogger(__name__)
 
@@ -425,7 +425,8 @@ class OutboxSender:
         try:
             target = await self._resolve_target(row)
             upload = await self._upload(row)
-            method = self.renderer.method(row, target, upload)
+            locale = await self._chat_locale(row)
+            method = self.renderer.method(row, target, upload, locale)
         except Exception as error:
             if ticket is not None:
                 await self.budget.cancel(ticket)
@@ -478,6 +479,17 @@ class OutboxSender:
         if file is None:
             raise RenderError(f"the file {key} to upload is gone")
         return BufferedInputFile(file.content, filename=file.filename)
+
+    async def _chat_locale(self, row: OutboxMessage) -> str | None:
+        """A group chat is spoken to in its own language (chosen by its admins with /lang),
+        whatever language the row was queued in; a person's chat keeps the row's."""
+        if row.chat_id >= 0 or row.method == "answerCallbackQuery":
+            return None
+        async with transaction(self.factory) as session:
+            chosen = await session.get(ChatLanguage, row.chat_id)
+        if chosen is None or chosen.language not in self.renderer.catalogues.languages:
+            return None
+        return chosen.language
 
     async def _resolve_target(self, row: OutboxMessage) -> int | None:
         if row.target is None:

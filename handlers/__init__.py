@@ -16,6 +16,7 @@ from handlers import (
     department,
     early_warning,
     fallback,
+    group_language,
     points,
     privacy,
     reports,
@@ -30,6 +31,7 @@ def build_routers(catalogues: Catalogues) -> list[Router]:
     # The fallback router goes last: it answers whatever the others left.
     return [
         start.router(catalogues),
+        group_language.router(catalogues),
         dashboard.router(),
         tasks.router(),
         # Before the resident router: its dialog owns the texts typed while it runs.

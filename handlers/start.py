@@ -17,7 +17,7 @@ from bot.i18n import N_, Catalogues, match_language
 from bot.services import menu
 from bot.services.errors import UserError
 from bot.services.outbox import send_text
-from handlers.filters import CallbackOf
+from handlers.filters import CallbackOf, TextIn
 from models import User
 
 
@@ -25,7 +25,7 @@ class LanguageDialog(StatesGroup):
     choosing = State()
 
 
-def _language_by_name(catalogues: Catalogues, text: str) -> str | None:
+def language_by_name(catalogues: Catalogues, text: str) -> str | None:
     """A language typed by name ("English", "中文") or by code ("en", "zh")."""
     wanted = text.strip().casefold()
     for code in catalogues.languages:
@@ -36,6 +36,10 @@ def _language_by_name(catalogues: Catalogues, text: str) -> str | None:
 
 def router(catalogues: Catalogues) -> Router:
     r = Router(name="start")
+    # The language row of a newcomer's menu: each language's own name, as their client sends it.
+    language_buttons = {
+        catalogues.translator(code)("lang.self-name"): code for code in catalogues.languages
+    }
     r.message.filter(F.chat.type == "private")
     r.callback_query.filter(F.message.chat.type == "private")
 
@@ -44,6 +48,7 @@ def router(catalogues: Catalogues) -> Router:
         message: Message,
         state: FSMContext,
         session: AsyncSession,
+        user: User,
         lang: str,
         now: Any,
         district: District,
@@ -57,6 +62,22 @@ def router(catalogues: Catalogues) -> Router:
             now=now,
             name=message.from_user.first_name,
             district=district.names.get(lang),
+            # Until they choose, the language is a guess from their Telegram app: the menu
+            # offers every language, each button in its own.
+            languages=catalogues.languages if user.language is None else (),
+        )
+
+    @r.message(StateFilter(None), TextIn(language_buttons))
+    async def language_button(
+        message: Message, session: AsyncSession, user: User, choice: str, now: Any
+    ) -> None:
+        menu.choose_language(
+            session,
+            user=user,
+            chat_id=message.chat.id,
+            language=choice,
+            languages=catalogues.languages,
+            now=now,
         )
 
     @r.message(Command("help"))
@@ -88,7 +109,7 @@ def router(catalogues: Catalogues) -> Router:
         lang: str,
         now: Any,
     ) -> None:
-        wanted = _language_by_name(catalogues, command.args) if command.args else None
+        wanted = language_by_name(catalogues, command.args) if command.args else None
         if wanted is not None:
             await state.clear()
             menu.choose_language(
@@ -131,7 +152,7 @@ def router(catalogues: Catalogues) -> Router:
     async def lang_typed(
         message: Message, state: FSMContext, session: AsyncSession, user: User, now: Any
     ) -> None:
-        wanted = _language_by_name(catalogues, message.text or "")
+        wanted = language_by_name(catalogues, message.text or "")
         if wanted is None:
             raise UserError(N_("lang.unknown"))
         await state.clear()

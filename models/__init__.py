@@ -19,7 +19,7 @@ from models.outbox import OutboxMessage, OutboxStatus
 from models.points import EntryKind, OfferStock, PointEntry, Redemption
 from models.report import OutboxFile, ReportRun
 from models.updates import ProcessedUpdate
-from models.user import User
+from models.user import ChatLanguage, User
 from models.volunteer import HelpClaim, Volunteer, VolunteerStatus
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "CaseFollower",
     "CaseKind",
     "CaseStatus",
+    "ChatLanguage",
     "DashboardSession",
     "DialogState",
     "EntryKind",

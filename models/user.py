@@ -25,3 +25,15 @@ class User(SQLModel, table=True):
     blocked_by: int | None = Field(default=None, sa_type=BigInteger)
     block_reason: str | None = Field(default=None, max_length=200)
     block_notice_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ChatLanguage(SQLModel, table=True):
+    """The language a group chat is spoken to in, set with /lang by one of its admins.
+    Groups without a row get the district's default language."""
+
+    __tablename__ = "chat_languages"
+
+    chat_id: int = Field(sa_type=BigInteger, primary_key=True)
+    language: str = Field(max_length=16)
+    set_by: int = Field(sa_type=BigInteger)
+    set_at: datetime = Field(sa_type=UTCDateTime)

@@ -35,7 +35,9 @@ class TestStart:
         assert "海勃湾区" in reply.text
         assert "王<晓霞>" in reply.text  # shown as sent, because it was escaped in HTML
         assert reply.parse_mode == "HTML"
-        assert reply_labels(reply) == ["📷 随手拍", "🗣 我有话说", "🤝 邻里互助", "📋 我的案件"]
+        # The menu, and for a newcomer a last row with every language in its own name.
+        assert reply_labels(reply)[:4] == ["📷 随手拍", "🗣 我有话说", "🤝 邻里互助", "📋 我的案件"]
+        assert sorted(reply_labels(reply)[4:]) == sorted(["中文", "English", "ᠮᠣᠩᠭᠣᠯ"])
 
     async def test_greets_in_english_when_the_app_is_in_english(
         self, app: Whistle, api_server: BotAPIServer
@@ -65,7 +67,7 @@ class TestLanguage:
         api_server.send_text(RESIDENT, "/lang")
         [picker] = await api_server.wait_for_message(RESIDENT)
         buttons = {b["text"]: b["callback_data"] for b in inline_buttons(picker)}
-        assert set(buttons) == {"中文", "English"}
+        assert set(buttons) == {"中文", "English", "ᠮᠣᠩᠭᠣᠯ"}
 
         api_server.press_button(RESIDENT, picker.message_id, buttons["English"])
         await api_server.wait_for(lambda s: len(s.callback_answers) == 1)

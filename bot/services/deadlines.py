@@ -171,7 +171,7 @@ async def decide(
             session, case, kind="deadline_agreed", now=now, actor=actor, role="center", days=days
         )
         ladder.start_deadline(session, district, case, now=now)
-        expected = case.deadline_at.astimezone(district.tzinfo).strftime("%Y-%m-%d")
+        expected = case.deadline_at.isoformat()
         notify.tell_reporters(
             session,
             district,

@@ -15,7 +15,7 @@ from bot.services.outbox import (
     reply_keyboard,
     send_text,
 )
-from bot.services.users import set_language
+from bot.services.users import set_chat_language, set_language
 from models import User
 
 MENU_REPORT = N_("menu.report")
@@ -64,16 +64,29 @@ FEATURES = {"report": MENU_REPORT, "say": MENU_SAY, "ask": MENU_ASK, "my": MENU_
 
 
 def greet(
-    session: AsyncSession, *, chat_id: int, lang: str, now: datetime, name: str, district: str
+    session: AsyncSession,
+    *,
+    chat_id: int,
+    lang: str,
+    now: datetime,
+    name: str,
+    district: str,
+    languages: tuple[str, ...] = (),
 ) -> None:
+    """The greeting and the main menu; with ``languages``, the menu's last row offers them
+    (each labelled in its own language), so a newcomer can switch before anything else."""
+    keyboard = MAIN_MENU
+    if languages:
+        row = [{"label": N_("lang.self-name"), "locale": code} for code in languages]
+        keyboard = {**MAIN_MENU, "reply": [*MAIN_MENU["reply"], row]}
     enqueue(
         session,
         chat_id=chat_id,
         locale=lang,
         now=now,
         template="start.html",
-        context={"name": name, "district": district},
-        keyboard=MAIN_MENU,
+        context={"name": name, "district": district, "languages": bool(languages)},
+        keyboard=keyboard,
     )
 
 
@@ -90,8 +103,15 @@ def show_help(session: AsyncSession, *, chat_id: int, lang: str, now: datetime) 
 
 
 def offer_languages(
-    session: AsyncSession, *, chat_id: int, lang: str, now: datetime, languages: tuple[str, ...]
+    session: AsyncSession,
+    *,
+    chat_id: int,
+    lang: str,
+    now: datetime,
+    languages: tuple[str, ...],
+    prompt: str = N_("lang.prompt"),
 ) -> None:
+    """The language picker: one button per language, each labelled in its own language."""
     keyboard = inline_keyboard(
         [
             {"label": N_("lang.self-name"), "locale": code, "data": LanguageChoice(code).pack()}
@@ -103,7 +123,7 @@ def offer_languages(
         chat_id=chat_id,
         locale=lang,
         now=now,
-        text_key=N_("lang.prompt"),
+        text_key=prompt,
         keyboard=keyboard,
     )
 
@@ -147,4 +167,44 @@ def choose_language(
         now=now,
         text_key=N_("start.menu-hint"),
         keyboard=MAIN_MENU,
+    )
+
+
+async def choose_group_language(
+    session: AsyncSession,
+    *,
+    chat_id: int,
+    language: str,
+    languages: tuple[str, ...],
+    by: int,
+    now: datetime,
+    pressed: tuple[str, int] | None = None,
+) -> None:
+    """Set a group's language (its admins decide): cards, reminders and reports sent to the
+    group from now on, and edits of the cards already there, are in it."""
+    await set_chat_language(
+        session, chat_id=chat_id, language=language, supported=languages, by=by, now=now
+    )
+    if pressed is None:
+        send_text(
+            session, chat_id=chat_id, locale=language, now=now, text_key=N_("lang.group-changed")
+        )
+        return
+    callback_query_id, picker_message_id = pressed
+    answer_callback(
+        session,
+        chat_id=by,
+        callback_query_id=callback_query_id,
+        locale=language,
+        now=now,
+        text_key=N_("lang.group-changed"),
+    )
+    enqueue(
+        session,
+        chat_id=chat_id,
+        locale=language,
+        now=now,
+        method="editMessageText",
+        text_key=N_("lang.group-changed"),
+        target=picker_message_id,
     )

@@ -26,7 +26,7 @@ from sqlmodel import col
 
 from bot.callbacks import RedeemOffer
 from bot.district import District, Merchant, Offer, Role
-from bot.i18n import N_
+from bot.i18n import N_, when
 from bot.services.errors import UserError
 from bot.services.outbox import button, enqueue, inline_keyboard, send_text
 from models import (
@@ -58,10 +58,6 @@ _ADJUST_RE = re.compile(r"(\d{1,15})\s+([+-]?\d{1,9})\s+(.+)", re.DOTALL)
 _CODE_STRIP_RE = re.compile(r"[\s\-–—_]+")
 
 SPENDERS = frozenset({VolunteerStatus.APPROVED, VolunteerStatus.PAUSED})
-
-
-def _local(district: District, moment: datetime) -> str:
-    return moment.astimezone(district.tzinfo).strftime("%Y-%m-%d %H:%M")
 
 
 def _local_midnight(district: District, day: date) -> datetime:
@@ -290,7 +286,7 @@ async def show_points(
             detail = entry.reason
         entries.append(
             {
-                "at": _local(district, entry.at),
+                "at": entry.at.isoformat(),
                 "kind": entry.kind.value,
                 "points": f"{entry.points:+d}",
                 "detail": detail,
@@ -575,7 +571,7 @@ async def redeem(
             "offer": offer.names.get(lang),
             "description": offer.description.get(lang) if offer.description else None,
             "price": offer.price,
-            "expires": _local(district, expires_at),
+            "expires": expires_at.isoformat(),
             "balance": current - offer.price,
         },
     )
@@ -630,8 +626,8 @@ async def check_code(
         if redemption is None or redemption.merchant not in mine:
             raise UserError(N_("points.code-unknown"))
         if redemption.used_at is not None:
-            raise UserError(N_("points.code-used"), time=_local(district, redemption.used_at))
-        raise UserError(N_("points.code-expired"), time=_local(district, redemption.expires_at))
+            raise UserError(N_("points.code-used"), time=when(redemption.used_at))
+        raise UserError(N_("points.code-expired"), time=when(redemption.expires_at))
     assert redemption is not None
     volunteer = await session.get(Volunteer, redemption.user_id)
     send_text(

@@ -29,14 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from bot.district import District, Role
-from bot.i18n import N_
+from bot.i18n import N_, babel_locale
 from bot.logs import log_event
 from bot.services import stats
 from bot.services.dashboard import access_of
 from bot.services.errors import UserError
 from bot.services.outbox import attach, enqueue
 from bot.services.routing import CENTER, unit_of
-from bot.services.users import language_of
+from bot.services.users import chat_language, language_of
 from models import Case, ReportRun, User
 
 logger = logging.getLogger(__name__)
@@ -138,13 +138,15 @@ def due_reports(district: District, now: datetime) -> list[Due]:
 
 async def recipients(session: AsyncSession, district: District) -> list[tuple[int, str]]:
     """Chats that get the reports, each with its language: the center's group and the
-    report chats in the district's language; leaders in theirs (only those who have started
-    a chat with the bot: Telegram refuses messages to anyone else)."""
+    report chats in theirs (chosen with /lang, else the district's); leaders in theirs (only
+    those who have started a chat with the bot: Telegram refuses messages to anyone else)."""
     default = district.default_language
-    chats: list[tuple[int, str]] = []
-    if district.governance_center.chat_id is not None:
-        chats.append((district.governance_center.chat_id, default))
-    chats += [(chat_id, default) for chat_id in district.reports.chats]
+    groups = [district.governance_center.chat_id, *district.reports.chats]
+    chats: list[tuple[int, str]] = [
+        (chat_id, await chat_language(session, chat_id, district.languages, default))
+        for chat_id in groups
+        if chat_id is not None
+    ]
     if district.reports.leaders:
         for person in district.people_with_role(Role.LEADER):
             user = await session.get(User, person.telegram_id)
@@ -213,12 +215,13 @@ async def _queue_report(
                 context=context)  # fmt: skip
         if due.kind == "daily":
             continue
-        if lang not in charts:
-            data = chart_data(district, report, trend, lang, due.kind, translate)
-            charts[lang] = attach(
+        drawn_in = chart_language(lang, district.default_language)
+        if drawn_in not in charts:
+            data = chart_data(district, report, trend, drawn_in, due.kind, translate)
+            charts[drawn_in] = attach(
                 session,
-                filename=f"{due.kind}-{context['period_start']}.png",
-                content=await chart(lang, data),
+                filename=f"{due.kind}-{context['period_start'][:10]}.png",
+                content=await chart(drawn_in, data),
                 now=now,
             )
         enqueue(
@@ -229,8 +232,18 @@ async def _queue_report(
             method="sendPhoto",
             template="report_chart.html",
             context=context,
-            params={"upload": charts[lang]},
+            params={"upload": charts[drawn_in]},
         )
+
+
+# Scripts whose letters join and change form need text shaping, which matplotlib does not do:
+# a chart for their readers is drawn in the district's default language instead.
+UNSHAPED_SCRIPTS = frozenset({"Mong"})
+
+
+def chart_language(lang: str, default: str) -> str:
+    script = babel_locale(lang).script
+    return default if script in UNSHAPED_SCRIPTS else lang
 
 
 def chart_data(
@@ -306,8 +319,8 @@ async def report_context(
         "kind": kind,
         "title_key": TITLES.get(kind, TITLES["daily"]),
         "scope": scope,
-        "period_start": start.date().isoformat(),
-        "period_last": last.date().isoformat(),
+        "period_start": start.isoformat(),
+        "period_last": last.isoformat(),
         "district": report.district.as_dict(),
         "league": [{"code": code, **f.as_dict()} for code, f in league[:LEAGUE_LISTED]],
         "league_more": max(0, len(league) - LEAGUE_LISTED),

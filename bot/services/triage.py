@@ -225,11 +225,7 @@ async def _finish(
     if difficulty == "hard":
         await _tell_leaders(session, district, case, assisting, now)
     await refresh(session, district, case, now)
-    expected = (
-        case.deadline_at.astimezone(district.tzinfo).strftime("%Y-%m-%d")
-        if case.deadline_at
-        else None
-    )
+    expected = case.deadline_at.isoformat() if case.deadline_at else None
     notify.tell_reporters(
         session,
         district,

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import match_language
-from models import User
+from models import ChatLanguage, User
 
 
 async def touch_user(
@@ -51,3 +51,31 @@ def set_language(user: User, language: str, supported: tuple[str, ...]) -> None:
     if language not in supported:
         raise ValueError(f"unsupported language {language!r}")
     user.language = language
+
+
+async def chat_language(
+    session: AsyncSession, chat_id: int, supported: tuple[str, ...], default: str
+) -> str:
+    """A group chat's language: the one its admins chose with /lang, else the district's."""
+    chosen = await session.get(ChatLanguage, chat_id)
+    if chosen is not None and chosen.language in supported:
+        return chosen.language
+    return default
+
+
+async def set_chat_language(
+    session: AsyncSession,
+    *,
+    chat_id: int,
+    language: str,
+    supported: tuple[str, ...],
+    by: int,
+    now: datetime,
+) -> None:
+    if language not in supported:
+        raise ValueError(f"unsupported language {language!r}")
+    chosen = await session.get(ChatLanguage, chat_id)
+    if chosen is None:
+        session.add(ChatLanguage(chat_id=chat_id, language=language, set_by=by, set_at=now))
+        return
+    chosen.language, chosen.set_by, chosen.set_at = language, by, now
