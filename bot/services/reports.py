@@ -62,8 +62,11 @@ CATCH_UP = {
     "monthly": timedelta(days=1),
 }
 TREND_WEEKS = 8
-OVERDUE_LISTED = 15
-LEAGUE_LISTED = 20
+# What a report's message lists (then "and N more"): with the figures and their definitions
+# it stays within Telegram's 4096 characters. The chart shows more departments.
+OVERDUE_LISTED = 10
+LEAGUE_LISTED = 10
+LEAGUE_CHARTED = 20
 EXPORT_PERIODS = ("week", "month")
 STATS_PERIODS = ("today", "week", "month")
 EXPORT_COLUMNS = (
@@ -273,7 +276,7 @@ def chart_data(
         ),
         by_department=translate(lang, N_("stats.chart.by-department")),
         trend_title=translate(lang, N_("stats.chart.trend")),
-        departments=tuple((name(code), rates(f)) for code, f in report.league()[:LEAGUE_LISTED]),
+        departments=tuple((name(code), rates(f)) for code, f in report.league()[:LEAGUE_CHARTED]),
         trend=tuple(
             (week.start.astimezone(tz).strftime("%m-%d"), rates(week.district)) for week in trend
         ),
