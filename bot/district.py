@@ -43,6 +43,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from bot.i18n import available_languages
+
 __all__ = [
     "DEFAULT_LANGUAGES",
     "EXAMPLE_DISTRICT_PATH",
@@ -73,7 +75,8 @@ __all__ = [
     "resolve_district_path",
 ]
 
-DEFAULT_LANGUAGES: Final[tuple[str, ...]] = ("zh-Hans", "en")
+# The languages a district file may name: those with a catalogue in locales/.
+DEFAULT_LANGUAGES: Final[tuple[str, ...]] = available_languages()
 EXAMPLE_DISTRICT_PATH: Final[Path] = Path(__file__).resolve().parent.parent / "config.example.toml"
 
 # A pydantic loc, and the same path as the line locator records it.

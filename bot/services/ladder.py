@@ -181,7 +181,7 @@ async def fire_due(
 # listing them instead: a busy group stays readable, and its 20-a-minute budget goes to
 # real messages.
 DIGEST_FROM = 3
-DIGEST_LINES = 40  # then "and N more"
+DIGEST_LINES = 25  # then "and N more"
 
 
 @dataclass(frozen=True)

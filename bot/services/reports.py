@@ -64,8 +64,8 @@ CATCH_UP = {
 TREND_WEEKS = 8
 # What a report's message lists (then "and N more"): with the figures and their definitions
 # it stays within Telegram's 4096 characters. The chart shows more departments.
-OVERDUE_LISTED = 10
-LEAGUE_LISTED = 10
+OVERDUE_LISTED = 8
+LEAGUE_LISTED = 8
 LEAGUE_CHARTED = 20
 EXPORT_PERIODS = ("week", "month")
 STATS_PERIODS = ("today", "week", "month")

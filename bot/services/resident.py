@@ -38,7 +38,7 @@ PAGE_SIZE = 5
 MAX_WHEN = 200  # Case.needed_when
 # The latest events a timeline shows: with the case's facts and the residents' comments (cut
 # short) it stays within Telegram's 4096 characters.
-MAX_TIMELINE_EVENTS = 20
+MAX_TIMELINE_EVENTS = 15
 
 # The steps of each dialog, in order. The photo step also takes the description.
 STEPS: dict[CaseKind, tuple[str, ...]] = {
