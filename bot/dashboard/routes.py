@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 from aiogram.exceptions import TelegramAPIError
 from aiohttp import web
+from babel.numbers import format_percent
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
 from sqlmodel import col
@@ -29,7 +30,7 @@ from bot.dashboard import queries
 from bot.dashboard.auth import COOKIE, COOKIE_PATH, Signer
 from bot.db import SessionFactory, transaction
 from bot.district import District
-from bot.i18n import N_, Catalogues, Translator
+from bot.i18n import N_, Catalogues, Translator, babel_locale
 from bot.logs import log_event
 from bot.services import dashboard as sign_in
 from bot.services import stats
@@ -181,6 +182,7 @@ class Dashboard:
 
     def _helpers(self, lang: str, translator: Translator) -> dict[str, Any]:
         district = self.district
+        locale = babel_locale(lang)
 
         def unit_name(code: str | None) -> str:
             if not code:
@@ -194,8 +196,14 @@ class Dashboard:
             category = district.category(code) if code else None
             return category.names.get(lang) if category else (code or "—")
 
-        def local(moment: datetime | None, pattern: str = "%Y-%m-%d %H:%M") -> str:
-            return moment.astimezone(district.tzinfo).strftime(pattern) if moment else ""
+        def local(moment: datetime | None, pattern: str | None = None) -> str:
+            """A time for the reader (their language's pattern, through Babel); with a
+            ``pattern``, a machine value such as a date in a link."""
+            if moment is None:
+                return ""
+            if pattern is not None:
+                return moment.astimezone(district.tzinfo).strftime(pattern)
+            return self.catalogues.moment(moment.isoformat(), lang)
 
         def label(message_id: str, fallback: str) -> str:
             return translator.raw(message_id) if translator.has(message_id) else fallback
@@ -212,7 +220,7 @@ class Dashboard:
             return PREFIX + path + ("?" + urlencode(params) if params else "")
 
         def percent(value: float | None) -> str:
-            return "—" if value is None else f"{value * 100:.1f}%"
+            return "—" if value is None else format_percent(value, "#,##0.0%", locale=locale)
 
         def duration(value: timedelta | None) -> str:
             if value is None:
