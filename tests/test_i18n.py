@@ -67,6 +67,13 @@ class TestCatalogues:
             ), message_id
             assert sorted(TAG.findall(other[message_id])) == sorted(TAG.findall(text)), message_id
 
+    @pytest.mark.parametrize("language", LANGUAGES)
+    def test_command_descriptions_fit_telegram(self, language: str) -> None:
+        # setMyCommands takes descriptions of 1-256 characters.
+        for message_id, text in catalogue(language).items():
+            if message_id.startswith("commands."):
+                assert 1 <= len(text) <= 256, (language, message_id)
+
 
 class TestRendering:
     def test_template_escapes_user_values(self) -> None:

@@ -7,6 +7,7 @@ Also the district file's ``[[integrations]]``."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,8 @@ async def outbox_chats(app: Whistle) -> list[tuple[int, str]]:
 
 
 def assert_no_personal_data(body: Any) -> None:
-    text = json.dumps(body, ensure_ascii=False)
+    # Without the server's address, whose port could contain any digits.
+    text = re.sub(r"https?://[^/\"]+", "", json.dumps(body, ensure_ascii=False))
     for value in (*CALLER.values(), "三丰", "王晓霞", str(RESIDENT)):
         assert value not in text
 
@@ -351,7 +353,7 @@ class TestListing:
         everything = await get(world, http, "/requests.json")
         assert numbers(everything) == ["HB-000003", "HB-000002", "HB-000001"]  # newest first
         assert_no_personal_data(everything)
-        assert "501" not in json.dumps(everything)
+        assert "3号楼2单元501" not in json.dumps(everything, ensure_ascii=False)
         assert numbers(await get(world, http, "/requests.json", status="open")) == [
             "HB-000002",
             "HB-000001",

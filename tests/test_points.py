@@ -363,9 +363,9 @@ class TestDistrictFile:
         assert rice is not None and rice.stock == 20 and rice.price == 30
         assert district.merchants_of(BARBER)[0].code == "xinhua_barber"
         for merchant in district.merchants:
-            assert set(merchant.names.texts) == {"zh-Hans", "en"}
+            assert set(merchant.names.texts) == {"zh-Hans", "en", "mn-Mong"}
             for offer in merchant.offers:
-                assert set(offer.names.texts) == {"zh-Hans", "en"}
+                assert set(offer.names.texts) == {"zh-Hans", "en", "mn-Mong"}
 
     def test_problems_name_their_keys(self) -> None:
         from bot.district import DistrictError

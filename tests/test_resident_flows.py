@@ -81,8 +81,8 @@ async def press_data(
     return api_server.callback_answers[-1]
 
 
-async def until(api_server: BotAPIServer, check: Any) -> None:
-    await api_server.wait_for(lambda _s: check())
+async def until(api_server: BotAPIServer, check: Any) -> Any:
+    return await api_server.wait_for(lambda _s: check())
 
 
 async def case_rows(app: Whistle) -> list[Case]:
@@ -529,7 +529,11 @@ class TestRating:
 
         thanks = await say(api_server, "充电桩还是没通电")
         assert thanks.text == "已收到您对 HB-000001 的意见，谢谢！"
-        card = next(m for m in api_server.messages(CGZF) if m.callback_data())
+        # The card gets its buttons back once the reopening's edit is sent.
+        card = await until(
+            api_server,
+            lambda: next((m for m in api_server.messages(CGZF) if m.callback_data()), None),
+        )
         await until(
             api_server,
             lambda: any(
