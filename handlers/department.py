@@ -26,6 +26,7 @@ from handlers.groups import (
     GROUPS,
     InUnitGroup,
     actor,
+    require_admin,
     require_member,
     status_in,
 )
@@ -46,14 +47,9 @@ def router() -> Router:
         now: Any,
     ) -> None:
         assert message.from_user is not None
-        person = district.person(message.from_user.id)
-        is_admin = person is not None and person.has_role(Role.ADMIN)
-        if not is_admin:
-            is_admin = (
-                await status_in(bot, message.chat.id, message.from_user.id) in ADMIN_STATUSES
-            )
-        if not is_admin:
-            raise UserError(N_("bind.not-admin"))
+        await require_admin(
+            bot, message.chat.id, message.from_user.id, district, refusal=N_("bind.not-admin")
+        )
         if not command.args:
             raise UserError(N_("bind.usage"))
         await department.bind_group(

@@ -10,23 +10,14 @@ from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import LanguageChoice
-from bot.district import District, Role
+from bot.district import District
 from bot.i18n import N_, Catalogues
 from bot.services import menu
 from bot.services.errors import UserError
 from bot.services.users import chat_language
 from handlers.filters import CallbackOf
-from handlers.groups import ADMIN_STATUSES, GROUPS, status_in
+from handlers.groups import GROUPS, require_admin
 from handlers.start import language_by_name
-
-
-async def _require_admin(bot: Bot, chat_id: int, user_id: int, district: District) -> None:
-    """The group's admins decide, and so do the district's admins."""
-    person = district.person(user_id)
-    if person is not None and person.has_role(Role.ADMIN):
-        return
-    if await status_in(bot, chat_id, user_id) not in ADMIN_STATUSES:
-        raise UserError(N_("lang.group-not-admin"))
 
 
 def router(catalogues: Catalogues) -> Router:
@@ -45,7 +36,9 @@ def router(catalogues: Catalogues) -> Router:
     ) -> None:
         assert message.from_user is not None
         chat_id = message.chat.id
-        await _require_admin(bot, chat_id, message.from_user.id, district)
+        await require_admin(
+            bot, chat_id, message.from_user.id, district, refusal=N_("lang.group-not-admin")
+        )
         if command.args:
             wanted = language_by_name(catalogues, command.args)
             if wanted is None:
@@ -83,7 +76,9 @@ def router(catalogues: Catalogues) -> Router:
         if cb.code not in catalogues.languages or query.message is None:
             raise UserError(N_("errors.stale-button"))
         chat_id = query.message.chat.id
-        await _require_admin(bot, chat_id, query.from_user.id, district)
+        await require_admin(
+            bot, chat_id, query.from_user.id, district, refusal=N_("lang.group-not-admin")
+        )
         await menu.choose_group_language(
             session,
             chat_id=chat_id,

@@ -14,7 +14,7 @@ from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.district import District
+from bot.district import District, Role
 from bot.i18n import N_
 from bot.services import cases, routing
 from bot.services.errors import UserError
@@ -51,6 +51,17 @@ async def status_in(bot: Bot, chat_id: int, user_id: int) -> str:
 
 def actor(user: Any, lang: str) -> cases.Person:
     return cases.Person(user.id, user.first_name, lang)
+
+
+async def require_admin(
+    bot: Bot, chat_id: int, user_id: int, district: District, *, refusal: str
+) -> None:
+    """The group's admins decide (binding it, its language), and so do the district's."""
+    person = district.person(user_id)
+    if person is not None and person.has_role(Role.ADMIN):
+        return
+    if await status_in(bot, chat_id, user_id) not in ADMIN_STATUSES:
+        raise UserError(refusal)
 
 
 async def require_member(bot: Bot, chat_id: int, user: Any, district: District) -> cases.Person:

@@ -141,24 +141,14 @@ def choose_language(
     """Switch the user's language; everything from here on, menu included, is in it."""
     set_language(user, language, languages)
     if pressed is not None:
-        callback_query_id, picker_message_id = pressed
-        answer_callback(
+        _confirm_on_picker(
             session,
             chat_id=chat_id,
-            callback_query_id=callback_query_id,
-            locale=language,
-            now=now,
+            presser=chat_id,
+            pressed=pressed,
+            language=language,
             text_key=N_("lang.changed"),
-        )
-        # The picker becomes the confirmation, so its buttons cannot be pressed again.
-        enqueue(
-            session,
-            chat_id=chat_id,
-            locale=language,
             now=now,
-            method="editMessageText",
-            text_key=N_("lang.changed"),
-            target=picker_message_id,
         )
     send_text(
         session,
@@ -190,14 +180,37 @@ async def choose_group_language(
             session, chat_id=chat_id, locale=language, now=now, text_key=N_("lang.group-changed")
         )
         return
+    _confirm_on_picker(
+        session,
+        chat_id=chat_id,
+        presser=by,
+        pressed=pressed,
+        language=language,
+        text_key=N_("lang.group-changed"),
+        now=now,
+    )
+
+
+def _confirm_on_picker(
+    session: AsyncSession,
+    *,
+    chat_id: int,
+    presser: int,
+    pressed: tuple[str, int],
+    language: str,
+    text_key: str,
+    now: datetime,
+) -> None:
+    """Answer the press, and turn the picker into the confirmation (in the language chosen),
+    so its buttons cannot be pressed again."""
     callback_query_id, picker_message_id = pressed
     answer_callback(
         session,
-        chat_id=by,
+        chat_id=presser,
         callback_query_id=callback_query_id,
         locale=language,
         now=now,
-        text_key=N_("lang.group-changed"),
+        text_key=text_key,
     )
     enqueue(
         session,
@@ -205,6 +218,6 @@ async def choose_group_language(
         locale=language,
         now=now,
         method="editMessageText",
-        text_key=N_("lang.group-changed"),
+        text_key=text_key,
         target=picker_message_id,
     )
