@@ -201,10 +201,10 @@ class Catalogues:
         return format_datetime(value.astimezone(self.zone), pattern, locale=babel_locale(language))
 
     def localise(self, params: Mapping[str, Any], language: str) -> dict[str, Any]:
-        """Times a service put in a message's parameters with :func:`when` or :func:`day`,
-        written for the reader."""
+        """Times a service put in a message's parameters with :func:`when`, written for the
+        reader."""
         return {
-            key: self.moment(value[MOMENT], language, date_only=bool(value.get("date")))
+            key: self.moment(value[MOMENT], language)
             if isinstance(value, dict) and MOMENT in value
             else value
             for key, value in params.items()
@@ -217,11 +217,6 @@ MOMENT = "$moment"
 def when(moment: datetime) -> dict[str, Any]:
     """A date and time as a message parameter, written in each reader's language at sending."""
     return {MOMENT: moment.astimezone(UTC).isoformat()}
-
-
-def day(moment: datetime) -> dict[str, Any]:
-    """A date (in the district's zone) as a message parameter, written like :func:`when`."""
-    return {MOMENT: moment.astimezone(UTC).isoformat(), "date": True}
 
 
 def babel_locale(tag: str) -> Locale:

@@ -13,7 +13,7 @@ import pytest
 from bot.app import Whistle
 from bot.clock import ManualClock
 from bot.db import transaction
-from bot.i18n import Catalogues, available_languages, day, when
+from bot.i18n import Catalogues, available_languages, when
 from bot.services import cases, reports
 from bot.testserver import BotAPIServer
 from models import CaseKind, ChatLanguage, User
@@ -237,12 +237,14 @@ class TestFormats:
         assert any("\u1800" <= ch <= "\u18af" for ch in written), written
 
     def test_parameters_marked_as_times_are_written_for_the_reader(self) -> None:
-        params = {"time": when(self.moment), "date": day(self.moment), "n": 3}
-        assert self.catalogues.localise(params, "en") == {
-            "time": "2026-01-20 09:05",
-            "date": "2026-01-20",
-            "n": 3,
-        }
+        params = {"time": when(self.moment), "n": 3}
+        assert self.catalogues.localise(params, "en") == {"time": "2026-01-20 09:05", "n": 3}
+        mongolian = self.catalogues.localise(params, MONGOLIAN)["time"]
+        assert (
+            mongolian
+            == self.catalogues.moment(self.moment.isoformat(), MONGOLIAN)
+            != ("2026-01-20 09:05")
+        )
 
     def test_rates_and_counts_through_babel(self) -> None:
         env = self.catalogues.env("en")
