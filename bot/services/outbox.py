@@ -320,27 +320,3 @@ async def _case_numbers(session: AsyncSession, rows: Sequence[OutboxMessage]) ->
     )
     numbers = {case_id: number for case_id, number in found.all() if case_id is not None}
     return [numbers.get(i) or f"#{i}" for i in ids]
-
-
-async def dead_summary(
-    session: AsyncSession, *, since: datetime | None = None, last: int = 5
-) -> tuple[int, list[str]]:
-    """How many outbox rows are dead (since ``since``, when given) and the reasons of the
-    ``last`` most recent ones, newest first: for health checks."""
-    count_query = (
-        select(func.count())
-        .select_from(OutboxMessage)
-        .where(col(OutboxMessage.status) == OutboxStatus.DEAD)
-    )
-    reasons_query = (
-        select(col(OutboxMessage.last_error))
-        .where(col(OutboxMessage.status) == OutboxStatus.DEAD)
-        .order_by(col(OutboxMessage.next_attempt_at).desc(), col(OutboxMessage.id).desc())
-        .limit(last)
-    )
-    if since is not None:
-        count_query = count_query.where(col(OutboxMessage.next_attempt_at) >= since)
-        reasons_query = reasons_query.where(col(OutboxMessage.next_attempt_at) >= since)
-    count = int(await session.scalar(count_query) or 0)
-    reasons = [reason or "?" for reason in (await session.scalars(reasons_query)).all()]
-    return count, reasons
