@@ -18,9 +18,12 @@ from aiogram.methods import (
     SendMediaGroup,
     SendMessage,
     SendPhoto,
+    SetMyCommands,
     TelegramMethod,
 )
 from aiogram.types import (
+    BotCommand,
+    BotCommandScopeChat,
     BufferedInputFile,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -241,6 +244,16 @@ class Renderer:
                     callback_query_id=p["callback_query_id"],
                     text=answer,
                     show_alert=bool(p.get("show_alert")),
+                )
+            case "setMyCommands":
+                # A person's own command menu, in the language they chose.
+                t = self.catalogues.translator(locale or row.locale)
+                return SetMyCommands(
+                    commands=[
+                        BotCommand(command=command, description=t(description))
+                        for command, description in p["commands"]
+                    ],
+                    scope=BotCommandScopeChat(chat_id=chat_id),
                 )
         raise RenderError(f"unknown method {row.method!r}")
 

@@ -15,6 +15,7 @@ from bot.callbacks import LanguageChoice
 from bot.district import District
 from bot.i18n import N_, Catalogues, match_language
 from bot.services import menu
+from bot.services.dashboard import access_of
 from bot.services.errors import UserError
 from bot.services.outbox import send_text
 from handlers.filters import CallbackOf, TextIn
@@ -69,7 +70,12 @@ def router(catalogues: Catalogues) -> Router:
 
     @r.message(StateFilter(None), TextIn(language_buttons))
     async def language_button(
-        message: Message, session: AsyncSession, user: User, choice: str, now: Any
+        message: Message,
+        session: AsyncSession,
+        user: User,
+        choice: str,
+        now: Any,
+        district: District,
     ) -> None:
         menu.choose_language(
             session,
@@ -78,6 +84,7 @@ def router(catalogues: Catalogues) -> Router:
             language=choice,
             languages=catalogues.languages,
             now=now,
+            staff=access_of(district, user.id) is not None,
         )
 
     @r.message(Command("help"))
@@ -108,6 +115,7 @@ def router(catalogues: Catalogues) -> Router:
         user: User,
         lang: str,
         now: Any,
+        district: District,
     ) -> None:
         wanted = language_by_name(catalogues, command.args) if command.args else None
         if wanted is not None:
@@ -119,6 +127,7 @@ def router(catalogues: Catalogues) -> Router:
                 language=wanted,
                 languages=catalogues.languages,
                 now=now,
+                staff=access_of(district, user.id) is not None,
             )
             return
         await state.set_state(LanguageDialog.choosing)
@@ -134,6 +143,7 @@ def router(catalogues: Catalogues) -> Router:
         session: AsyncSession,
         user: User,
         now: Any,
+        district: District,
     ) -> None:
         if cb.code not in catalogues.languages or query.message is None:
             raise UserError(N_("errors.stale-button"))
@@ -145,12 +155,18 @@ def router(catalogues: Catalogues) -> Router:
             language=cb.code,
             languages=catalogues.languages,
             now=now,
+            staff=access_of(district, user.id) is not None,
             pressed=(query.id, query.message.message_id),
         )
 
     @r.message(StateFilter(LanguageDialog.choosing), F.text, ~F.text.startswith("/"))
     async def lang_typed(
-        message: Message, state: FSMContext, session: AsyncSession, user: User, now: Any
+        message: Message,
+        state: FSMContext,
+        session: AsyncSession,
+        user: User,
+        now: Any,
+        district: District,
     ) -> None:
         wanted = language_by_name(catalogues, message.text or "")
         if wanted is None:
@@ -163,6 +179,7 @@ def router(catalogues: Catalogues) -> Router:
             language=wanted,
             languages=catalogues.languages,
             now=now,
+            staff=access_of(district, user.id) is not None,
         )
 
     return r

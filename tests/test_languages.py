@@ -20,6 +20,7 @@ from models import CaseKind, ChatLanguage, User
 from tests.conftest import AppFactory, settled
 
 RESIDENT, CLERK, GROUP_ADMIN, OUTSIDER = 7400, 9031, 9530, 9999
+STAFF = 100000007  # a market regulation clerk with a dashboard in config.example.toml
 CENTER = -1001000000001
 CGZF = -1001000000021  # 城管执法局 in config.example.toml
 MONGOLIAN = "mn-Mong"
@@ -73,6 +74,12 @@ class TestNewcomer:
         async with app.factory() as session:
             user = await session.get(User, RESIDENT)
         assert user is not None and user.language == MONGOLIAN
+        # Their Telegram app is in Chinese: their own command menu is now in Mongolian.
+        await settled(app)
+        own = api_server.commands(scope={"type": "chat", "chat_id": RESIDENT})
+        assert [c["command"] for c in own][:2] == ["start", "report"]
+        assert own[1]["description"] == mongolian("commands.report")
+        assert "dashboard" not in [c["command"] for c in own]
 
         # Chosen once, the row is gone; the greeting is in the language chosen.
         api_server.send_text(RESIDENT, "/start")
@@ -103,6 +110,20 @@ class TestNewcomer:
         await api_server.wait_for(lambda s: len(s.callback_answers) == 1)
         mongolian = app.catalogues.translator(MONGOLIAN)
         assert api_server.callback_answers[0].text == mongolian("lang.changed")
+
+    async def test_staff_keep_their_staff_commands_in_the_language_they_choose(
+        self, make_app: AppFactory, api_server: BotAPIServer
+    ) -> None:
+        app = await make_app()
+        api_server.add_user(STAFF, first_name="Li", language_code="zh-hans")
+        api_server.send_text(STAFF, "/lang English")
+        await api_server.wait_for_message(STAFF)
+        await settled(app)
+        own = api_server.commands(scope={"type": "chat", "chat_id": STAFF})
+        descriptions = {c["command"]: c["description"] for c in own}
+        english = app.catalogues.translator("en")
+        assert descriptions["dashboard"] == english("commands.dashboard")
+        assert descriptions["report"] == english("commands.report")
 
 
 @pytest.fixture

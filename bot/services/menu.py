@@ -136,10 +136,20 @@ def choose_language(
     language: str,
     languages: tuple[str, ...],
     now: datetime,
+    staff: bool = False,
     pressed: tuple[str, int] | None = None,
 ) -> None:
-    """Switch the user's language; everything from here on, menu included, is in it."""
+    """Switch the user's language; everything from here on, menus included, is in it (the
+    command menu Telegram shows by the app's language is replaced by one in this chat)."""
     set_language(user, language, languages)
+    enqueue(
+        session,
+        chat_id=chat_id,
+        locale=language,
+        now=now,
+        method="setMyCommands",
+        params={"commands": [list(pair) for pair in commands_for(staff)]},
+    )
     if pressed is not None:
         _confirm_on_picker(
             session,
