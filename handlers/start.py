@@ -67,6 +67,9 @@ def router(catalogues: Catalogues) -> Router:
             # offers every language, each button in its own.
             languages=catalogues.languages if user.language is None else (),
         )
+        if access_of(district, user.id) is not None:
+            # Staff who start the bot after the service did get their menu now.
+            menu.set_commands(session, chat_id=message.chat.id, lang=lang, staff=True, now=now)
 
     @r.message(StateFilter(None), TextIn(language_buttons))
     async def language_button(

@@ -116,6 +116,13 @@ class TestNewcomer:
     ) -> None:
         app = await make_app()
         api_server.add_user(STAFF, first_name="Li", language_code="zh-hans")
+        api_server.send_text(STAFF, "/start")  # after the service started: the menu comes now
+        await api_server.wait_for_message(STAFF)
+        await settled(app)
+        own = api_server.commands(scope={"type": "chat", "chat_id": STAFF})
+        assert {c["command"]: c["description"] for c in own}[
+            "dashboard"
+        ] == app.catalogues.translator("zh-Hans")("commands.dashboard")
         api_server.send_text(STAFF, "/lang English")
         await api_server.wait_for_message(STAFF)
         await settled(app)

@@ -63,6 +63,20 @@ def commands_for(staff: bool) -> tuple[tuple[str, str], ...]:
 FEATURES = {"report": MENU_REPORT, "say": MENU_SAY, "ask": MENU_ASK, "my": MENU_MY}
 
 
+def set_commands(
+    session: AsyncSession, *, chat_id: int, lang: str, staff: bool, now: datetime
+) -> None:
+    """The person's own command menu (the staff's includes theirs), in their language."""
+    enqueue(
+        session,
+        chat_id=chat_id,
+        locale=lang,
+        now=now,
+        method="setMyCommands",
+        params={"commands": [list(pair) for pair in commands_for(staff)]},
+    )
+
+
 def greet(
     session: AsyncSession,
     *,
@@ -142,14 +156,7 @@ def choose_language(
     """Switch the user's language; everything from here on, menus included, is in it (the
     command menu Telegram shows by the app's language is replaced by one in this chat)."""
     set_language(user, language, languages)
-    enqueue(
-        session,
-        chat_id=chat_id,
-        locale=language,
-        now=now,
-        method="setMyCommands",
-        params={"commands": [list(pair) for pair in commands_for(staff)]},
-    )
+    set_commands(session, chat_id=chat_id, lang=language, staff=staff, now=now)
     if pressed is not None:
         _confirm_on_picker(
             session,
