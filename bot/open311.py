@@ -26,6 +26,7 @@ from typing import Any
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramNotFound
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from bot.clock import Clock
@@ -37,7 +38,7 @@ from bot.services import cases, early_warning, privacy
 from bot.services.errors import UserError
 from bot.telegram_files import TelegramFiles
 from bot.warning import EarlyWarning
-from models import Case, CaseKind, CaseStatus
+from models import Case, CaseKind, CaseStatus, Open311Request
 from models.case import OPEN, OPEN311_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -157,15 +158,26 @@ class Open311:
         try:
             fields = await _fields(request)
             integration = self._integration(fields)
+            key = _idempotency_key(request)
             draft, caller = self._draft(fields, integration)
-            case = await self._file(draft, caller)
+            try:
+                case, replayed = await self._file(draft, caller, integration, key)
+            except IntegrityError:
+                if key is None:
+                    raise
+                # The same key filed by a concurrent try that committed first: this try finds
+                # its case now.
+                case, replayed = await self._file(draft, caller, integration, key)
         except Open311Error as error:
             return self._error(error, t)
         except UserError as error:  # the case service refused it (too long a description …)
             return self._error(Open311Error(400, error.message_id, **error.params), t)
-        if self.on_commit is not None:
-            self.on_commit()
-        log_event(logger, "open311.filed", case=case.number, integration=integration.code)
+        if replayed:
+            log_event(logger, "open311.replayed", case=case.number, integration=integration.code)
+        else:
+            if self.on_commit is not None:
+                self.on_commit()
+            log_event(logger, "open311.filed", case=case.number, integration=integration.code)
         body = [
             {
                 "service_request_id": case.number,
@@ -173,7 +185,8 @@ class Open311:
                 "account_id": None,
             }
         ]
-        return web.json_response(body, status=201)
+        headers = {"Idempotent-Replayed": "true"} if replayed else None
+        return web.json_response(body, status=201, headers=headers)
 
     def _integration(self, fields: Mapping[str, str]) -> Integration:
         integration = self.district.integration_by_key(fields.get("api_key", ""))
@@ -231,9 +244,34 @@ class Open311:
         caller = cases.Person(privacy.FORGOTTEN, name[:MAX_NAME], self.district.default_language)
         return draft, caller
 
-    async def _file(self, draft: cases.Draft, caller: cases.Person) -> Case:
+    async def _file(
+        self,
+        draft: cases.Draft,
+        caller: cases.Person,
+        integration: Integration,
+        key: str | None,
+    ) -> tuple[Case, bool]:
+        """File the case; with an idempotency key already used by this integration, the case
+        that key filed instead (True: a replay)."""
         now = self.clock.now()
+        claim: Open311Request | None = None
         async with transaction(self.factory) as session:
+            if key is not None:
+                earlier = await session.scalar(
+                    select(Case)
+                    .join(Open311Request, col(Open311Request.case_id) == col(Case.id))
+                    .where(
+                        col(Open311Request.integration) == integration.code,
+                        col(Open311Request.key) == key,
+                    )
+                )
+                if earlier is not None:
+                    return earlier, True
+                # Claimed before filing: a concurrent try with the same key waits here and then
+                # fails on the key, instead of filing a case (and using a number) for nothing.
+                claim = Open311Request(integration=integration.code, key=key, created_at=now)
+                session.add(claim)
+                await session.flush()
             case = await cases.submit(
                 session, self.district, resident=caller, draft=draft, now=now
             )
@@ -241,7 +279,9 @@ class Open311:
                 await early_warning.screen_case(
                     session, self.district, self.early_warning.library, case, now=now
                 )
-        return case
+            if claim is not None:
+                claim.case_id = case.id
+        return case, False
 
     def _notice(self, case: Case, t: Translator) -> str:
         if case.status is CaseStatus.DISPATCHED:
@@ -413,6 +453,21 @@ class Open311:
     def _error(self, error: Open311Error, t: Translator) -> web.Response:
         description = t(error.message_id, **error.params)
         return web.json_response(error_body(error.status, description), status=error.status)
+
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY = 128
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    """The integrating system's name for this request, so a retry files nothing new:
+    1-128 visible ASCII characters (a UUID, say)."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not all("!" <= ch <= "~" for ch in key):
+        raise Open311Error(400, N_("open311.error.bad-value"), field=IDEMPOTENCY_KEY)
+    return key
 
 
 async def _fields(request: web.Request) -> dict[str, str]:

@@ -15,6 +15,7 @@ from models.case import (
 from models.dashboard import DashboardSession, LoginLink
 from models.dialog import DialogState
 from models.links import MessageLink
+from models.open311 import Open311Request
 from models.outbox import OutboxMessage, OutboxStatus
 from models.points import EntryKind, OfferStock, PointEntry, Redemption
 from models.report import OutboxFile, ReportRun
@@ -40,6 +41,7 @@ __all__ = [
     "LoginLink",
     "MessageLink",
     "OfferStock",
+    "Open311Request",
     "OutboxFile",
     "OutboxMessage",
     "OutboxStatus",

@@ -6,6 +6,7 @@ Also the district file's ``[[integrations]]``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import timedelta
@@ -218,6 +219,61 @@ class TestFilingAndFollowing:
         assert request["agency_responsible"] == "海勃湾区社会治安综合治理中心"
         assert request["status_notes"] == "待分派"
         assert request["address"] == "#A-1029"
+
+
+class TestRetries:
+    async def test_a_retry_with_the_same_idempotency_key_files_nothing_new(
+        self, world: Whistle, api_server: BotAPIServer, http: aiohttp.ClientSession
+    ) -> None:
+        fields = {
+            "api_key": KEY,
+            "service_code": "flying_wire",
+            "description": "康乐小区5号楼楼道飞线充电",
+            "address_string": "康乐小区5号楼",
+        }
+
+        async def filed(key: str, **extra: str) -> tuple[int, str, Any]:
+            async with http.post(
+                url(world, "/requests.json"),
+                data={**fields, **extra},
+                headers={"Idempotency-Key": key},
+            ) as response:
+                body = await response.json()
+                return response.status, response.headers.get("Idempotent-Replayed", ""), body
+
+        first = await filed("call-20260105-0001")
+        # The hotline timed out and sent it again (even several times at once).
+        again = await filed("call-20260105-0001")
+        racing = await asyncio.gather(*(filed("call-20260105-0002") for _ in range(5)))
+        other = await filed("call-20260105-0003", description="另一通电话")
+
+        assert first[:2] == (201, "") and first[2][0]["service_request_id"] == "HB-000001"
+        assert again == (201, "true", first[2])
+        numbers = {body[0]["service_request_id"] for _status, _replayed, body in racing}
+        assert numbers == {"HB-000002"}
+        assert [replayed for _s, replayed, _b in racing].count("") == 1  # one filed it
+        assert other[2][0]["service_request_id"] == "HB-000003"
+        await settled(world)
+        async with world.factory() as session:
+            assert len((await session.scalars(select(Case))).all()) == 3
+        cards = [m for m in api_server.messages(CGZF) if "康乐小区5号楼楼道飞线充电" in m.content]
+        assert len(cards) == 2  # HB-000001 and HB-000002, one card each
+
+    async def test_a_malformed_key_is_refused_with_the_spec_error_body(
+        self, world: Whistle, http: aiohttp.ClientSession
+    ) -> None:
+        for key in ("", "x" * 129, "带中文的键", "with space"):
+            async with http.post(
+                url(world, "/requests.json"),
+                data={"api_key": KEY, "service_code": "flying_wire", "description": "飞线",
+                      "lat": "39.6", "long": "106.8"},
+                headers={"Idempotency-Key": key},
+            ) as response:  # fmt: skip
+                assert response.status == 400, key
+                [error] = await response.json()
+            assert error == {"code": 400, "description": "字段 Idempotency-Key 的值无效"}
+        async with world.factory() as session:
+            assert (await session.scalars(select(Case))).all() == []
 
 
 class TestRefusals:
