@@ -35,6 +35,11 @@ def language_by_name(catalogues: Catalogues, text: str) -> str | None:
     return match_language(wanted, catalogues.languages)
 
 
+def is_staff(district: District, user_id: int) -> bool:
+    """Whether the person's command menu carries the staff's commands (a dashboard scope)."""
+    return access_of(district, user_id) is not None
+
+
 def router(catalogues: Catalogues) -> Router:
     r = Router(name="start")
     # The language row of a newcomer's menu: each language's own name, as their client sends it.
@@ -67,7 +72,7 @@ def router(catalogues: Catalogues) -> Router:
             # offers every language, each button in its own.
             languages=catalogues.languages if user.language is None else (),
         )
-        if access_of(district, user.id) is not None:
+        if is_staff(district, user.id):
             # Staff who start the bot after the service did get their menu now.
             menu.set_commands(session, chat_id=message.chat.id, lang=lang, staff=True, now=now)
 
@@ -87,7 +92,7 @@ def router(catalogues: Catalogues) -> Router:
             language=choice,
             languages=catalogues.languages,
             now=now,
-            staff=access_of(district, user.id) is not None,
+            staff=is_staff(district, user.id),
         )
 
     @r.message(Command("help"))
@@ -130,7 +135,7 @@ def router(catalogues: Catalogues) -> Router:
                 language=wanted,
                 languages=catalogues.languages,
                 now=now,
-                staff=access_of(district, user.id) is not None,
+                staff=is_staff(district, user.id),
             )
             return
         await state.set_state(LanguageDialog.choosing)
@@ -158,7 +163,7 @@ def router(catalogues: Catalogues) -> Router:
             language=cb.code,
             languages=catalogues.languages,
             now=now,
-            staff=access_of(district, user.id) is not None,
+            staff=is_staff(district, user.id),
             pressed=(query.id, query.message.message_id),
         )
 
@@ -182,7 +187,7 @@ def router(catalogues: Catalogues) -> Router:
             language=wanted,
             languages=catalogues.languages,
             now=now,
-            staff=access_of(district, user.id) is not None,
+            staff=is_staff(district, user.id),
         )
 
     return r
