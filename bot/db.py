@@ -35,6 +35,9 @@ SessionFactory = async_sessionmaker[AsyncSession]
 # The session of the update being handled, so collaborators that aiogram calls for us (the FSM
 # storage) write in the same transaction as the handler.
 current_session: ContextVar[AsyncSession | None] = ContextVar("current_session", default=None)
+# ``session.info`` key of the dialog rows an update has read or changed (``bot/fsm.py`` writes
+# them once before the commit; forgetting a person drops them).
+PENDING_DIALOGS = "whistle.dialogs"
 
 
 def is_sqlite(url: str) -> bool:

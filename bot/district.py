@@ -84,7 +84,7 @@ Loc: TypeAlias = tuple[str | int, ...]
 
 _CODE_RE: Final = re.compile(r"[a-z0-9_]{1,32}")
 _CASE_PREFIX_RE: Final = re.compile(r"[A-Za-z0-9]{1,6}")
-_CASE_NUMBER_DIGITS: Final = 6
+CASE_NUMBER_DIGITS: Final = 6
 
 
 # --------------------------------------------------------------------------------------------
@@ -853,7 +853,7 @@ class District(_Frozen):
         """``HB-000123``: the prefix and the zero-padded sequence number."""
         if sequence < 0:
             raise ValueError(f"case sequence must not be negative, got {sequence}")
-        return f"{self.case_prefix}-{sequence:0{_CASE_NUMBER_DIGITS}d}"
+        return f"{self.case_prefix}-{sequence:0{CASE_NUMBER_DIGITS}d}"
 
     # -- lookups (None when absent: codes stored in old cases may outlive the file) ------------
 

@@ -1,10 +1,10 @@
 """The unit of work around every update.
 
-One transaction per update: the update id is claimed (a redelivered update stops here), the
-user is refreshed and their language chosen, the handler runs, and its state changes, dialog
-state and outbox rows commit together. A :class:`UserError` rolls back what the handler did
-but still commits the claim and the localized answer, so bad input changes nothing and is
-never processed twice.
+One transaction per update: the update id is claimed (a redelivered update stops here; the
+claim also brings the user's row and dialog state), the user is refreshed and their language
+chosen, the handler runs, and its state changes, dialog state and outbox rows commit together.
+A :class:`UserError` rolls back what the handler did but still commits the claim and the
+localized answer, so bad input changes nothing and is never processed twice.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from aiogram import BaseMiddleware, Bot
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.fsm.middleware import FSMContextMiddleware
+from aiogram.fsm.storage.base import StorageKey
 from aiogram.types import TelegramObject, Update
 from aiogram.types import User as TelegramUser
 from aiogram.types.update import UpdateTypeLookupError
@@ -23,18 +24,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.db import SessionFactory, current_session
+from bot.fsm import dialog_key, preload_dialog, write_dialogs
 from bot.i18n import N_, Catalogues
 from bot.logs import log_event
 from bot.services.errors import UserError
 from bot.services.outbox import OUTBOX_WRITTEN, answer_callback, send_text
 from bot.services.privacy import should_tell_blocked
-from bot.services.updates import claim_update
-from bot.services.users import language_of, touch_user
+from bot.services.updates import Claim, claim_update
+from bot.services.users import adopt_user, language_of
 from models import User
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+# Workflow-data key of the update's dialog key (aiogram's StorageKey), resolved once by
+# UserIsolation for its lock and used by the unit of work to bring the dialog with the claim.
+DIALOG_KEY = "whistle_dialog_key"
 
 
 class UserIsolation(BaseMiddleware):
@@ -50,11 +57,17 @@ class UserIsolation(BaseMiddleware):
         context = self.fsm.resolve_event_context(data["bot"], data)
         if context is None:
             return await handler(event, data)
+        data[DIALOG_KEY] = context.key
         async with self.fsm.events_isolation.lock(context.key):
             return await handler(event, data)
 
 
 class UnitOfWork(BaseMiddleware):
+    """The statements of an ordinary update: BEGIN; the claim, which also returns the user's
+    row and dialog state; what the handler changes (the dialog written once, at the end);
+    COMMIT. A handler that refuses (``UserError``) has its whole transaction rolled back, and
+    a second, short one records the claim and the answer."""
+
     def __init__(
         self,
         *,
@@ -72,36 +85,74 @@ class UnitOfWork(BaseMiddleware):
         assert isinstance(event, Update)
         bot: Bot = data["bot"]
         now = self.clock.now()
+        sender: TelegramUser | None = data.get("event_from_user")
+        user_id = sender.id if sender is not None and not sender.is_bot else None
+        key: StorageKey | None = data.get(DIALOG_KEY)
+        dialog = dialog_key(key) if key is not None else None
+        refused: UserError | None = None
+        result: Any = None
         async with self.factory() as session:
             token = current_session.set(session)
             try:
                 async with session.begin():
-                    claimed = await claim_update(
-                        session, bot_id=bot.id, update_id=event.update_id, now=now
+                    claim = await claim_update(
+                        session,
+                        bot_id=bot.id,
+                        update_id=event.update_id,
+                        now=now,
+                        user_id=user_id,
+                        dialog_key=dialog,
                     )
-                    if not claimed:
+                    if claim is None:
                         log_event(logger, "update.duplicate", update_id=event.update_id)
                         return UNHANDLED
-                    await self._prepare(session, data, now)
+                    self._prepare(session, data, now, claim)
+                    if dialog is not None:
+                        preload_dialog(session, dialog, claim.dialog)
                     user = data.get("user")
                     if user is not None and user.blocked_at is not None:
                         # No handler runs; the notice (if any) commits with the claim.
                         self._refuse_blocked(session, event, data, user)
-                        result = None
                     else:
-                        result = await self._run(handler, event, data, session)
+                        result = await handler(event, data)
+                        await write_dialogs(session, now)
+            except UserError as error:
+                refused = error  # everything the handler did is rolled back
             finally:
                 current_session.reset(token)
+        if refused is not None:
+            answered = await self._refuse(event, data, refused)
+            if answered is None:
+                return UNHANDLED
+            session = answered
         if session.info.get(OUTBOX_WRITTEN):
             self.on_commit()
         return result
 
-    async def _prepare(self, session: AsyncSession, data: dict[str, Any], now: Any) -> None:
+    async def _refuse(
+        self, event: Update, data: dict[str, Any], error: UserError
+    ) -> AsyncSession | None:
+        """The claim and the localized answer of a refused update, in their own transaction
+        (None if another delivery of the update claimed it meanwhile)."""
+        bot: Bot = data["bot"]
+        async with self.factory() as session, session.begin():
+            if not await claim_update(
+                session, bot_id=bot.id, update_id=event.update_id, now=data["now"]
+            ):
+                return None
+            self._answer(session, event, data, error.message_id, error.params)
+        log_event(logger, "update.refused", update_id=event.update_id, reason=error.message_id)
+        return session
+
+    def _prepare(
+        self, session: AsyncSession, data: dict[str, Any], now: Any, claim: Claim
+    ) -> None:
         telegram_user: TelegramUser | None = data.get("event_from_user")
         user = None
         if telegram_user is not None and not telegram_user.is_bot:
-            user = await touch_user(
+            user = adopt_user(
                 session,
+                claim.user,
                 user_id=telegram_user.id,
                 first_name=telegram_user.first_name,
                 telegram_language=telegram_user.language_code,
@@ -115,21 +166,6 @@ class UnitOfWork(BaseMiddleware):
             t=self.catalogues.translator(lang),
             now=now,
         )
-
-    async def _run(
-        self, handler: Handler, event: Update, data: dict[str, Any], session: AsyncSession
-    ) -> Any:
-        """The handler in a savepoint: a UserError undoes its changes and is answered."""
-        savepoint = await session.begin_nested()
-        try:
-            result = await handler(event, data)
-        except UserError as error:
-            await savepoint.rollback()
-            self._answer(session, event, data, error.message_id, error.params)
-            log_event(logger, "update.refused", update_id=event.update_id, reason=error.message_id)
-            return None
-        await savepoint.commit()
-        return result
 
     def _refuse_blocked(
         self, session: AsyncSession, event: Update, data: dict[str, Any], user: User
@@ -176,20 +212,30 @@ class UnitOfWork(BaseMiddleware):
         """After repeated crashes on one update: remember it as handled and apologise."""
         now = self.clock.now()
         async with self.factory() as session, session.begin():
-            if not await claim_update(session, bot_id=bot.id, update_id=event.update_id, now=now):
-                return
-            data: dict[str, Any] = {}
+            telegram_user: TelegramUser | None = None
             try:
                 inner: Any = event.event
             except UpdateTypeLookupError:  # a type newer than this aiogram: nobody to answer
                 inner = None
             user = getattr(inner, "from_user", None)
-            if isinstance(user, TelegramUser):
-                data["event_from_user"] = user
+            if isinstance(user, TelegramUser) and not user.is_bot:
+                telegram_user = user
+            claim = await claim_update(
+                session,
+                bot_id=bot.id,
+                update_id=event.update_id,
+                now=now,
+                user_id=telegram_user.id if telegram_user is not None else None,
+            )
+            if claim is None:
+                return
+            data: dict[str, Any] = {}
+            if telegram_user is not None:
+                data["event_from_user"] = telegram_user
             chat = getattr(inner, "chat", None) or getattr(
                 getattr(inner, "message", None), "chat", None
             )
-            await self._prepare(session, data, now)
+            self._prepare(session, data, now, claim)
             if chat is not None and chat.type == "private":
                 data["event_chat"] = chat
                 self._answer(session, event, data, N_("errors.internal"), {})

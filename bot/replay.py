@@ -88,7 +88,7 @@ async def replay_ladder(district: District) -> list[Delivery]:
                 await session.flush()
                 assert case.id is not None
                 case.number = district.case_number(case.id)
-                ladder.start(session, district, case, now=start)
+                await ladder.start(session, district, case, now=start)
             deliveries: list[Delivery] = []
             names = _recipients(district, lang)
             seen = 0

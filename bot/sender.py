@@ -67,7 +67,8 @@ from bot.logs import log_event
 from bot.metrics import Metrics
 from bot.pacing import Budget, Limits, LocalBudget, Pacer
 from bot.rendering import Renderer, RenderError
-from models import ChatLanguage, MessageLink, OutboxFile, OutboxMessage, OutboxStatus
+from bot.services import snapshots
+from models import MessageLink, OutboxFile, OutboxMessage, OutboxStatus
 
 logger = logging.getLogger(__name__)
 
@@ -485,11 +486,11 @@ class OutboxSender:
         whatever language the row was queued in; a person's chat keeps the row's."""
         if row.chat_id >= 0 or row.method == "answerCallbackQuery":
             return None
-        async with transaction(self.factory) as session:
-            chosen = await session.get(ChatLanguage, row.chat_id)
-        if chosen is None or chosen.language not in self.renderer.catalogues.languages:
+        async with self.factory() as session:
+            chosen = (await snapshots.chat_languages(session)).get(row.chat_id)
+        if chosen is None or chosen not in self.renderer.catalogues.languages:
             return None
-        return chosen.language
+        return chosen
 
     async def _resolve_target(self, row: OutboxMessage) -> int | None:
         if row.target is None:

@@ -232,7 +232,7 @@ async def make_dispatched_cases(factory: Any, district: Any, count: int, now: An
             await session.flush()
             assert case.id is not None
             case.number = district.case_number(case.id)
-            ladder.start(session, district, case, now=now)
+            await ladder.start(session, district, case, now=now)
 
 
 async def test_two_scanners_fire_each_rung_once_over_1000_cases(

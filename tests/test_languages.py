@@ -15,6 +15,7 @@ from bot.clock import ManualClock
 from bot.db import transaction
 from bot.i18n import Catalogues, available_languages, when
 from bot.services import cases, reports
+from bot.services.users import set_chat_language
 from bot.testserver import BotAPIServer
 from models import CaseKind, ChatLanguage, User
 from tests.conftest import AppFactory, settled
@@ -231,8 +232,13 @@ class TestGroupLanguage:
         app = groups
         async with transaction(app.factory) as session:
             assert await reports.recipients(session, app.district) == [(CENTER, "zh-Hans")]
-            session.add(
-                ChatLanguage(chat_id=CENTER, language=MONGOLIAN, set_by=1, set_at=app.clock.now())
+            await set_chat_language(
+                session,
+                chat_id=CENTER,
+                language=MONGOLIAN,
+                supported=app.district.languages,
+                by=1,
+                now=app.clock.now(),
             )
         async with transaction(app.factory) as session:
             assert await reports.recipients(session, app.district) == [(CENTER, MONGOLIAN)]

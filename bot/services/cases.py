@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from bot.district import District
+from bot.district import CASE_NUMBER_DIGITS, District
 from bot.i18n import N_
 from bot.services import followers, ladder, notify, privacy
 from bot.services.errors import UserError
@@ -230,10 +230,7 @@ async def submit(
     )
     if draft.kind is CaseKind.HELP:
         case.status = CaseStatus.PUBLISHED
-    session.add(case)
-    await session.flush()
-    assert case.id is not None
-    case.number = district.case_number(case.id)
+    case = await _insert_numbered(session, district, case)
     _event(session, case, kind="submitted", now=now, actor=resident, role="resident")
 
     if draft.kind is CaseKind.HELP:
@@ -281,6 +278,34 @@ async def submit(
     return case
 
 
+async def _insert_numbered(session: AsyncSession, district: District, case: Case) -> Case:
+    """Insert the case with its number (``District.case_number`` of its id) in one statement:
+    the id is drawn inside the INSERT (the next value of the id sequence on PostgreSQL; on
+    SQLite, whose single writer holds the lock, one past the largest id) and the number is
+    made from it there. Returns the case as the session now holds it."""
+    table = Case.__table__  # type: ignore[attr-defined]
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if postgresql:
+        drawn = select(func.nextval("cases_id_seq").label("n")).subquery()
+        digits = cast(drawn.c.n, String)
+        padded = func.lpad(digits, func.greatest(CASE_NUMBER_DIGITS, func.length(digits)), "0")
+    else:
+        drawn = select((func.coalesce(func.max(table.c.id), 0) + 1).label("n")).subquery()
+        padded = func.printf(f"%0{CASE_NUMBER_DIGITS}d", drawn.c.n)
+    values = {
+        column.name: getattr(case, column.name)
+        for column in table.columns
+        if column.name not in ("id", "number")
+    }
+    row = select(
+        drawn.c.n,
+        literal(f"{district.case_prefix}-") + padded,
+        *(literal(value, type_=table.c[name].type) for name, value in values.items()),
+    )
+    inserted = insert(Case).from_select(["id", "number", *values], row).returning(Case)
+    return (await session.scalars(inserted)).one()
+
+
 async def _publish_help(
     session: AsyncSession, district: District, case: Case, now: datetime
 ) -> None:
@@ -316,7 +341,7 @@ async def dispatch(
         raise UserError(N_("assign.no-group"), department=department)
     case.department = department
     previous = _move(case, CaseStatus.DISPATCHED, now)
-    ladder.start(session, district, case, now=now)
+    await ladder.start(session, district, case, now=now)
     _event(session, case, kind="dispatched", now=now, actor=actor, role=role, previous=previous)
     notify.post_card(session, case=case, chat_id=chat_id, lang=district.default_language, now=now)
 
@@ -382,7 +407,7 @@ async def _acknowledge(
 ) -> None:
     previous = _move(case, CaseStatus.ACKNOWLEDGED, now)
     await ladder.stop(session, case)
-    ladder.start_deadline(session, district, case, now=now)
+    await ladder.start_deadline(session, district, case, now=now)
     case.acknowledged_at, case.acknowledged_by = now, actor.id
     case.acknowledged_by_name = actor.name[:128]
     _event(

@@ -170,7 +170,7 @@ async def decide(
         cases.record(
             session, case, kind="deadline_agreed", now=now, actor=actor, role="center", days=days
         )
-        ladder.start_deadline(session, district, case, now=now)
+        await ladder.start_deadline(session, district, case, now=now)
         expected = case.deadline_at.isoformat()
         notify.tell_reporters(
             session,

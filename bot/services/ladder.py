@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -52,26 +52,28 @@ SUPERVISION_EVENTS = frozenset(
 _COLOUR_ORDER = {CardColour.NONE: 0, CardColour.YELLOW: 1, CardColour.RED: 2}
 
 
-def start(session: AsyncSession, district: District, case: Case, *, now: datetime) -> None:
-    """A new whistle: a fresh ladder (the rungs of an earlier dispatch were cancelled)."""
+async def start(
+    session: AsyncSession, district: District, case: Case, *, now: datetime
+) -> None:
+    """A new whistle: a fresh ladder (the rungs of an earlier dispatch were cancelled), its
+    rungs written in one INSERT."""
     assert case.id is not None
     case.dispatch_count += 1
     case.dispatched_at = now
     case.card_colour = CardColour.NONE.value
-    for index, rung in enumerate(district.ladder):
-        session.add(
-            Escalation(
-                case_id=case.id,
-                ladder=ACK_LADDER,
-                cycle=case.dispatch_count,
-                rung=index,
-                due_at=district.working_hours.add(now, rung.offset, district.tzinfo),
-            )
-        )
+    await _add_rungs(
+        session,
+        case,
+        ACK_LADDER,
+        [
+            (index, district.working_hours.add(now, rung.offset, district.tzinfo))
+            for index, rung in enumerate(district.ladder)
+        ],
+    )
     case.next_rung_at = district.working_hours.add(now, district.ladder[0].offset, district.tzinfo)
 
 
-def start_deadline(
+async def start_deadline(
     session: AsyncSession, district: District, case: Case, *, now: datetime
 ) -> None:
     """Acknowledged with an agreed deadline: the deadline ladder runs until the answer.
@@ -80,21 +82,37 @@ def start_deadline(
         return
     assert case.id is not None
     first: datetime | None = None
+    rungs: list[tuple[int, datetime]] = []
     for index, rung in enumerate(district.deadline_ladder):
         due = case.deadline_at + rung.offset
         if rung.offset < timedelta(0) and due <= now:
             continue
-        session.add(
-            Escalation(
-                case_id=case.id,
-                ladder=DEADLINE_LADDER,
-                cycle=case.dispatch_count,
-                rung=index,
-                due_at=due,
-            )
-        )
+        rungs.append((index, due))
         first = due if first is None else min(first, due)
+    await _add_rungs(session, case, DEADLINE_LADDER, rungs)
     case.next_rung_at = first
+
+
+async def _add_rungs(
+    session: AsyncSession, case: Case, ladder: str, rungs: list[tuple[int, datetime]]
+) -> None:
+    """The rungs (index, due time) of one cycle of a case's ladder, in one statement (the
+    case's own changes are not flushed for it: they go out in one UPDATE later)."""
+    if not rungs:
+        return
+    values = [
+        {
+            "case_id": case.id,
+            "ladder": ladder,
+            "cycle": case.dispatch_count,
+            "rung": index,
+            "due_at": due,
+            "state": EscalationState.PENDING,
+        }
+        for index, due in rungs
+    ]
+    with session.no_autoflush:
+        await session.execute(insert(Escalation).values(values))
 
 
 async def stop(session: AsyncSession, case: Case) -> None:

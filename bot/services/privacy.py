@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from bot.db import PENDING_DIALOGS
 from bot.district import District, Role
 from bot.i18n import N_
 from bot.services.errors import UserError
@@ -198,6 +199,7 @@ async def forget(session: AsyncSession, *, user_id: int, now: datetime) -> int:
             or_(col(DialogState.user_id) == user_id, col(DialogState.chat_id) == user_id)
         )
     )
+    session.info.pop(PENDING_DIALOGS, None)  # nor may the update write them back
     await session.execute(delete(OutboxMessage).where(col(OutboxMessage.chat_id) == user_id))
     await session.execute(delete(MessageLink).where(col(MessageLink.chat_id) == user_id))
     await session.execute(delete(Volunteer).where(col(Volunteer.user_id) == user_id))

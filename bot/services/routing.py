@@ -10,6 +10,7 @@ from sqlmodel import col
 
 from bot.district import District
 from bot.i18n import N_
+from bot.services import snapshots
 from bot.services.errors import UserError
 from models import GroupBinding
 
@@ -20,9 +21,9 @@ async def chat_of(session: AsyncSession, district: District, unit: str) -> int |
     """The group chat of a department, a street office, or the center."""
     if unit == CENTER:
         return district.governance_center.chat_id
-    binding = await session.get(GroupBinding, unit)
-    if binding is not None:
-        return binding.chat_id
+    bound = (await snapshots.bindings(session)).get(unit)
+    if bound is not None:
+        return bound
     department = district.department(unit)
     if department is not None:
         return department.chat_id
@@ -34,18 +35,16 @@ async def unit_of(session: AsyncSession, district: District, chat_id: int) -> st
     """The unit whose group this is; None for a group the bot does not work in."""
     if chat_id == district.governance_center.chat_id:
         return CENTER
-    bound = await session.scalar(
-        select(col(GroupBinding.unit)).where(col(GroupBinding.chat_id) == chat_id)
-    )
-    if bound is not None:
-        return bound
+    bindings = await snapshots.bindings(session)
+    for bound, bound_chat in bindings.items():
+        if bound_chat == chat_id:
+            return bound
     unit = district.unit_by_chat(chat_id)
     if unit is None or not hasattr(unit, "code"):
         return None
     code = str(unit.code)
     # A file chat id no longer counts once the unit has been bound to another group.
-    rebound = await session.get(GroupBinding, code)
-    return code if rebound is None else None
+    return code if code not in bindings else None
 
 
 async def bind(
@@ -68,6 +67,7 @@ async def bind(
     else:
         binding.chat_id, binding.bound_by, binding.bound_at = chat_id, by, now
     await session.flush()
+    snapshots.invalidate(session, snapshots.BINDINGS)
     return unit
 
 
@@ -82,6 +82,5 @@ async def bound_chats(session: AsyncSession, district: District) -> dict[str, in
     for office in district.street_offices:
         if office.chat_id:
             chats[office.code] = office.chat_id
-    for binding in (await session.scalars(select(GroupBinding))).all():
-        chats[binding.unit] = binding.chat_id
+    chats.update(await snapshots.bindings(session))
     return chats
