@@ -59,6 +59,7 @@ from bot.shared_pacing import RedisBudget
 from bot.telegram_files import TelegramFiles
 from bot.warning import EarlyWarning, resolve_keywords_path
 from bot.web import WebService
+from bot.workers import UpdateWorkers
 from handlers import build_routers
 from models import User
 from scheduler import build_scheduler
@@ -66,6 +67,8 @@ from scheduler import build_scheduler
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 SENDER_STOP_TIMEOUT = 10.0
+POOL_HEADROOM = 5
+POOL_OVERFLOW = 10
 
 
 class Whistle:
@@ -91,7 +94,14 @@ class Whistle:
         # district file; later reloads keep the library in use instead.
         self.early_warning = EarlyWarning(resolve_keywords_path(settings.keywords_file))
         self.metrics = Metrics(build=build_info(settings))
-        self.engine: AsyncEngine = create_engine(settings.database_url)
+        # Updates handled at once; each holds a connection while it runs, and the sender, the
+        # scheduler and the web pages need theirs beside them.
+        self.workers = UpdateWorkers(settings.update_workers)
+        self.engine: AsyncEngine = create_engine(
+            settings.database_url,
+            pool_size=settings.update_workers + POOL_HEADROOM,
+            max_overflow=POOL_OVERFLOW,
+        )
         self.factory: SessionFactory = session_factory(self.engine)
         self.bot = Bot(
             settings.bot_token.get_secret_value(),
@@ -217,6 +227,7 @@ class Whistle:
                 self.dispatcher,
                 poll_timeout=self.settings.polling_timeout,
                 policy=self.policy,
+                workers=self.workers,
             ),
             "polling",
         )
@@ -233,6 +244,7 @@ class Whistle:
             bot=self.bot,
             dispatcher=self.dispatcher,
             policy=self.policy,
+            workers=self.workers,
             webhook_path=settings.resolved_webhook_path() if webhook else None,
             webhook_secret=secret.get_secret_value() if secret else None,
             max_body=settings.webhook_max_body,

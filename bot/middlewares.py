@@ -80,9 +80,19 @@ class UnitOfWork(BaseMiddleware):
         self.clock = clock
         self.catalogues = catalogues
         self.on_commit = on_commit
+        self.in_flight = 0  # units of work begun and not yet committed or rolled back
+        self.most_in_flight = 0
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await self._handle(handler, event, data)
+        finally:
+            self.in_flight -= 1
+
+    async def _handle(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
         bot: Bot = data["bot"]
         now = self.clock.now()
         sender: TelegramUser | None = data.get("event_from_user")

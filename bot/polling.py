@@ -10,6 +10,8 @@ an apology to the user, so one poisoned update cannot stop the bot; that policy
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -31,6 +33,7 @@ from pydantic import ValidationError
 
 from bot.logs import log_event
 from bot.metrics import Metrics
+from bot.workers import UpdateWorkers, person_of
 
 logger = logging.getLogger(__name__)
 
@@ -135,44 +138,139 @@ def read_updates(bot: Bot, raw: list[dict[str, Any]]) -> list[tuple[int, Update 
     return updates
 
 
+# While updates are in flight the offset cannot move past them, so getUpdates answers at once
+# with them again; the loop then waits for one to commit, or this long for new updates behind a
+# slow one, before it asks again.
+REPOLL_WHILE_BUSY = 0.2
+
+
 async def poll(
     bot: Bot,
     dispatcher: Dispatcher,
     *,
     poll_timeout: int = 25,
     policy: UpdatePolicy,
+    workers: UpdateWorkers | None = None,
     limit: int = 100,
 ) -> None:
-    """Run until cancelled."""
-    offset: int | None = None
+    """Run until cancelled. Updates go to ``workers`` (different people at once, one person's
+    in order) as they arrive; the getUpdates offset, which confirms every earlier update, stays
+    at the lowest update not yet committed, so after a crash Telegram delivers again every
+    update that had not committed (those that had stop at their claim)."""
+    workers = workers or UpdateWorkers()
+    loop = Poller(bot, dispatcher, policy=policy, workers=workers)
     allowed = dispatcher.resolve_used_update_types()
     backoff = 1.0
-    while True:
-        try:
-            raw = await bot(
-                RawUpdates(
-                    offset=offset, timeout=poll_timeout, limit=limit, allowed_updates=allowed
-                ),
-                request_timeout=poll_timeout + 10,
-            )
-            updates = read_updates(bot, raw)
-            backoff = 1.0
-        except TelegramRetryAfter as error:
-            await asyncio.sleep(error.retry_after)
-            continue
-        except (TelegramNetworkError, TelegramServerError, TelegramAPIError) as error:
-            # Network trouble, 5xx, and also 401/409 (a revoked token, another instance
-            # polling): logged and retried with backoff, never the end of the loop.
-            log_event(logger, "polling.error", logging.WARNING, error=type(error).__name__)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 30.0)
-            continue
-        for update_id, update in updates:
-            if update is None:  # unreadable: confirmed by moving past it
-                offset = update_id + 1
+    try:
+        while True:
+            await loop.room()
+            loop.watch()
+            busy = bool(loop.taken)
+            try:
+                raw = await bot(
+                    RawUpdates(
+                        offset=loop.offset(),
+                        timeout=0 if busy else poll_timeout,
+                        limit=limit,
+                        allowed_updates=allowed,
+                    ),
+                    request_timeout=poll_timeout + 10,
+                )
+                updates = read_updates(bot, raw)
+                backoff = 1.0
+            except TelegramRetryAfter as error:
+                await asyncio.sleep(error.retry_after)
                 continue
-            if await policy.process(bot, dispatcher, update) is Outcome.FAILED:
-                count = policy.failures(update.update_id)
-                await asyncio.sleep(min(2.0**count / 4, 5.0))
-                break  # fetch again from this update; nothing after it is confirmed
-            offset = update.update_id + 1
+            except (TelegramNetworkError, TelegramServerError, TelegramAPIError) as error:
+                # Network trouble, 5xx, and also 401/409 (a revoked token, another instance
+                # polling): logged and retried with backoff, never the end of the loop.
+                log_event(logger, "polling.error", logging.WARNING, error=type(error).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            if not loop.take(updates) and loop.taken:
+                await loop.settled(within=REPOLL_WHILE_BUSY)
+    finally:
+        await loop.cancel()
+
+
+class Poller:
+    """What long polling has taken and not yet confirmed."""
+
+    def __init__(
+        self, bot: Bot, dispatcher: Dispatcher, *, policy: UpdatePolicy, workers: UpdateWorkers
+    ) -> None:
+        self.bot = bot
+        self.dispatcher = dispatcher
+        self.policy = policy
+        self.workers = workers
+        # At most this many updates taken and not yet committed.
+        self.capacity = max(4 * workers.size, 32)
+        self.taken: dict[int, asyncio.Task[None]] = {}  # in flight or waiting for their turn
+        self.done: set[int] = set()  # committed, but an earlier one has not
+        self.highest: int | None = None
+        self._changed = asyncio.Event()
+
+    def offset(self) -> int | None:
+        """The lowest update not yet committed, else one past the highest seen."""
+        if self.taken:
+            return min(self.taken)
+        return None if self.highest is None else self.highest + 1
+
+    def take(self, updates: list[tuple[int, Update | None]]) -> int:
+        """Start the updates not seen before; returns how many."""
+        started = 0
+        for update_id, update in updates:
+            if update_id in self.taken or update_id in self.done:
+                continue
+            if self.highest is not None and update_id <= self.highest:
+                continue  # confirmed already (an answer older than the last offset)
+            self.highest = update_id
+            started += 1
+            if update is None:  # unreadable: confirmed by moving past it
+                self._finished(update_id)
+                continue
+            task = self.workers.submit(person_of(update), functools.partial(self._handle, update))
+            self.taken[update_id] = task
+            task.add_done_callback(functools.partial(self._done, update_id))
+        return started
+
+    async def _handle(self, update: Update) -> None:
+        """Until committed: an update that fails is tried again in its person's turn (the
+        policy gives it up, with an apology, after a few failures)."""
+        while await self.policy.process(self.bot, self.dispatcher, update) is Outcome.FAILED:
+            count = self.policy.failures(update.update_id)
+            await asyncio.sleep(min(2.0**count / 4, 5.0))
+
+    def _done(self, update_id: int, _task: asyncio.Task[None]) -> None:
+        self._finished(update_id)
+
+    def _finished(self, update_id: int) -> None:
+        self.taken.pop(update_id, None)
+        self.done.add(update_id)
+        low = self.offset()
+        if low is not None:
+            self.done = {u for u in self.done if u >= low}
+        self._changed.set()
+
+    async def room(self) -> None:
+        """Wait while as many updates as allowed are taken and not committed."""
+        while len(self.taken) >= self.capacity:
+            self._changed.clear()
+            await self._changed.wait()
+
+    def watch(self) -> None:
+        """From now on, :meth:`settled` notices an update finishing."""
+        self._changed.clear()
+
+    async def settled(self, *, within: float) -> None:
+        """Wait until an update finished since :meth:`watch`, or ``within`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), within)
+
+    async def cancel(self) -> None:
+        """Stopping: what has not committed rolls back and comes again after the restart."""
+        tasks = list(self.taken.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.pacing import Limits
+from bot.workers import DEFAULT_WORKERS
 
 DEFAULT_API_BASE = "https://api.telegram.org"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/whistle.db"
@@ -72,6 +73,9 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
     polling_timeout: int = Field(default=25, alias="POLLING_TIMEOUT", ge=0, le=50)
+    # Updates handled at once (of different people; one person's always in order). Each holds
+    # a database connection while it runs, so the pool is sized from it.
+    update_workers: int = Field(default=DEFAULT_WORKERS, alias="UPDATE_WORKERS", ge=1, le=64)
     # Outbound pacing (bot/pacing.py), Telegram's limits by default: calls per second over
     # all chats, messages per rolling minute in one group, messages per second in one chat
     # (groups included) and how many a chat may get at once before that pace applies.

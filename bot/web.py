@@ -30,6 +30,7 @@ from bot.db import SessionFactory
 from bot.logs import log_event
 from bot.metrics import Gauges, Metrics
 from bot.polling import Outcome, UpdatePolicy, read_updates
+from bot.workers import UpdateWorkers, person_of
 from models import Case, OutboxMessage, OutboxStatus
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class WebService:
         bot: Bot | None = None,
         dispatcher: Dispatcher | None = None,
         policy: UpdatePolicy | None = None,
+        workers: UpdateWorkers | None = None,
         webhook_path: str | None = None,
         webhook_secret: str | None = None,
         max_body: int = 1024 * 1024,
@@ -68,6 +70,7 @@ class WebService:
         self.bot = bot
         self.dispatcher = dispatcher
         self.policy = policy
+        self.workers = workers or UpdateWorkers()
         self.webhook_secret = webhook_secret
         self.max_body = max_body
         self.shutdown_timeout = shutdown_timeout
@@ -137,8 +140,12 @@ class WebService:
             # An update this aiogram cannot read (logged): accepted, or Telegram would hold
             # back every update behind it.
             return web.Response(status=200)
+        bot, dispatcher, policy = self.bot, self.dispatcher, self.policy
         try:
-            outcome = await self.policy.process(self.bot, self.dispatcher, update)
+            # In its person's turn, among a bounded number of updates at once.
+            outcome = await self.workers.run(
+                person_of(update), lambda: policy.process(bot, dispatcher, update)
+            )
         except Exception:
             # Giving up itself failed (the database is down): Telegram will try again.
             logger.exception("webhook.failed", extra={"update_id": update.update_id})
