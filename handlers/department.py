@@ -26,10 +26,16 @@ from handlers.groups import (
     GROUPS,
     InUnitGroup,
     actor,
+    folding_refusals,
     require_admin,
     require_member,
     status_in,
 )
+
+# Refusals of replies to a card that many people can draw at the same moment (the first
+# answer wins, the others are too late); they are folded (handlers.groups.folding_refusals).
+# Refusals about the reply itself (too long, empty) still answer the one who sent it.
+CONTENDED = frozenset({N_("card.already-answered")})
 
 
 def router() -> Router:
@@ -171,7 +177,12 @@ def router() -> Router:
 
     @r.message(F.reply_to_message, InUnitGroup())
     async def reply(
-        message: Message, unit: str, session: AsyncSession, district: District, now: Any
+        message: Message,
+        unit: str,
+        session: AsyncSession,
+        district: District,
+        lang: str,
+        now: Any,
     ) -> None:
         assert message.reply_to_message is not None and message.from_user is not None
         link = await links.subject_of(
@@ -186,30 +197,34 @@ def router() -> Router:
         text = message.text or message.caption or ""
         replier = actor(message.from_user, district.default_language)
         case_id = int(link.subject_id)
-        if link.purpose == notify.RETURN_PROMPT:
-            if message.photo and not text:
-                raise UserError(N_("return.reason-needed"))
-            await cases.return_case(
+        if link.purpose == notify.RETURN_PROMPT and message.photo and not text:
+            raise UserError(N_("return.reason-needed"))
+        # Several staff may reply to one card at once: "already answered" must not flood.
+        async with folding_refusals(
+            session, message, district, case_id=case_id, lang=lang, now=now, reasons=CONTENDED
+        ):
+            if link.purpose == notify.RETURN_PROMPT:
+                await cases.return_case(
+                    session,
+                    district,
+                    case_id=case_id,
+                    department=unit,
+                    actor=replier,
+                    reason=text,
+                    now=now,
+                )
+                return
+            photos = [message.photo[-1].file_id] if message.photo else []
+            await cases.answer(
                 session,
                 district,
                 case_id=case_id,
                 department=unit,
                 actor=replier,
-                reason=text,
+                text=text,
+                photos=photos,
                 now=now,
+                media_group_id=message.media_group_id,
             )
-            return
-        photos = [message.photo[-1].file_id] if message.photo else []
-        await cases.answer(
-            session,
-            district,
-            case_id=case_id,
-            department=unit,
-            actor=replier,
-            text=text,
-            photos=photos,
-            now=now,
-            media_group_id=message.media_group_id,
-        )
 
     return r

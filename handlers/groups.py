@@ -2,10 +2,16 @@
 
 Any group member can press any button, so every press is checked again against the group's
 membership (Telegram's getChatMember), never trusted from the message it came from.
+
+A refused press is answered with an alert to the presser (the unit of work does that for a
+:class:`UserError`), never with a message in the group. A refused reply in a group goes through
+:func:`folding_refusals`: privately to its author, or folded into one message a minute.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiogram import Bot
@@ -16,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.district import District, Role
 from bot.i18n import N_
-from bot.services import cases, routing
+from bot.services import cases, refusals, routing
 from bot.services.errors import UserError
 
 MEMBER_STATUSES = {"creator", "administrator", "member", "restricted"}
@@ -69,3 +75,44 @@ async def require_member(bot: Bot, chat_id: int, user: Any, district: District) 
     if await status_in(bot, chat_id, user.id) not in MEMBER_STATUSES:
         raise UserError(N_("card.not-member"))
     return actor(user, district.default_language)
+
+
+@asynccontextmanager
+async def folding_refusals(
+    session: AsyncSession,
+    message: Message,
+    district: District,
+    *,
+    case_id: int,
+    lang: str,
+    now: Any,
+    reasons: Collection[str] | None = None,
+) -> AsyncIterator[None]:
+    """Around a service call that a reply in a group asks for: a :class:`UserError` it raises
+    (one of ``reasons``; any, when None) undoes what the call did and is told to the replier
+    privately or folded into the group's refusal message of this minute
+    (:func:`bot.services.refusals.refuse_reply`) instead of a message of its own. Other
+    refusals go on to the unit of work as before."""
+    assert message.from_user is not None
+    savepoint = await session.begin_nested()
+    try:
+        yield
+    except UserError as error:
+        await savepoint.rollback()
+        if reasons is not None and error.message_id not in reasons:
+            raise
+        await refusals.refuse_reply(
+            session,
+            chat_id=message.chat.id,
+            message_id=message.message_id,
+            user_id=message.from_user.id,
+            user_locale=lang,
+            group_locale=district.default_language,
+            subject=refusals.case_subject(case_id),
+            number=await refusals.case_number(session, case_id),
+            reason=error.message_id,
+            params=error.params,
+            now=now,
+        )
+        return
+    await savepoint.commit()

@@ -37,7 +37,7 @@ from bot.services.outbox import (
     send_text,
 )
 from handlers.filters import CallbackOf
-from handlers.groups import GROUPS, actor
+from handlers.groups import GROUPS, actor, folding_refusals
 from models import VolunteerStatus
 
 
@@ -364,21 +364,28 @@ def group_router() -> Router:
     r.callback_query.filter(F.message.chat.type.in_(GROUPS), InVolunteerChat())
 
     @r.message(F.reply_to_message)
-    async def reply(message: Message, session: AsyncSession, district: District, now: Any) -> None:
+    async def reply(
+        message: Message, session: AsyncSession, district: District, lang: str, now: Any
+    ) -> None:
         assert message.reply_to_message is not None and message.from_user is not None
         link = await links.subject_of(
             session, message.chat.id, message.reply_to_message.message_id
         )
         if link is None or link.subject_type != "case" or link.purpose not in CLAIMABLE:
             return  # an ordinary conversation in the group
-        await volunteers.claim(
-            session,
-            district,
-            case_id=int(link.subject_id),
-            user_id=message.from_user.id,
-            first_name=message.from_user.first_name,
-            now=now,
-        )
+        case_id = int(link.subject_id)
+        # Many can reply at once (all but one too late): refusals must not flood the group.
+        async with folding_refusals(
+            session, message, district, case_id=case_id, lang=lang, now=now
+        ):
+            await volunteers.claim(
+                session,
+                district,
+                case_id=case_id,
+                user_id=message.from_user.id,
+                first_name=message.from_user.first_name,
+                now=now,
+            )
 
     @r.callback_query(CallbackOf(ClaimHelp))
     async def claim_pressed(

@@ -18,6 +18,7 @@ from models.links import MessageLink
 from models.open311 import Open311Request
 from models.outbox import OutboxMessage, OutboxStatus
 from models.points import EntryKind, OfferStock, PointEntry, Redemption
+from models.refusal import GroupRefusal
 from models.report import OutboxFile, ReportRun
 from models.updates import ProcessedUpdate
 from models.user import ChatLanguage, User
@@ -36,6 +37,7 @@ __all__ = [
     "Escalation",
     "EscalationState",
     "GroupBinding",
+    "GroupRefusal",
     "HelpClaim",
     "InvalidTransition",
     "LoginLink",

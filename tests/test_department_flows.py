@@ -347,6 +347,44 @@ class TestRefusals:
         assert "3500" in too_long.text
         assert (await reload(world, case.id)).status is CaseStatus.DISPATCHED
 
+    async def test_late_answers_to_an_answered_card_are_folded(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        case = await file_report(world, api_server)
+        [card] = await api_server.wait_for_message(CGZF)
+        await settled(world)
+        api_server.send_text(CLERK, "已处理", chat_id=CGZF, reply_to=card.message_id)
+        await until(api_server, lambda: "已答卷" in (api_server.messages(CGZF)[0].caption or ""))
+        await settled(world)
+        sends_before = len(
+            [r for r in api_server.calls("sendMessage") if r.params["chat_id"] == str(CGZF)]
+        )
+        # Six colleagues who never started the bot answer too, at once: one line in the group.
+        late = list(range(9031, 9037))
+        for clerk in late:
+            api_server.add_member(CGZF, clerk)
+        for clerk in late:
+            api_server.send_text(clerk, "我也处理了", chat_id=CGZF, reply_to=card.message_id)
+        folded = f"{case.number} 已经答卷。 另有 5 人也尝试了。"
+        await until(api_server, lambda: any(m.text == folded for m in api_server.messages(CGZF)))
+        await settled(world)
+        sends = [r for r in api_server.calls("sendMessage") if r.params["chat_id"] == str(CGZF)]
+        assert len(sends) - sends_before == 1
+        # The resident, who started the bot, is told privately instead.
+        api_server.add_member(CGZF, RESIDENT)
+        api_server.send_text(RESIDENT, "我也答", chat_id=CGZF, reply_to=card.message_id)
+        told = await until(
+            api_server,
+            lambda: next(
+                (m for m in api_server.messages(RESIDENT) if "已经答卷" in (m.text or "")), None
+            ),
+        )
+        assert case.number in told.text
+        await settled(world)
+        sends = [r for r in api_server.calls("sendMessage") if r.params["chat_id"] == str(CGZF)]
+        assert len(sends) - sends_before == 1
+        assert (await reload(world, case.id)).status is CaseStatus.ANSWERED
+
     async def test_unbound_group_is_ignored_and_bind_makes_it_work(
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:

@@ -349,6 +349,33 @@ def _help_office(lang: str) -> Iterator[Variant]:
     yield Variant("unclaimed", context, TEXT_LIMIT, DESCRIPTION)
 
 
+# Refusals of replies in groups (bot/services/refusals.py): every reason that is folded, with
+# its longest parameters and the value that must show.
+def _refusals() -> Iterator[tuple[str, dict[str, Any], str]]:
+    yield "help.already-taken", {"name": NAME}, NAME
+    for reason in ("help.not-volunteer", "help.paused", "help.claim-closed", "help.own-request"):
+        yield reason, {}, ""
+    yield "card.already-answered", {"number": number()}, number()
+
+
+@fixture("group_refusal.html")
+def _group_refusal(lang: str) -> Iterator[Variant]:
+    # refusals.fold: the first refused reply, then the edits counting the others.
+    for reason, params, expect in _refusals():
+        for others in (0, BIG):
+            context = {"reason": reason, "params": params, "others": others}
+            shown = expect or (str(others) if others else "")
+            yield Variant(f"{reason}/{others}", context, TEXT_LIMIT, shown)
+
+
+@fixture("refusal_private.html")
+def _refusal_private(lang: str) -> Iterator[Variant]:
+    # refusals.refuse_reply: told privately, about a case.
+    for reason, params, expect in _refusals():
+        context = {"number": number(), "reason": reason, "params": params}
+        yield Variant(reason, context, TEXT_LIMIT, expect or number())
+
+
 @fixture("deadline_proposal.html")
 def _deadline_proposal(lang: str) -> Iterator[Variant]:
     # deadlines.propose, then deadlines.decide.

@@ -4,6 +4,7 @@ the requester's confirmation, and every claim that must change nothing."""
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +17,16 @@ from bot.db import transaction
 from bot.services import cases, volunteers
 from bot.services.errors import UserError
 from bot.testserver import BotAPIServer
-from models import Case, CaseEvent, CaseKind, CaseStatus, HelpClaim, Volunteer, VolunteerStatus
+from models import (
+    Case,
+    CaseEvent,
+    CaseKind,
+    CaseStatus,
+    GroupRefusal,
+    HelpClaim,
+    Volunteer,
+    VolunteerStatus,
+)
 from scheduler import jobs
 from tests.conftest import AppFactory, settled
 
@@ -119,8 +129,14 @@ async def claim_rows(app: Whistle, case_id: int | None) -> int:
         return int(count or 0)
 
 
-async def until(api_server: BotAPIServer, check: Any) -> Any:
-    return await api_server.wait_for(lambda _s: check(), timeout=5.0)
+async def until(api_server: BotAPIServer, check: Any, *, patience: float = 5.0) -> Any:
+    return await api_server.wait_for(lambda _s: check(), timeout=patience)
+
+
+def told(api_server: BotAPIServer, people: list[int], text: str, *, count: int) -> Any:
+    """The private messages containing ``text`` to these people, once there are ``count``."""
+    found = [m for p in people for m in api_server.messages(p) if text in (m.text or "")]
+    return found if len(found) == count else None
 
 
 class TestRegistration:
@@ -254,12 +270,15 @@ class TestClaiming:
         case, card = await publish(world, api_server, contact=True)
         for helper in HELPERS:
             api_server.send_text(helper, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
-        taken = await api_server.wait_for_message(VOLUNTEERS, count=4)
-        assert all("已被" in m.text for m in taken)
+        # Everyone here started the bot: the four too late are told privately, not in the group.
+        taken = await until(api_server, lambda: told(api_server, HELPERS, "已被", count=4))
         await settled(world)
         loaded = await reload(world, case.id)
         assert loaded.claimed_by in HELPERS
+        assert loaded.claimed_by not in {m.chat_id for m in taken}
         assert all(loaded.claimed_by_name and loaded.claimed_by_name in m.text for m in taken)
+        assert all(case.number in m.text for m in taken)
+        assert api_server.messages(VOLUNTEERS) == [card]  # only the card, edited
         assert await claim_rows(world, case.id) == 1
         details = [m for h in HELPERS for m in api_server.messages(h) if "认领了" in m.text]
         assert len(details) == 1 and "13800000000" in details[0].text
@@ -352,9 +371,10 @@ class TestRefusals:
         api_server.send_text(STRANGER, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
         [refused] = await api_server.wait_for_message(VOLUNTEERS)
         assert "/volunteer" in refused.text
+        # Someone who started the bot is told privately instead of in the group.
         api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
-        [refused] = await api_server.wait_for_message(VOLUNTEERS)
-        assert "审核" in refused.text
+        [refused] = await api_server.wait_for_message(HELPERS[0])
+        assert "审核" in refused.text and case.number in refused.text
         api_server.press_button(
             HELPERS[1], card.message_id, card.callback_data()[0], chat_id=VOLUNTEERS
         )
@@ -396,7 +416,7 @@ class TestRefusals:
         api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
         await until(
             api_server,
-            lambda: any("不再开放" in (m.text or "") for m in api_server.messages(VOLUNTEERS)),
+            lambda: any("不再开放" in (m.text or "") for m in api_server.messages(HELPERS[0])),
         )
         assert await claim_rows(world, case.id) == 1  # only the claim before the withdrawal
 
@@ -446,166 +466,99 @@ class TestTheCard:
     async def test_fifty_volunteers_reply_at_once_one_claim(
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
-        for index, person in enumerate(CROWD):
+        # Half the crowd started the bot (so it may write to them), half never did; five
+        # members who are no volunteers reply too.
+        started, unstarted = CROWD[:25], CROWD[25:]
+        outsiders = list(range(8300, 8305))
+        for index, person in enumerate(CROWD + outsiders):
             api_server.add_user(person, first_name=f"志愿者{index}", language_code="zh-hans")
             api_server.add_member(VOLUNTEERS, person)
-            api_server.send_text(person, "/start")  # so the bot may write to each of them
-        for person in CROWD:
+        for person in started:
+            api_server.send_text(person, "/start")
+        for person in started:
             await api_server.wait_for_message(person)
         await approved(world, *CROWD)
         case, card = await publish(world, api_server, contact=True)
-        for person in CROWD:
+        before = len(group_sends(api_server))
+
+        racers = CROWD + outsiders
+        random.Random(7).shuffle(racers)
+        for person in racers:  # all at once: none waits for an answer
             api_server.send_text(person, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
-        taken = await api_server.wait_for_message(VOLUNTEERS, count=49, timeout=60)
-        await settled(world)
+
+        # One wins; the card names them.
+        await until(api_server, lambda: card.button_texts() == [], patience=60)
         loaded = await reload(world, case.id)
-        assert loaded.claimed_by in CROWD and loaded.claimed_by_name
-        assert all(f"已被{loaded.claimed_by_name}" in m.text for m in taken)
+        winner, name = loaded.claimed_by, loaded.claimed_by_name
+        assert winner in CROWD and name and name in card.text
+
+        # Losers who started the bot are told privately, with the case number.
+        told = [p for p in started if p != winner]
+        await until(
+            api_server,
+            lambda: all(
+                any("已被" in (m.text or "") for m in api_server.messages(p)) for p in told
+            ),
+            patience=60,
+        )
+        # The others: one reply in the group per kind of refusal, edited to count them all.
+        folded = [p for p in unstarted if p != winner]
+        taken_line = f"已被{name}认领。 另有 {len(folded) - 1} 人也尝试了。"
+        outsiders_line = f"另有 {len(outsiders) - 1} 人也尝试了。"
+
+        def lines() -> list[Any]:
+            return [m for m in api_server.messages(VOLUNTEERS) if m.message_id != card.message_id]
+
+        await until(
+            api_server,
+            lambda: (
+                any(m.text == taken_line for m in lines())
+                and any(outsiders_line in (m.text or "") for m in lines())
+            ),
+            patience=60,
+        )
+        await settled(world)
+        assert sorted(m.text for m in lines()) == sorted(
+            [taken_line, next(m.text for m in lines() if "/volunteer" in m.text)]
+        )
+        assert "/volunteer" in next(m.text for m in lines() if m.text != taken_line)
+
+        # At most three messages for the whole race (here: the two folded lines).
+        sends = group_sends(api_server)[before:]
+        assert len(sends) <= 3, [r.params.get("text") for r in sends]
+        assert len(sends) == 2
+        # Each folded line answers one of those it counts.
+        [taken] = [m for m in lines() if m.text == taken_line]
+        replied = {m["message_id"]: m for m in api_server.history(VOLUNTEERS)}
+        assert replied[taken.reply_to_message_id]["from"]["id"] in folded
+
+        for person in told:
+            [private] = [m for m in api_server.messages(person) if "已被" in (m.text or "")]
+            assert name in private.text and case.number in private.text
+        for person in folded + outsiders:  # never privately: the bot may not write to them
+            assert api_server.messages(person) == []
+
+        async with world.factory() as session:
+            counts = dict(
+                (
+                    await session.execute(
+                        select(GroupRefusal.reason, GroupRefusal.count).where(
+                            GroupRefusal.chat_id == VOLUNTEERS  # type: ignore[arg-type]
+                        )
+                    )
+                ).all()
+            )
+        assert counts == {"help.already-taken": len(folded), "help.not-volunteer": 5}
         assert await claim_rows(world, case.id) == 1
         details = [m for p in CROWD for m in api_server.messages(p) if "认领了" in m.text]
-        assert [m.chat_id for m in details] == [loaded.claimed_by]
-        assert len(api_server.messages(VOLUNTEERS)) == 1 + 49  # the card and 49 answers
+        assert [m.chat_id for m in details] == ([winner] if winner in started else [])
         claimed = [e for e in await events(world, case.id) if e.kind == "claimed"]
         assert len(claimed) == 1
 
 
-class TestDueTimes:
-    async def test_unclaimed_request_is_announced_again_then_the_office_is_told(
-        self, world: Whistle, api_server: BotAPIServer
-    ) -> None:
-        api_server.create_group(KANGLE_VOLUNTEERS, "康乐志愿者", members=HELPERS)
-        api_server.create_group(KANGLE_OFFICE, "康乐社区", members=[STRANGER])
-        await approved(world, HELPERS[0])
-        case, card = await publish(
-            world, api_server, contact=False, community="kangle", chat=KANGLE_VOLUNTEERS
-        )
-        advance(world, minutes=29)
-        assert await settle_help(world) == 0
-        advance(world, minutes=2)
-        assert await settle_help(world) == 1
-        [again] = await api_server.wait_for_message(KANGLE_VOLUNTEERS)
-        assert again.reply_to_message_id == card.message_id
-        assert "31 分钟" in again.text and again.button_texts() == ["🙋 我来"]
-        assert await settle_help(world) == 0  # once only
-        advance(world, minutes=29)
-        assert await settle_help(world) == 0
-        advance(world, minutes=2)
-        assert await settle_help(world) == 1
-        [notice] = await api_server.wait_for_message(KANGLE_OFFICE)
-        assert case.number in notice.text and "62 分钟" in notice.text
-        assert "门牌：2单元501" in notice.text and "未同意提供联系方式" in notice.text
-        advance(world, hours=5)
-        assert await settle_help(world) == 0  # nothing more is due
-        assert [e.kind for e in await events(world, case.id)][-2:] == [
-            "reannounced",
-            "office-told",
-        ]
-        # A reply to the re-announcement claims the request.
-        await settled(world)
-        api_server.send_text(
-            HELPERS[0], "我来", chat_id=KANGLE_VOLUNTEERS, reply_to=again.message_id
-        )
-        [details] = await api_server.wait_for_message(HELPERS[0])
-        assert case.number in details.text
-        assert (await reload(world, case.id)).claimed_by == HELPERS[0]
-
-    async def test_claim_stops_the_clock_and_release_restarts_it(
-        self, world: Whistle, api_server: BotAPIServer
-    ) -> None:
-        await approved(world, HELPERS[0])
-        _case, card = await publish(world, api_server, contact=False)
-        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
-        [details] = await api_server.wait_for_message(HELPERS[0])
-        await api_server.wait_for_message(RESIDENT)
-        advance(world, hours=3)
-        assert await settle_help(world) == 0  # held: nothing to announce
-        await settled(world)
-        api_server.press_button(HELPERS[0], details.message_id, details.callback_data()[2])
-        await api_server.wait_for_message(RESIDENT)  # released
-        await settled(world)
-        advance(world, minutes=29)
-        assert await settle_help(world) == 0
-        advance(world, minutes=2)
-        assert await settle_help(world) == 1
-        [again] = await api_server.wait_for_message(VOLUNTEERS)
-        assert again.reply_to_message_id == card.message_id
-
-    async def test_done_without_an_answer_closes_as_helped_after_the_period(
-        self, world: Whistle, api_server: BotAPIServer
-    ) -> None:
-        await approved(world, HELPERS[0])
-        case, card = await publish(world, api_server, contact=False)
-        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
-        [details] = await api_server.wait_for_message(HELPERS[0])
-        await api_server.wait_for_message(RESIDENT)
-        await settled(world)
-        api_server.press_button(HELPERS[0], details.message_id, details.callback_data()[1])
-        [question] = await api_server.wait_for_message(RESIDENT)
-        await api_server.wait_for_message(HELPERS[0])  # "the requester was asked"
-        advance(world, hours=47)
-        assert await settle_help(world) == 0
-        advance(world, hours=2)
-        assert await settle_help(world) == 1
-        told, credited = await api_server.wait_for_message(HELPERS[0], count=2)
-        assert "自动确认" in told.text
-        assert "未在期限内答复" in credited.text and "获得 10 积分" in credited.text
-        loaded = await reload(world, case.id)
-        assert loaded.status is CaseStatus.CLOSED and loaded.help_due_at is None
-        [closing] = [e for e in await events(world, case.id) if e.kind == "help-confirmed"]
-        assert closing.data["auto"] is True and closing.actor_role == "system"
-        # The requester's late answer changes nothing.
-        await settled(world)
-        api_server.press_button(RESIDENT, question.message_id, question.callback_data()[2])
-        await until(
-            api_server, lambda: any("失效" in (a.text or "") for a in api_server.callback_answers)
-        )
-        assert (await reload(world, case.id)).status is CaseStatus.CLOSED
-
-
-class TestThanksAndPhoto:
-    async def test_photo_of_the_result_and_thanks(
-        self, world: Whistle, api_server: BotAPIServer
-    ) -> None:
-        await approved(world, HELPERS[0])
-        case, card = await publish(world, api_server, contact=False)
-        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
-        [details] = await api_server.wait_for_message(HELPERS[0])
-        await api_server.wait_for_message(RESIDENT)
-        await settled(world)
-        api_server.send_photo(HELPERS[0], b"medicine-bought", reply_to=details.message_id)
-        [photo] = await api_server.wait_for_message(RESIDENT)
-        assert photo.photo and "志愿者8101" in (photo.caption or "")
-        [sent] = await api_server.wait_for_message(HELPERS[0])
-        assert case.number in sent.text
-        await settled(world)
-        api_server.press_button(HELPERS[0], details.message_id, details.callback_data()[1])
-        [question] = await api_server.wait_for_message(RESIDENT)
-        await settled(world)
-        api_server.press_button(RESIDENT, question.message_id, question.callback_data()[1])
-        told = await api_server.wait_for_message(HELPERS[0], count=2)
-        assert any("感谢" in m.text for m in told)
-        await until(api_server, lambda: "🙏" in (card.text or ""))
-        [closing] = [e for e in await events(world, case.id) if e.kind == "help-confirmed"]
-        assert closing.data["thanked"] is True and closing.data["auto"] is False
-
-    async def test_a_photo_from_someone_not_holding_the_request_is_not_passed_on(
-        self, world: Whistle, api_server: BotAPIServer
-    ) -> None:
-        await approved(world, HELPERS[0])
-        case, card = await publish(world, api_server, contact=False)
-        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
-        [details] = await api_server.wait_for_message(HELPERS[0])
-        await api_server.wait_for_message(RESIDENT)
-        await settled(world)
-        api_server.press_button(HELPERS[0], details.message_id, details.callback_data()[2])
-        await api_server.wait_for_message(RESIDENT)  # released
-        await settled(world)
-        api_server.send_photo(HELPERS[0], b"late", reply_to=details.message_id)
-        _you_released, refused = await api_server.wait_for_message(HELPERS[0], count=2)
-        assert "失效" in refused.text
-        await settled(world)
-        assert not any(m.photo for m in api_server.messages(RESIDENT))
-        assert "photo" not in [e.kind for e in await events(world, case.id)]
+def group_sends(api_server: BotAPIServer, chat_id: int = VOLUNTEERS) -> list[Any]:
+    """The sendMessage calls the test server received for a group."""
+    return [r for r in api_server.calls("sendMessage") if r.params["chat_id"] == str(chat_id)]
 
 
 class TestOwnRequest:
@@ -616,8 +569,13 @@ class TestOwnRequest:
         api_server.add_member(VOLUNTEERS, RESIDENT)
         case, card = await publish(world, api_server, contact=False)
         api_server.send_text(RESIDENT, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
-        [refused] = await api_server.wait_for_message(VOLUNTEERS)
-        assert "自己" in refused.text
+        refused = await until(
+            api_server,
+            lambda: next(
+                (m for m in api_server.messages(RESIDENT) if "自己" in (m.text or "")), None
+            ),
+        )
+        assert case.number in refused.text
         await settled(world)
         assert (await reload(world, case.id)).claimed_by is None
         assert await claim_rows(world, case.id) == 0
