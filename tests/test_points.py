@@ -739,6 +739,7 @@ class TestShop:
         for racer in racers:
             shops[racer] = await ask(api_server, racer, "/shop")
         await settled(world)
+        world.unit_of_work.most_in_flight = 0
         for racer, shop in shops.items():
             api_server.press_button(racer, shop.message_id, shop.callback_data()[0])
         await until(
@@ -746,6 +747,7 @@ class TestShop:
             lambda: sum("已兑完" in (a.text or "") for a in api_server.callback_answers) == 19,
         )
         await settled(world)
+        assert world.unit_of_work.most_in_flight >= 2  # the presses really raced
         [winner] = await redemptions(factory)
         assert await taken(factory, "kangle_market", "rice") == 20
         spends = [e for e in await entries(factory) if e.kind is EntryKind.SPEND]

@@ -483,6 +483,7 @@ class TestTheCard:
 
         racers = CROWD + outsiders
         random.Random(7).shuffle(racers)
+        world.unit_of_work.most_in_flight = 0
         for person in racers:  # all at once: none waits for an answer
             api_server.send_text(person, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
 
@@ -491,6 +492,7 @@ class TestTheCard:
         loaded = await reload(world, case.id)
         winner, name = loaded.claimed_by, loaded.claimed_by_name
         assert winner in CROWD and name and name in card.text
+        assert world.unit_of_work.most_in_flight >= 2  # the claims really raced
 
         # Losers who started the bot are told privately, with the case number.
         told = [p for p in started if p != winner]

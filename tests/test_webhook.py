@@ -303,6 +303,41 @@ class TestWebhookDelivery:
         await asyncio.sleep(0.2)
         assert len(api_server.messages(RESIDENT)) == 1
 
+    async def test_different_people_are_handled_at_once_one_person_in_order(
+        self,
+        app: Whistle,
+        http: aiohttp.ClientSession,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Telegram posts up to max_connections updates at once: one person's update that is
+        still running holds back only that person's next one."""
+        held, release = asyncio.Event(), asyncio.Event()
+        process = app.policy.process
+
+        async def slow_first(bot: Any, dispatcher: Any, update: Any) -> Any:
+            if update.update_id == 90101:
+                held.set()
+                await release.wait()
+            return await process(bot, dispatcher, update)
+
+        monkeypatch.setattr(app.policy, "process", slow_first)
+
+        async def post(update: dict[str, Any]) -> int:
+            headers = {SECRET_HEADER: SECRET}
+            async with http.post(local(app, PATH), json=update, headers=headers) as response:
+                return response.status
+
+        first = asyncio.create_task(post(start_update(90101, user=STRANGER)))
+        await held.wait()
+        same_person = asyncio.create_task(post(start_update(90103, user=STRANGER)))
+        assert await post(start_update(90102, user=RESIDENT)) == 200  # another person: at once
+        assert await processed(app, 90102)
+        assert not first.done() and not same_person.done()
+        assert not await processed(app, 90103)  # waits for the person's update before it
+        release.set()
+        assert await first == 200 and await same_person == 200
+        assert await processed(app, 90101) and await processed(app, 90103)
+
     @pytest.mark.parametrize("headers", [{}, {SECRET_HEADER: "wrong"}, {SECRET_HEADER: ""}])
     async def test_a_wrong_or_missing_secret_is_refused_and_nothing_is_processed(
         self,
