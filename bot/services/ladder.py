@@ -52,9 +52,7 @@ SUPERVISION_EVENTS = frozenset(
 _COLOUR_ORDER = {CardColour.NONE: 0, CardColour.YELLOW: 1, CardColour.RED: 2}
 
 
-async def start(
-    session: AsyncSession, district: District, case: Case, *, now: datetime
-) -> None:
+async def start(session: AsyncSession, district: District, case: Case, *, now: datetime) -> None:
     """A new whistle: a fresh ladder (the rungs of an earlier dispatch were cancelled), its
     rungs written in one INSERT."""
     assert case.id is not None
