@@ -91,7 +91,9 @@ class Whistle:
         # district file; later reloads keep the library in use instead.
         self.early_warning = EarlyWarning(resolve_keywords_path(settings.keywords_file))
         self.metrics = Metrics(build=build_info(settings))
-        self.engine: AsyncEngine = create_engine(settings.database_url)
+        self.engine: AsyncEngine = create_engine(
+            settings.database_url, synchronous=settings.sqlite_synchronous
+        )
         self.factory: SessionFactory = session_factory(self.engine)
         self.bot = Bot(
             settings.bot_token.get_secret_value(),
