@@ -323,10 +323,11 @@ async def measure(
     warm_cases: int = 20,
     workdir: Path | None = None,
     on_progress: Callable[[str], None] | None = None,
+    synchronous: str = "full",
 ) -> IntakeFigures:
     """File ``cases`` photo reports through the pipeline and the same updates through a no-op
     dispatcher, after ``warm_cases`` untimed ones. ``profile_cases`` more are then filed
-    under cProfile (not timed)."""
+    under cProfile (not timed). ``synchronous`` is ``SQLITE_SYNCHRONOUS``."""
     progress = on_progress or (lambda _text: None)
     with tempfile.TemporaryDirectory(prefix="whistle-intake-") as scratch:
         where = workdir or Path(scratch)
@@ -337,6 +338,7 @@ async def measure(
             TELEGRAM_API_BASE="http://127.0.0.1:9",  # never called: the sender does not run
             DATABASE_URL=database_url,
             WEB_ENABLED=False,
+            SQLITE_SYNCHRONOUS=synchronous,
         )
         await migrate(database_url)
         app = Whistle(settings=settings, district=district)
