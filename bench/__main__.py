@@ -101,7 +101,7 @@ FULL = Sizes(
     keyword_texts=10_000,
     keyword_rounds=3,
     durability_commits=500,
-    durability_rounds=3,
+    durability_rounds=4,
     durability_cases=100,
 )
 QUICK = Sizes(
@@ -314,6 +314,7 @@ async def run_durability(sizes: Sizes) -> dict[str, Any]:
         rounds=sizes.durability_rounds,
         cases=sizes.durability_cases,
         warm_cases=min(10, sizes.durability_cases),
+        intake_rounds=min(2, sizes.durability_rounds),
         on_progress=_say,
     )
     return figures.to_dict()
