@@ -314,7 +314,7 @@ async def run_durability(sizes: Sizes) -> dict[str, Any]:
         rounds=sizes.durability_rounds,
         cases=sizes.durability_cases,
         warm_cases=min(10, sizes.durability_cases),
-        intake_rounds=min(2, sizes.durability_rounds),
+        batch=max(1, sizes.durability_cases // 10),
         on_progress=_say,
     )
     return figures.to_dict()

@@ -10,8 +10,9 @@ machine):
    (``bot.db.transaction``: SQLAlchemy, aiosqlite, ``BEGIN IMMEDIATE``, one INSERT, COMMIT),
    in rounds that alternate FULL and NORMAL; milliseconds per commit, median of the rounds;
 2. intake: cases per second through the whole pipeline (``bench.intake``: four updates, so
-   four commits, a case) with each setting, on a fresh database file each time, in rounds
-   that alternate the settings; the best round of each.
+   four commits, a case) with each setting: two applications, one per setting, each on its
+   own database file, file reports in turns of ``batch`` cases (FULL first, then NORMAL
+   first, …), so a busy moment of the machine falls on both alike.
 
 The databases are files in a scratch directory on the disk of the system's temporary
 directory (its filesystem type is recorded: on tmpfs a sync costs nothing and the figures
@@ -37,7 +38,10 @@ from typing import Any
 from sqlalchemy import text
 
 from bench import intake
-from bot.db import Synchronous, create_engine, session_factory, transaction
+from bot.app import Whistle
+from bot.db import Synchronous, create_engine, migrate, session_factory, transaction
+from bot.district import load_district
+from bot.settings import Settings
 
 MODES: tuple[Synchronous, ...] = ("full", "normal")
 
@@ -49,11 +53,13 @@ class DurabilityFigures:
     rounds: int
     cases: int
     commit_ms: dict[str, list[float]] = field(default_factory=dict)
-    intake_rounds: dict[str, list[float]] = field(default_factory=dict)
+    intake_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def intake_cases_per_second(self) -> dict[str, float]:
-        return {mode: max(rates) for mode, rates in self.intake_rounds.items() if rates}
+        return {
+            mode: self.cases / seconds for mode, seconds in self.intake_seconds.items() if seconds
+        }
 
     def median_ms(self, mode: str) -> float:
         return statistics.median(self.commit_ms[mode])
@@ -84,9 +90,8 @@ class DurabilityFigures:
             "intake_cases_per_second": {
                 mode: round(value, 2) for mode, value in self.intake_cases_per_second.items()
             },
-            "intake_cases_per_second_rounds": {
-                mode: [round(rate, 2) for rate in rates]
-                for mode, rates in self.intake_rounds.items()
+            "intake_seconds": {
+                mode: round(seconds, 3) for mode, seconds in self.intake_seconds.items()
             },
             "intake_ratio_full_to_normal": round(self.intake_ratio, 3),
         }
@@ -135,7 +140,7 @@ async def measure(
     rounds: int = 3,
     cases: int = 100,
     warm_cases: int = 10,
-    intake_rounds: int = 2,
+    batch: int = 10,
     workdir: Path | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> DurabilityFigures:
@@ -144,7 +149,7 @@ async def measure(
         where = Path(scratch)
         figures = DurabilityFigures(filesystem_of(where), commits, rounds, cases)
         for mode in MODES:
-            figures.commit_ms[mode], figures.intake_rounds[mode] = [], []
+            figures.commit_ms[mode] = []
         for index in range(rounds):
             # Alternating, so both settings meet the same moments of a busy machine.
             order = MODES if index % 2 == 0 else tuple(reversed(MODES))
@@ -155,16 +160,53 @@ async def measure(
             "durability: "
             + ", ".join(f"{mode} {figures.median_ms(mode):.2f} ms/commit" for mode in MODES)
         )
-        for index in range(intake_rounds):
+        figures.intake_seconds = await intake_in_turns(where, cases, warm_cases, batch)
+        progress(
+            "durability: intake "
+            + ", ".join(
+                f"{mode} {rate:.1f} cases/s"
+                for mode, rate in figures.intake_cases_per_second.items()
+            )
+        )
+    return figures
+
+
+async def intake_in_turns(
+    where: Path, cases: int, warm_cases: int, batch: int
+) -> dict[str, float]:
+    """Seconds each setting took to file ``cases`` photo reports, in alternating turns."""
+    district = load_district(intake.district_file(where))
+    apps: dict[str, Whistle] = {}
+    try:
+        for mode in MODES:
+            url = f"sqlite+aiosqlite:///{where / f'intake-{mode}.db'}"
+            await migrate(url)
+            settings = Settings(
+                _env_file=None,
+                BOT_TOKEN=intake.TOKEN,
+                TELEGRAM_API_BASE="http://127.0.0.1:9",  # never called: nothing is sent
+                DATABASE_URL=url,
+                WEB_ENABLED=False,
+                SQLITE_SYNCHRONOUS=mode,
+            )
+            apps[mode] = Whistle(settings=settings, district=district)
+        residents = {
+            mode: intake.Residents(app.bot, warm_cases + cases) for mode, app in apps.items()
+        }
+        for name, app in apps.items():
+            await intake.file_reports(app, residents[name], residents[name].ids[:warm_cases])
+        seconds: dict[str, float] = dict.fromkeys(MODES, 0.0)
+        for index, first in enumerate(range(warm_cases, warm_cases + cases, batch)):
             order = MODES if index % 2 == 0 else tuple(reversed(MODES))
             for mode in order:
-                url = f"sqlite+aiosqlite:///{where / f'intake-{mode}-{index}.db'}"
-                found = await intake.measure(
-                    url, cases=cases, warm_cases=warm_cases, workdir=where, synchronous=mode
-                )
-                figures.intake_rounds[mode].append(found.cases_per_second)
-                progress(f"durability: intake with {mode}: {found.cases_per_second:.1f} cases/s")
-    return figures
+                ids = residents[mode].ids[first : min(first + batch, warm_cases + cases)]
+                steps, _ = await intake.file_reports(apps[mode], residents[mode], ids)
+                seconds[mode] += sum(steps.values())
+        return seconds
+    finally:
+        for app in apps.values():
+            await app.bot.session.close()
+            await app.engine.dispose()
 
 
 def main() -> int:

@@ -349,7 +349,7 @@ async def measure(
             await app.engine.dispose()
 
 
-async def _file_reports(
+async def file_reports(
     app: Whistle, residents: Residents, ids: Sequence[int]
 ) -> tuple[dict[str, float], list[Update]]:
     """Every resident files one report; returns the time of each step and the updates."""
@@ -386,12 +386,12 @@ async def _run(
         residents.ids[warm_cases + cases :],
     )
     # A few reports first: connections opened, caches filled, code paths warm in both.
-    _, warm_updates = await _file_reports(app, residents, warm)
+    _, warm_updates = await file_reports(app, residents, warm)
     noop = _noop_dispatcher()
     await _feed(noop, app.bot, warm_updates)
 
     before = await _count(app, Case)
-    steps, fed = await _file_reports(app, residents, timed)
+    steps, fed = await file_reports(app, residents, timed)
     pipeline = sum(steps.values())
     filed = await _count(app, Case) - before
     if filed != cases:
@@ -422,7 +422,7 @@ async def _run(
         event.listen(app.engine.sync_engine, "before_cursor_execute", count)
         profiler = cProfile.Profile()
         profiler.enable()
-        await _file_reports(app, residents, profiled)
+        await file_reports(app, residents, profiled)
         profiler.disable()
         event.remove(app.engine.sync_engine, "before_cursor_execute", count)
         figures.profile, figures.layers = _profile(profiler, 30)
