@@ -1,19 +1,21 @@
 """Engines, sessions and migrations.
 
-Two kinds of transaction, opened here and nowhere else:
+Two kinds of transaction, both defined here (the one place that decides how a transaction
+begins):
 
 - :func:`transaction` (a session from :func:`session_factory`): a unit of work that may
   write. On SQLite it begins with ``BEGIN IMMEDIATE``, taking the database's single write lock
   at once, so two writers queue (up to the busy timeout) instead of one failing with
   "database is locked" half-way through.
-- :func:`read_transaction` (a session from :func:`read_factory`): reads only. On SQLite it
+- :func:`read_transaction` (given either factory; its sessions come from the engine's
+  :func:`read_view`, as :func:`read_factory` makes them): reads only. On SQLite it
   begins ``DEFERRED`` and takes no write lock: in WAL mode it reads a snapshot and never waits
   for a writer, nor makes one wait. On PostgreSQL it is an ordinary transaction set
-  ``READ ONLY``, so a write in it fails at once, on both databases' test runs. Never write in
-  it: on SQLite a deferred transaction that starts writing after another writer committed
-  fails with ``SQLITE_BUSY``. Work that reads what is due and then changes it reads in a read
-  transaction and, only when something is due, opens a :func:`transaction` that reads (claims)
-  it again.
+  ``READ ONLY``, so a write in it fails at once (and the tests, which run on both databases,
+  catch it). Never write in it: on SQLite a deferred transaction that starts writing after
+  another writer committed fails with ``SQLITE_BUSY``. Work that reads what is due and then
+  changes it reads in a read transaction and, only when something is due, opens a
+  :func:`transaction` that reads (claims) it again.
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout and, by default,
 ``synchronous=FULL`` (a commit is on disk before it returns, so it survives a power loss;
