@@ -1,6 +1,6 @@
 """Every benchmark figure in one run: prints a table and writes JSON.
 
-    python -m bench [--quick] [--only intake,scan,pacing,memory,load,keywords]
+    python -m bench [--quick] [--only intake,scan,pacing,memory,load,keywords,durability]
                     [--postgres ADMIN_URL | --no-postgres] [--results DIR]
 
 Each figure is a ratio of two measurements taken in the same run, so it holds on a noisy
@@ -18,7 +18,9 @@ machine:
 5. load: 1,000 residents filing photo reports at once against the real service: all
    persisted, and p50/p95/p99 from the last message to the case number (``bench.load``);
 6. keywords: texts screened per second over 10,000 reports with the full library
-   (``bench.keywords``).
+   (``bench.keywords``);
+7. durability: milliseconds per commit and intake cases per second on SQLite with
+   ``synchronous=FULL`` (the default) and with ``NORMAL`` (``bench.durability``).
 
 ``--quick`` runs every measure at a tiny size (a smoke run, not figures). PostgreSQL is
 used when its server answers (``WHISTLE_TEST_POSTGRES``, default
@@ -49,12 +51,12 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from bench import intake, keywords, ladder, load, memory, pacing
+from bench import durability, intake, keywords, ladder, load, memory, pacing
 from bot.district import load_district
 from bot.warning import load_library, resolve_keywords_path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MEASURES = ("keywords", "intake", "scan", "memory", "pacing", "load")
+MEASURES = ("keywords", "intake", "scan", "memory", "pacing", "load", "durability")
 DEFAULT_POSTGRES = os.environ.get(
     "WHISTLE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -77,6 +79,9 @@ class Sizes:
     load_residents: int
     keyword_texts: int
     keyword_rounds: int
+    durability_commits: int
+    durability_rounds: int
+    durability_cases: int
 
 
 FULL = Sizes(
@@ -95,6 +100,9 @@ FULL = Sizes(
     load_residents=1_000,
     keyword_texts=10_000,
     keyword_rounds=3,
+    durability_commits=500,
+    durability_rounds=4,
+    durability_cases=100,
 )
 QUICK = Sizes(
     intake_cases=12,
@@ -112,6 +120,9 @@ QUICK = Sizes(
     load_residents=10,
     keyword_texts=500,
     keyword_rounds=1,
+    durability_commits=10,
+    durability_rounds=1,
+    durability_cases=3,
 )
 
 
@@ -297,6 +308,18 @@ async def run_load(sizes: Sizes) -> dict[str, Any]:
     return figures.to_dict()
 
 
+async def run_durability(sizes: Sizes) -> dict[str, Any]:
+    figures = await durability.measure(
+        commits=sizes.durability_commits,
+        rounds=sizes.durability_rounds,
+        cases=sizes.durability_cases,
+        warm_cases=min(10, sizes.durability_cases),
+        batch=max(1, sizes.durability_cases // 10),
+        on_progress=_say,
+    )
+    return figures.to_dict()
+
+
 async def run(
     selected: set[str], sizes: Sizes, postgres: str | None, results: Path
 ) -> dict[str, Any]:
@@ -325,6 +348,8 @@ async def run(
         await timed("pacing", lambda: run_pacing(sizes))
     if "load" in selected:
         await timed("load", lambda: run_load(sizes))
+    if "durability" in selected:
+        await timed("durability", lambda: run_durability(sizes))
     figures["seconds"] = seconds
     return figures
 
@@ -410,6 +435,27 @@ def rows(figures: dict[str, Any]) -> list[Row]:
                 "load: last message → case number",
                 f"p50 {found['p50_seconds']:.1f} s, p95 {found['p95_seconds']:.1f} s, "
                 f"p99 {found['p99_seconds']:.1f} s",
+                "—",
+                None,
+            )
+        )
+    found = figures.get("durability")
+    if found:
+        ms, rate = found["commit_ms"], found["intake_cases_per_second"]
+        out.append(
+            Row(
+                "durability, SQLite: ms per commit, synchronous FULL ÷ NORMAL",
+                f"{found['commit_ratio_full_to_normal']:.2f} ({ms['full']:.2f} ÷ "
+                f"{ms['normal']:.2f} ms; {found['filesystem']})",
+                "—",
+                None,
+            )
+        )
+        out.append(
+            Row(
+                "durability, SQLite: intake cases/s, FULL ÷ NORMAL",
+                f"{found['intake_ratio_full_to_normal']:.3f} ({rate['full']:.1f} ÷ "
+                f"{rate['normal']:.1f} cases/s)",
                 "—",
                 None,
             )

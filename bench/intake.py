@@ -323,10 +323,11 @@ async def measure(
     warm_cases: int = 20,
     workdir: Path | None = None,
     on_progress: Callable[[str], None] | None = None,
+    synchronous: str = "full",
 ) -> IntakeFigures:
     """File ``cases`` photo reports through the pipeline and the same updates through a no-op
     dispatcher, after ``warm_cases`` untimed ones. ``profile_cases`` more are then filed
-    under cProfile (not timed)."""
+    under cProfile (not timed). ``synchronous`` is ``SQLITE_SYNCHRONOUS``."""
     progress = on_progress or (lambda _text: None)
     with tempfile.TemporaryDirectory(prefix="whistle-intake-") as scratch:
         where = workdir or Path(scratch)
@@ -337,6 +338,7 @@ async def measure(
             TELEGRAM_API_BASE="http://127.0.0.1:9",  # never called: the sender does not run
             DATABASE_URL=database_url,
             WEB_ENABLED=False,
+            SQLITE_SYNCHRONOUS=synchronous,
         )
         await migrate(database_url)
         app = Whistle(settings=settings, district=district)
@@ -347,7 +349,7 @@ async def measure(
             await app.engine.dispose()
 
 
-async def _file_reports(
+async def file_reports(
     app: Whistle, residents: Residents, ids: Sequence[int]
 ) -> tuple[dict[str, float], list[Update]]:
     """Every resident files one report; returns the time of each step and the updates."""
@@ -384,12 +386,12 @@ async def _run(
         residents.ids[warm_cases + cases :],
     )
     # A few reports first: connections opened, caches filled, code paths warm in both.
-    _, warm_updates = await _file_reports(app, residents, warm)
+    _, warm_updates = await file_reports(app, residents, warm)
     noop = _noop_dispatcher()
     await _feed(noop, app.bot, warm_updates)
 
     before = await _count(app, Case)
-    steps, fed = await _file_reports(app, residents, timed)
+    steps, fed = await file_reports(app, residents, timed)
     pipeline = sum(steps.values())
     filed = await _count(app, Case) - before
     if filed != cases:
@@ -420,7 +422,7 @@ async def _run(
         event.listen(app.engine.sync_engine, "before_cursor_execute", count)
         profiler = cProfile.Profile()
         profiler.enable()
-        await _file_reports(app, residents, profiled)
+        await file_reports(app, residents, profiled)
         profiler.disable()
         event.remove(app.engine.sync_engine, "before_cursor_execute", count)
         figures.profile, figures.layers = _profile(profiler, 30)

@@ -36,7 +36,14 @@ from sqlmodel import col
 
 from bot.clock import Clock, SystemClock
 from bot.dashboard import Dashboard
-from bot.db import SessionFactory, create_engine, migrate, session_factory, transaction
+from bot.db import (
+    SessionFactory,
+    create_engine,
+    migrate,
+    read_transaction,
+    session_factory,
+    transaction,
+)
 from bot.district import District
 from bot.fsm import DatabaseStorage
 from bot.i18n import N_, Catalogues
@@ -99,6 +106,7 @@ class Whistle:
         self.workers = UpdateWorkers(settings.update_workers)
         self.engine: AsyncEngine = create_engine(
             settings.database_url,
+            synchronous=settings.sqlite_synchronous,
             pool_size=settings.update_workers + POOL_HEADROOM,
             max_overflow=POOL_OVERFLOW,
         )
@@ -422,7 +430,7 @@ class Whistle:
         ]
         if not staff:
             return
-        async with self.factory() as session:
+        async with read_transaction(self.factory) as session:
             users = (await session.scalars(select(User).where(col(User.id).in_(staff)))).all()
         for user in users:
             lang = language_of(user, self.catalogues.languages, self.catalogues.default_language)

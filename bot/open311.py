@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from bot.clock import Clock
-from bot.db import SessionFactory, transaction
+from bot.db import SessionFactory, read_transaction, transaction
 from bot.district import Category, CategoryKind, District, Integration
 from bot.i18n import N_, Catalogues, Translator, match_language
 from bot.logs import log_event
@@ -296,7 +296,7 @@ class Open311:
             query = self._query(request.query)
         except Open311Error as error:
             return self._error(error, t)
-        async with self.factory() as session:
+        async with read_transaction(self.factory) as session:
             found = (await session.scalars(query)).all()
         base = self._base_url(request)
         return web.json_response([self._request(case, t, base) for case in found])
@@ -344,7 +344,7 @@ class Open311:
 
     async def get_request(self, request: web.Request) -> web.Response:
         t = self._translator(request)
-        async with self.factory() as session:
+        async with read_transaction(self.factory) as session:
             case = await self._case(session, request.match_info["id"])
         if case is None:
             error = Open311Error(
@@ -416,7 +416,7 @@ class Open311:
     async def media(self, request: web.Request) -> web.Response:
         """The case's first photo, fetched from Telegram through the bot."""
         t = self._translator(request)
-        async with self.factory() as session:
+        async with read_transaction(self.factory) as session:
             case = await self._case(session, request.match_info["id"])
         if case is None or not case.photos:
             error = Open311Error(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -46,6 +47,11 @@ class Settings(BaseSettings):
     bot_token: SecretStr | None = Field(default=None, alias="BOT_TOKEN")
     telegram_api_base: str = Field(default=DEFAULT_API_BASE, alias="TELEGRAM_API_BASE")
     database_url: str = Field(default=DEFAULT_DATABASE_URL, alias="DATABASE_URL")
+    # SQLite's PRAGMA synchronous: "full" syncs every commit (it survives a power loss),
+    # "normal" only at checkpoints (faster commits; see the README's Guarantees).
+    sqlite_synchronous: Literal["full", "normal"] = Field(
+        default="full", alias="SQLITE_SYNCHRONOUS"
+    )
     whistle_config: str | None = Field(default=None, alias="WHISTLE_CONFIG")
     # The early-warning keyword library; the shipped bot/warning/keywords.toml when unset.
     keywords_file: str | None = Field(default=None, alias="WHISTLE_KEYWORDS")
@@ -101,6 +107,11 @@ class Settings(BaseSettings):
     @classmethod
     def _async_driver(cls, value: str) -> str:
         return normalize_database_url(value)
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("telegram_api_base")
     @classmethod

@@ -26,7 +26,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from bot.db import SessionFactory
+from bot.db import SessionFactory, read_transaction
 from bot.logs import log_event
 from bot.metrics import Gauges, Metrics
 from bot.polling import Outcome, UpdatePolicy, read_updates
@@ -172,7 +172,7 @@ class WebService:
         return web.json_response(body, status=200)
 
     async def _outbox_health(self) -> dict[str, Any]:
-        async with self.factory() as session:
+        async with read_transaction(self.factory) as session:
             await session.execute(text("SELECT 1"))
             counts = await _outbox_counts(session)
             recent = (
@@ -207,7 +207,7 @@ class WebService:
         return web.Response(body=body, headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
     async def _gauges(self) -> Gauges:
-        async with self.factory() as session:
+        async with read_transaction(self.factory) as session:
             rows = await session.execute(
                 select(col(Case.status), func.count()).group_by(col(Case.status))
             )

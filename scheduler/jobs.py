@@ -1,4 +1,12 @@
-"""Job bodies: each opens its own transaction and calls a service with the clock."""
+"""Job bodies: each opens its own transactions and calls a service with the clock.
+
+The frequent scans (the card ladder, help requests, unrated cases, expired codes, reports)
+usually find nothing due. They look in a read transaction first (:func:`bot.db.read_transaction`:
+on SQLite no write lock, so intake never waits for a scan that finds nothing) and open a write
+transaction only when something is due; that transaction reads and claims the due rows again
+(the look was only a hint: another replica may have settled them meanwhile), so each rung
+still fires once.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
-from bot.db import SessionFactory, transaction
+from bot.db import SessionFactory, read_transaction, transaction
 from bot.district import District
 from bot.i18n import Catalogues
 from bot.logs import log_event
@@ -37,6 +45,9 @@ async def close_unrated_cases(
     *, factory: SessionFactory, clock: Clock, district: District, on_commit: Callable[[], None]
 ) -> int:
     """Answered cases past their rating due time close as unrated."""
+    now = clock.now()
+    if not await _anything_due(factory, lambda session: cases.any_unrated_due(session, now=now)):
+        return 0
     async with transaction(factory) as session:
         closed = await cases.close_unrated(session, district, now=clock.now())
     if closed:
@@ -45,15 +56,27 @@ async def close_unrated_cases(
     return closed
 
 
+async def _anything_due(
+    factory: SessionFactory, probe: Callable[[AsyncSession], Awaitable[bool]]
+) -> bool:
+    """Ask ``probe`` in a read transaction (no write lock) whether there is work."""
+    async with read_transaction(factory) as session:
+        return await probe(session)
+
+
 async def _in_batches(
     factory: SessionFactory,
     fire: Callable[[AsyncSession, int], Awaitable[int]],
     *,
+    due: Callable[[AsyncSession], Awaitable[bool]],
     on_commit: Callable[[], None],
     batch: int,
     event: str,
 ) -> int:
-    """Run ``fire`` in short transactions of at most ``batch`` rows until fewer come back."""
+    """When ``due`` finds work (in a read transaction), run ``fire`` in short write
+    transactions of at most ``batch`` rows until fewer come back."""
+    if not await _anything_due(factory, due):
+        return 0
     total = 0
     while True:
         async with transaction(factory) as session:
@@ -81,8 +104,11 @@ async def escalate_due_cases(
     async def fire(session: AsyncSession, limit: int) -> int:
         return await ladder.fire_due(session, district, now=clock.now(), limit=limit)
 
+    async def due(session: AsyncSession) -> bool:
+        return await ladder.any_due(session, now=clock.now())
+
     return await _in_batches(
-        factory, fire, on_commit=on_commit, batch=batch, event="job.escalate_due_cases"
+        factory, fire, due=due, on_commit=on_commit, batch=batch, event="job.escalate_due_cases"
     )
 
 
@@ -99,8 +125,11 @@ async def settle_help_requests(
     async def fire(session: AsyncSession, limit: int) -> int:
         return await volunteers.fire_due(session, district, now=clock.now(), limit=limit)
 
+    async def due(session: AsyncSession) -> bool:
+        return await volunteers.any_due(session, now=clock.now())
+
     return await _in_batches(
-        factory, fire, on_commit=on_commit, batch=batch, event="job.settle_help_requests"
+        factory, fire, due=due, on_commit=on_commit, batch=batch, event="job.settle_help_requests"
     )
 
 
@@ -108,6 +137,9 @@ async def refund_expired_codes(
     *, factory: SessionFactory, clock: Clock, district: District, on_commit: Callable[[], None]
 ) -> int:
     """Redemption codes that expired unused give their points and stock back."""
+    now = clock.now()
+    if not await _anything_due(factory, lambda session: points.any_expired(session, now=now)):
+        return 0
     async with transaction(factory) as session:
         refunded = await points.refund_expired(session, district, now=clock.now())
     if refunded:
@@ -133,20 +165,30 @@ async def post_reports(
     on_commit: Callable[[], None],
     catalogues: Catalogues,
 ) -> list[str]:
-    """Queue the daily, weekly and monthly reports that are due and not yet queued."""
+    """Queue the daily, weekly and monthly reports that are due and not yet queued: figures
+    computed in a read transaction, charts drawn outside any transaction, then each report
+    recorded with its outbox rows in a short write transaction (which checks again that it
+    is not recorded yet: a report goes out once however many runs race)."""
     from bot.charts import draw_report_chart
-
-    async def chart(lang: str, data: reports.ChartData) -> bytes:
-        # Drawing takes a good part of a second: off the event loop.
-        return await asyncio.to_thread(draw_report_chart, lang, data)
 
     def translate(lang: str, message_id: str) -> str:
         return catalogues.translator(lang)(message_id)
 
-    async with transaction(factory) as session:
-        posted = await reports.post_due(
-            session, district, now=clock.now(), chart=chart, translate=translate
-        )
+    now = clock.now()
+    async with read_transaction(factory) as session:
+        prepared = await reports.prepare_due(session, district, now=now, translate=translate)
+    posted: list[str] = []
+    for report in prepared:
+        # Drawing takes a good part of a second: off the event loop, and outside any
+        # transaction.
+        drawn = {
+            lang: await asyncio.to_thread(draw_report_chart, lang, data)
+            for lang, data in report.charts.items()
+        }
+        async with transaction(factory) as session:
+            queued = await reports.record(session, district, report, now=now, drawn=drawn)
+        if queued:
+            posted.append(report.due.kind)
     if posted:
         on_commit()
         log_event(logger, "job.post_reports", reports=",".join(posted))

@@ -59,3 +59,20 @@ def test_the_command_prints_a_table_and_writes_json(
     assert {row["result"] for row in latest["table"]} <= {"pass", "FAIL", "—"}
     printed = capsys.readouterr().out
     assert "intake, SQLite" in printed and "target" in printed
+
+
+def test_durability_measures_both_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--quick", "--only", "durability", "--no-postgres", "--results", str(tmp_path)])
+
+    assert code == 0
+    latest = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
+    found = latest["durability"]
+    assert set(found["commit_ms"]) == {"full", "normal"}
+    assert all(ms > 0 for ms in found["commit_ms"].values())
+    assert all(rate > 0 for rate in found["intake_cases_per_second"].values())
+    assert found["commit_ratio_full_to_normal"] > 0
+    printed = capsys.readouterr().out
+    assert "durability, SQLite: ms per commit" in printed
+    assert "durability, SQLite: intake cases/s" in printed

@@ -5,24 +5,40 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from aiogram.fsm.storage.base import StorageKey
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
+from pydantic import ValidationError
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import SQLModel, func, select
 
 import models  # noqa: F401
+from bot.app import Whistle
 from bot.clock import ManualClock
-from bot.db import SessionFactory, alembic_config, create_engine, migrate, transaction
+from bot.db import (
+    SessionFactory,
+    alembic_config,
+    create_engine,
+    migrate,
+    read_transaction,
+    reading,
+    transaction,
+)
+from bot.district import District
 from bot.fsm import DatabaseStorage
 from bot.services.updates import claim_update
 from bot.settings import normalize_database_url
 from models import Case, CaseFollower, CaseKind, CaseStatus, DialogState, ProcessedUpdate
 from scheduler.jobs import prune_processed_updates
+from tests.conftest import make_settings
+from tests.locking import write_lock_held
+
+TEST_API = "http://127.0.0.1:9"  # never called: the app is not started
 
 
 class TestMigrations:
@@ -124,3 +140,48 @@ def test_plain_database_urls_get_async_drivers() -> None:
     assert normalize_database_url("postgres://u@h/db") == "postgresql+asyncpg://u@h/db"
     assert normalize_database_url("sqlite:///./x.db") == "sqlite+aiosqlite:///./x.db"
     assert normalize_database_url("sqlite+aiosqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+
+
+class TestDurability:
+    async def test_sqlite_syncs_every_commit_unless_told_otherwise(
+        self, tmp_path: Path, district: District
+    ) -> None:
+        url = f"sqlite:///{tmp_path / 'whistle.db'}"
+        # PRAGMA synchronous: 1 is NORMAL, 2 is FULL.
+        for env, expected in (({}, 2), ({"SQLITE_SYNCHRONOUS": "normal"}, 1),
+                              ({"SQLITE_SYNCHRONOUS": "FULL"}, 2)):  # fmt: skip
+            app = Whistle(settings=make_settings(TEST_API, url, **env), district=district)
+            try:
+                async with transaction(app.factory) as session:
+                    value = await session.scalar(text("PRAGMA synchronous"))
+                async with read_transaction(app.factory) as session:
+                    read_value = await session.scalar(text("PRAGMA synchronous"))
+            finally:
+                await app.engine.dispose()
+                await app.bot.session.close()
+            assert (value, read_value) == (expected, expected), env
+
+    def test_an_unknown_mode_is_refused(self) -> None:
+        with pytest.raises(ValidationError, match="SQLITE_SYNCHRONOUS"):
+            make_settings(TEST_API, "sqlite:///x.db", SQLITE_SYNCHRONOUS="off")
+        with pytest.raises(ValueError, match="synchronous"):
+            create_engine("sqlite:///x.db", synchronous="off")  # type: ignore[arg-type]
+
+
+class TestReadTransactions:
+    async def test_reads_do_not_wait_for_a_writer_and_may_not_write(
+        self, factory: SessionFactory, database_url: str
+    ) -> None:
+        async with (
+            write_lock_held(database_url),
+            asyncio.timeout(5),  # the busy timeout is 15 s
+            read_transaction(factory) as session,
+        ):
+            assert await session.scalar(select(func.count()).select_from(Case)) == 0
+        if database_url.startswith("postgresql"):
+            # PostgreSQL refuses a write in a read transaction outright.
+            with pytest.raises(DBAPIError, match="read-only transaction"):
+                async with read_transaction(factory) as session:
+                    await session.execute(text("DELETE FROM processed_updates"))
+        # The read view of a read view is itself.
+        assert reading(reading(factory)) is reading(factory)

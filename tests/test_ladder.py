@@ -20,6 +20,7 @@ from bot.testserver import BotAPIServer
 from models import Case, CaseEvent, CaseKind, CaseStatus, Escalation, OutboxMessage
 from scheduler import jobs
 from tests.conftest import EXAMPLE_DISTRICT, AppFactory, settled
+from tests.locking import write_lock_held
 
 RESIDENT, CLERK = 7400, 9021
 CENTER_HEAD, LEADER = 100000001, 100000003  # people in config.example.toml
@@ -284,6 +285,33 @@ async def test_two_scanners_fire_each_rung_once_over_1000_cases(
     # One group with many cases due at once: digests, each listing its scan's reminders.
     # Each digest has a line per case (its latest rung).
     assert digests and (single or 0) + sum(d.context["count"] for d in digests) >= 1000
+
+
+async def test_scans_that_find_nothing_take_no_write_lock(
+    factory: Any, database_url: str, district: Any
+) -> None:
+    # Pending rungs that are not due yet: the scans look in a read transaction and never
+    # ask for the write lock, so they finish while another connection holds it.
+    clock = ManualClock()
+    await make_dispatched_cases(factory, district, 3, clock.now())
+    run: dict[str, Any] = {
+        "factory": factory,
+        "clock": clock,
+        "district": district,
+        "on_commit": lambda: None,
+    }
+    assert await jobs.escalate_due_cases(**run) == 3  # the first rung is due at once
+    async with write_lock_held(database_url), asyncio.timeout(5):  # busy timeout: 15 s
+        settled_counts = await asyncio.gather(
+            jobs.escalate_due_cases(**run),
+            jobs.settle_help_requests(**run),
+            jobs.close_unrated_cases(**run),
+            jobs.refund_expired_codes(**run),
+        )
+    assert settled_counts == [0, 0, 0, 0]
+    # Once due, the scan writes: the yellow card of each case fires.
+    clock.advance(timedelta(hours=1))
+    assert await jobs.escalate_due_cases(**run) == 3
 
 
 async def test_the_scan_reads_due_rows_through_the_index(factory: Any, database_url: str) -> None:

@@ -4,6 +4,7 @@ test Bot API server, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from datetime import UTC, datetime
@@ -13,12 +14,13 @@ from sqlalchemy import func, select
 
 from bot.app import Whistle
 from bot.clock import ManualClock
-from bot.db import transaction
+from bot.db import read_transaction, transaction
 from bot.district import District
 from bot.testserver import BotAPIServer, BotMessage
 from models import OutboxFile, ReportRun
 from scheduler import jobs
 from tests.conftest import AppFactory, settled
+from tests.locking import write_lock_held
 from tests.test_stats import TZ, at, load_fixture
 
 CENTER = -1001000000001
@@ -143,6 +145,28 @@ async def test_daily_weekly_and_monthly_reports_at_their_times(
     async with transaction(app.factory) as session:
         runs = (await session.scalars(select(ReportRun).order_by(ReportRun.id))).all()  # type: ignore[arg-type]
     assert [run.kind for run in runs] == ["daily", "daily", "weekly", "daily", "monthly"]
+
+
+async def test_a_report_goes_out_once_when_its_job_runs_twice_at_once(
+    app: Whistle, api_server: BotAPIServer, database_url: str
+) -> None:
+    # Monday 16 March 08:30: the daily and the weekly report are due. Two runs of the job
+    # (two replicas, or the 08:30 tick and the catch-up tick) compute and draw them at the
+    # same time; one records each report, the other finds it recorded.
+    when = at(8.5, day=16)
+    center, leader = len(api_server.messages(CENTER)), len(api_server.messages(LEADER))
+    first, second = await asyncio.gather(run_reports(app, when), run_reports(app, when))
+    assert sorted(first + second) == ["daily", "weekly"]
+    await settled(app)
+    # The daily, the weekly and its chart, once each, to the center and to the leader.
+    assert len(api_server.messages(CENTER)) - center == 3
+    assert len(api_server.messages(LEADER)) - leader == 3
+    async with read_transaction(app.factory) as session:
+        runs = (await session.scalars(select(ReportRun.kind))).all()  # type: ignore[call-overload]
+    assert sorted(runs) == ["daily", "weekly"]
+    # A run that finds every due report recorded only reads: it does not wait for a writer.
+    async with write_lock_held(database_url), asyncio.timeout(5):  # busy timeout: 15 s
+        assert await run_reports(app, at(9, day=16)) == []
 
 
 async def test_stats_in_the_center_a_department_and_private(

@@ -44,6 +44,7 @@ from tests.conftest import (
     AppFactory,
     _pg_execute,
 )
+from tests.locking import write_lock_held
 from tests.test_process import run_bot, service_env
 from tests.test_resident_flows import (
     CGZF,
@@ -433,6 +434,25 @@ class TestHealth:
         assert dead["method"] == "sendMessage"
         assert dead["reason"].startswith("TelegramBadRequest: Bad Request: can't parse entities")
         assert "王晓霞" not in json.dumps(body, ensure_ascii=False)
+
+    async def test_answers_at_once_while_another_connection_holds_the_write_lock(
+        self, app: Whistle, http: aiohttp.ClientSession, database_url: str
+    ) -> None:
+        # /health and /metrics read in read-only transactions: on SQLite no BEGIN IMMEDIATE,
+        # so they do not queue behind a writer (for up to the 15 s busy timeout, which made
+        # /health answer 503 after its own 2 s).
+        async with write_lock_held(database_url):
+            started = asyncio.get_running_loop().time()
+            async with asyncio.timeout(1.5):
+                async with http.get(local(app, "/health")) as response:
+                    status, body = response.status, await response.json()
+                async with http.get(local(app, "/metrics")) as response:
+                    metrics = await response.text()
+            elapsed = asyncio.get_running_loop().time() - started
+        assert status == 200, body
+        assert body["database"]["ok"] is True and body["status"] == "ok"
+        assert "whistle_database_up 1" in metrics.splitlines()
+        assert elapsed < 1.5
 
     async def test_an_unreachable_database_is_503(
         self,

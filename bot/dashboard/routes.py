@@ -28,7 +28,7 @@ from bot.clock import Clock
 from bot.dashboard import map as case_map
 from bot.dashboard import queries
 from bot.dashboard.auth import COOKIE, COOKIE_PATH, Signer
-from bot.db import SessionFactory, transaction
+from bot.db import SessionFactory, read_transaction, transaction
 from bot.district import District
 from bot.i18n import N_, Catalogues, Translator, babel_locale
 from bot.logs import log_event
@@ -277,7 +277,7 @@ class Dashboard:
             session_id = self.signer.unsign(request.cookies.get(COOKIE))
             page: Page | None = None
             if session_id is not None:
-                async with self.factory() as session:
+                async with read_transaction(self.factory) as session:
                     viewer = await sign_in.viewer(session, self.district, session_id, now=now)
                     if viewer is not None:
                         user = await session.get(User, viewer.user_id)
@@ -302,7 +302,7 @@ class Dashboard:
         script), so link scanners and previews that only fetch the page use nothing."""
         token = request.query.get("token", "")[:128]
         lang = self.district.default_language
-        async with self.factory() as session:
+        async with read_transaction(self.factory) as session:
             state = await sign_in.peek_link(session, token, now=self.clock.now())
         if state is not sign_in.LinkState.VALID:
             return self.refused(lang, state)
@@ -364,7 +364,7 @@ class Dashboard:
         if period not in RATE_PERIODS:
             period = "month"
         start, end = stats.period(period, page.now, self.district.tzinfo)
-        async with self.factory() as session:
+        async with read_transaction(self.factory) as session:
             data = await queries.overview(session, self.district, access, now=page.now)
             report = await stats.compute(
                 session, self.district, start=start, end=end, now=page.now
@@ -395,7 +395,7 @@ class Dashboard:
     async def case_list(self, request: web.Request, page: Page) -> web.StreamResponse:
         access = page.viewer.access
         filters = queries.parse_filters(request.query)
-        async with self.factory() as session:
+        async with read_transaction(self.factory) as session:
             rows, total = await queries.case_list(session, self.district, access, filters)
         departments = [
             d for d in self.district.departments if access.district_wide or access.sees(d.code)
@@ -417,7 +417,7 @@ class Dashboard:
         )
 
     async def _visible_case(self, number: str, page: Page) -> Case | web.Response:
-        async with self.factory() as session:
+        async with read_transaction(self.factory) as session:
             case = (
                 await session.scalars(select(Case).where(col(Case.number) == number[:20]))
             ).first()
@@ -445,7 +445,7 @@ class Dashboard:
         if isinstance(found, web.Response):
             return found
         assert found.id is not None
-        async with self.factory() as session:
+        async with read_transaction(self.factory) as session:
             detail = await queries.case_detail(session, found.id)
         assert detail is not None
         case = detail.case
@@ -545,7 +545,7 @@ class Dashboard:
         )
 
     async def volunteers(self, request: web.Request, page: Page) -> web.StreamResponse:
-        async with self.factory() as session:
+        async with read_transaction(self.factory) as session:
             summary = await queries.volunteers(
                 session, self.district, page.viewer.access, now=page.now
             )

@@ -864,12 +864,23 @@ async def withdraw(
     return case
 
 
+def _unrated_due(now: datetime) -> tuple[Any, ...]:
+    return (col(Case.status) == CaseStatus.ANSWERED, col(Case.rating_due_at) <= now)
+
+
+async def any_unrated_due(session: AsyncSession, *, now: datetime) -> bool:
+    """Whether an answered case's rating time has run out (a plain read, for a read
+    transaction; :func:`close_unrated` reads them again)."""
+    found = await session.scalar(select(col(Case.id)).where(*_unrated_due(now)).limit(1))
+    return found is not None
+
+
 async def close_unrated(session: AsyncSession, district: District, *, now: datetime) -> int:
     """Answered cases nobody rated in time close as unrated (a durable due time)."""
     due = (
         await session.scalars(
             select(Case)
-            .where(col(Case.status) == CaseStatus.ANSWERED, col(Case.rating_due_at) <= now)
+            .where(*_unrated_due(now))
             .order_by(col(Case.rating_due_at))
             .limit(500)
             .with_for_update(skip_locked=True)

@@ -126,17 +126,25 @@ async def stop(session: AsyncSession, case: Case) -> None:
     case.next_rung_at = None
 
 
+def _due(now: datetime) -> tuple[Any, ...]:
+    return (col(Escalation.state) == EscalationState.PENDING, col(Escalation.due_at) <= now)
+
+
 def due_query(now: datetime, limit: int) -> Any:
     return (
         select(Escalation)
-        .where(
-            col(Escalation.state) == EscalationState.PENDING,
-            col(Escalation.due_at) <= now,
-        )
+        .where(*_due(now))
         .order_by(col(Escalation.due_at), col(Escalation.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+
+
+async def any_due(session: AsyncSession, *, now: datetime) -> bool:
+    """Whether a rung is due: a plain read (no row locks), for a read transaction that decides
+    whether the scan needs a write transaction at all. :func:`fire_due` reads them again."""
+    found = await session.scalar(select(col(Escalation.id)).where(*_due(now)).limit(1))
+    return found is not None
 
 
 async def fire_due(

@@ -656,17 +656,28 @@ async def check_code(
 # -- refunds ----------------------------------------------------------------------------------
 
 
+def _expired(now: datetime) -> tuple[Any, ...]:
+    return (
+        col(Redemption.used_at).is_(None),
+        col(Redemption.refunded_at).is_(None),
+        col(Redemption.expires_at) <= now,
+    )
+
+
+async def any_expired(session: AsyncSession, *, now: datetime) -> bool:
+    """Whether a code expired unused and is not refunded yet (a plain read, for a read
+    transaction; :func:`refund_expired` reads them again)."""
+    found = await session.scalar(select(col(Redemption.id)).where(*_expired(now)).limit(1))
+    return found is not None
+
+
 async def refund_expired(
     session: AsyncSession, district: District, *, now: datetime, limit: int = 200
 ) -> int:
     """Codes that expired unused give their points back (a refund entry) and their stock."""
     query = (
         select(col(Redemption.id))
-        .where(
-            col(Redemption.used_at).is_(None),
-            col(Redemption.refunded_at).is_(None),
-            col(Redemption.expires_at) <= now,
-        )
+        .where(*_expired(now))
         .order_by(col(Redemption.expires_at))
         .limit(limit)
     )

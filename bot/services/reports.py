@@ -7,7 +7,10 @@ district's trend over eight weeks), the monthly one on the 1st with last month's
 and reopenings per department. What is due is computed from the clock, and each report and
 period is recorded in ``report_runs`` in the same transaction as its outbox rows, so however
 often (and on however many replicas) the job runs, a report goes out once; one that was due
-while the service was down goes out when it comes back, within :data:`CATCH_UP`.
+while the service was down goes out when it comes back, within :data:`CATCH_UP`. The figures
+are computed and the charts drawn before that transaction (:func:`prepare_due` reads in a
+read transaction), so intake does not wait for them; :func:`record` checks again that the
+report is not recorded yet.
 
 Nothing here talks to Telegram: the report is written to the outbox (text rendered at send time
 in the recipient's language; the chart rendered here, per language, and uploaded with it).
@@ -18,7 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -74,9 +77,6 @@ EXPORT_COLUMNS = (
     "dispatched_at", "acknowledged_at", "answered_at", "closed_at", "rating", "reopen_count",
     "card", "deadline_at", "department_name", "category_name", "source",
 )  # fmt: skip
-
-# Draws a report's chart (see bot/charts.py): (language, what to draw) -> PNG bytes.
-ChartMaker = Callable[[str, "ChartData"], Awaitable[bytes]]
 
 
 @dataclass(frozen=True)
@@ -161,70 +161,96 @@ async def recipients(session: AsyncSession, district: District) -> list[tuple[in
     return list(unique.items())
 
 
-async def post_due(
-    session: AsyncSession,
-    district: District,
-    *,
-    now: datetime,
-    chart: ChartMaker,
-    translate: Callable[[str, str], str],
-) -> list[str]:
-    """Queue every report that is due and not yet queued; returns their kinds.
-    ``translate(lang, message_id)`` names things on the chart."""
-    posted: list[str] = []
-    for due in due_reports(district, now):
-        exists = await session.scalar(
-            select(col(ReportRun.id)).where(
-                col(ReportRun.kind) == due.kind, col(ReportRun.period_start) == due.start
-            )
+@dataclass(frozen=True)
+class Prepared:
+    """A report read and computed, not yet recorded: what goes to whom, and the charts to
+    draw (language drawn in → what to draw; none for the daily report)."""
+
+    due: Due
+    context: dict[str, Any]
+    recipients: tuple[tuple[int, str], ...]
+    charts: dict[str, ChartData]
+
+
+async def _recorded(session: AsyncSession, due: Due) -> bool:
+    found = await session.scalar(
+        select(col(ReportRun.id)).where(
+            col(ReportRun.kind) == due.kind, col(ReportRun.period_start) == due.start
         )
-        if exists is not None:
-            continue
-        try:
-            async with session.begin_nested():
-                session.add(
-                    ReportRun(
-                        kind=due.kind, period_start=due.start, period_end=due.end, queued_at=now
-                    )
-                )
-                await session.flush()
-        except IntegrityError:
-            continue  # another replica queued it a moment ago
-        await _queue_report(session, district, due, now=now, chart=chart, translate=translate)
-        log_event(logger, "report.queued", kind=due.kind, period_start=due.start.isoformat())
-        posted.append(due.kind)
-    return posted
+    )
+    return found is not None
 
 
-async def _queue_report(
+async def prepare_due(
     session: AsyncSession,
     district: District,
-    due: Due,
     *,
     now: datetime,
-    chart: ChartMaker,
     translate: Callable[[str, str], str],
-) -> None:
-    report = await stats.compute(session, district, start=due.start, end=due.end, now=now)
-    context = await report_context(session, district, report, kind=due.kind, now=now)
-    trend: list[stats.Report] = []
-    if due.kind != "daily":
-        for weeks_back in range(TREND_WEEKS, 0, -1):
-            start, end = stats.previous_week(due.scheduled_at, district.tzinfo, weeks_back)
-            trend.append(await stats.compute(session, district, start=start, end=end, now=now))
-    charts: dict[str, str] = {}
-    for chat_id, lang in await recipients(session, district):
+) -> list[Prepared]:
+    """Every report that is due and not recorded yet, computed: statistics, the message's
+    context, its recipients and what its charts show. Only reads (run it in a read
+    transaction: the statistics of a month take a while, and must not hold the write lock);
+    :func:`record` then queues it. ``translate(lang, message_id)`` names things on the
+    chart."""
+    prepared: list[Prepared] = []
+    for due in due_reports(district, now):
+        if await _recorded(session, due):
+            continue
+        report = await stats.compute(session, district, start=due.start, end=due.end, now=now)
+        context = await report_context(session, district, report, kind=due.kind, now=now)
+        chats = tuple(await recipients(session, district))
+        charts: dict[str, ChartData] = {}
+        if due.kind != "daily":
+            trend: list[stats.Report] = []
+            for weeks_back in range(TREND_WEEKS, 0, -1):
+                start, end = stats.previous_week(due.scheduled_at, district.tzinfo, weeks_back)
+                trend.append(await stats.compute(session, district, start=start, end=end, now=now))
+            for _chat_id, lang in chats:
+                drawn_in = chart_language(lang, district.default_language)
+                if drawn_in not in charts:
+                    charts[drawn_in] = chart_data(
+                        district, report, trend, drawn_in, due.kind, translate
+                    )
+        prepared.append(Prepared(due, context, chats, charts))
+    return prepared
+
+
+async def record(
+    session: AsyncSession,
+    district: District,
+    prepared: Prepared,
+    *,
+    now: datetime,
+    drawn: dict[str, bytes],
+) -> bool:
+    """Record the report's run and queue its messages (``drawn``: the PNG of each of its
+    charts), in the caller's write transaction; False if it was recorded meanwhile (by
+    another run of the job, or another replica), so a report goes out once."""
+    due = prepared.due
+    if await _recorded(session, due):
+        return False
+    try:
+        async with session.begin_nested():
+            session.add(
+                ReportRun(kind=due.kind, period_start=due.start, period_end=due.end, queued_at=now)
+            )
+            await session.flush()
+    except IntegrityError:
+        return False  # another replica queued it a moment ago
+    context = prepared.context
+    uploads: dict[str, str] = {}
+    for chat_id, lang in prepared.recipients:
         enqueue(session, chat_id=chat_id, locale=lang, now=now, template="report.html",
                 context=context)  # fmt: skip
-        if due.kind == "daily":
+        if not prepared.charts:
             continue
         drawn_in = chart_language(lang, district.default_language)
-        if drawn_in not in charts:
-            data = chart_data(district, report, trend, drawn_in, due.kind, translate)
-            charts[drawn_in] = attach(
+        if drawn_in not in uploads:
+            uploads[drawn_in] = attach(
                 session,
                 filename=f"{due.kind}-{context['period_start'][:10]}.png",
-                content=await chart(drawn_in, data),
+                content=drawn[drawn_in],
                 now=now,
             )
         enqueue(
@@ -235,8 +261,10 @@ async def _queue_report(
             method="sendPhoto",
             template="report_chart.html",
             context=context,
-            params={"upload": charts[drawn_in]},
+            params={"upload": uploads[drawn_in]},
         )
+    log_event(logger, "report.queued", kind=due.kind, period_start=due.start.isoformat())
+    return True
 
 
 # Scripts whose letters join and change form need text shaping, which matplotlib does not do:

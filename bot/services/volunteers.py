@@ -486,18 +486,27 @@ async def _helped(
 HELP_AGAIN = "help-again"
 
 
+def _due(now: datetime) -> tuple[Any, ...]:
+    return (
+        col(Case.help_due_at) <= now,
+        col(Case.kind) == CaseKind.HELP,
+        col(Case.status) == CaseStatus.PUBLISHED,
+    )
+
+
 def due_query(now: datetime, limit: int) -> Any:
     return (
         select(Case)
-        .where(
-            col(Case.help_due_at) <= now,
-            col(Case.kind) == CaseKind.HELP,
-            col(Case.status) == CaseStatus.PUBLISHED,
-        )
+        .where(*_due(now))
         .order_by(col(Case.help_due_at), col(Case.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+
+
+async def any_due(session: AsyncSession, *, now: datetime) -> bool:
+    """Whether a help request is due (a plain read, see :func:`bot.services.ladder.any_due`)."""
+    return await session.scalar(select(col(Case.id)).where(*_due(now)).limit(1)) is not None
 
 
 async def fire_due(
