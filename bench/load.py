@@ -9,7 +9,14 @@ question, so the load is what 1,000 people tapping through the dialog at the sam
 
 Measured: whether every report became exactly one case, and the time from each resident's
 last message (the Confirm press reaching the server) to the server receiving the bot's reply
-that carries the case number (p50, p95, p99, max), plus the whole run's time.
+that carries the case number (p50, p95, p99, max), plus the whole run's time; the time from
+each button press (the category, Confirm) to its callback answer (p50, p99); and the Bot API
+calls per case, by method.
+
+With ``telegram_limits`` the service keeps its default sending limits (Telegram's: 30 a
+second overall, 20 a minute in a group, about one a second in a chat after a burst of 3) and
+the test server enforces the same: the receipts' p95 is then set beside the floor those limits
+impose on the run, the messages it needed ÷ 30 a second.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import signal
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +38,7 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from bot.db import create_engine
+from bot.pacing import Limits
 from bot.testserver import BotAPIServer, BotMessage
 from models import Case
 
@@ -39,6 +48,7 @@ FIRST_RESIDENT = 8_100_000
 CATEGORY_LABEL = "飞线充电"
 CONFIRM_LABEL = "确认提交"
 WATCH_EVERY = 0.05  # seconds between looks at the waiting residents' chats
+TELEGRAM_PER_SECOND = 30.0
 
 
 @dataclass
@@ -52,13 +62,28 @@ class LoadFigures:
     seconds: float = 0.0
     start_up_seconds: float = 0.0
     updates: int = 0
+    telegram_limits: bool = False
+    answer_latencies: list[float] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
+    too_many_requests: int = 0
 
-    def percentile(self, p: int) -> float:
-        if not self.latencies:
+    def percentile(self, p: int, values: list[float] | None = None) -> float:
+        values = self.latencies if values is None else values
+        if not values:
             return 0.0
-        if len(self.latencies) == 1:
-            return self.latencies[0]
-        return statistics.quantiles(self.latencies, n=100, method="inclusive")[p - 1]
+        if len(values) == 1:
+            return values[0]
+        return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+    @property
+    def paced_messages(self) -> int:
+        """The calls Telegram's overall limit counts (every send and edit)."""
+        return sum(n for method, n in self.calls.items() if method.startswith(("send", "edit")))
+
+    @property
+    def floor_seconds(self) -> float:
+        """The shortest time 30 messages a second allow for the messages this run needed."""
+        return self.paced_messages / TELEGRAM_PER_SECOND
 
     @property
     def all_persisted(self) -> bool:
@@ -80,6 +105,23 @@ class LoadFigures:
             "updates": self.updates,
             "updates_per_second": round(self.updates / self.seconds, 1) if self.seconds else 0,
             "start_up_seconds": round(self.start_up_seconds, 2),
+            "telegram_limits": self.telegram_limits,
+            "answer_p50_seconds": round(self.percentile(50, self.answer_latencies), 3),
+            "answer_p99_seconds": round(self.percentile(99, self.answer_latencies), 3),
+            "answers": len(self.answer_latencies),
+            "calls_per_case": {
+                method: round(n / self.cases, 2) for method, n in sorted(self.calls.items())
+            }
+            if self.cases
+            else {},
+            "api_calls_per_case": round(sum(self.calls.values()) / self.cases, 2)
+            if self.cases
+            else 0,
+            "floor_seconds": round(self.floor_seconds, 2),
+            "p95_over_floor": round(self.percentile(95) / self.floor_seconds, 3)
+            if self.floor_seconds
+            else 0,
+            "too_many_requests": self.too_many_requests,
         }
 
 
@@ -125,6 +167,7 @@ class Resident:
         self.seen = 0
         self.confirmed_at: float | None = None
         self.step = "photo"
+        self.pressed: dict[str, float] = {}  # callback query id → when it was pressed
 
     def _after(self, wanted: Callable[[BotMessage], bool]) -> Callable[[list[BotMessage]], Any]:
         def found(messages: list[BotMessage]) -> tuple[int, BotMessage] | None:
@@ -141,16 +184,23 @@ class Resident:
         self.seen = position
         return message  # type: ignore[no-any-return]
 
+    def _press(self, message: BotMessage, label: str) -> None:
+        pressed = time.monotonic()
+        query = self.server.press_button(
+            self.user_id, message.message_id, str(_button(message, label))
+        )
+        self.pressed[str(query["id"])] = pressed
+
     async def file_report(self) -> None:
         uid, server = self.user_id, self.server
         server.send_photo(uid, f"load {uid}".encode(), caption=f"楼道里有人飞线充电（L{uid}）")
         question = await self._next("category", lambda m: _button(m, CATEGORY_LABEL) is not None)
-        server.press_button(uid, question.message_id, str(_button(question, CATEGORY_LABEL)))
+        self._press(question, CATEGORY_LABEL)
         await self._next("location", lambda m: (m.text or "").startswith("📍"))
         server.send_text(uid, f"康乐小区{uid % 1000}栋{uid}号门口")
         summary = await self._next("summary", lambda m: _button(m, CONFIRM_LABEL) is not None)
         self.confirmed_at = time.monotonic()
-        server.press_button(uid, summary.message_id, str(_button(summary, CONFIRM_LABEL)))
+        self._press(summary, CONFIRM_LABEL)
         await self._next("receipt", lambda m: "HB-" in (m.text or ""))
         self.step = "done"
 
@@ -187,6 +237,7 @@ async def measure(
     district_path: Path,
     *,
     residents: int = 1_000,
+    telegram_limits: bool = False,
     timeout: float = 600.0,  # noqa: ASYNC109
     on_progress: Callable[[str], None] | None = None,
 ) -> LoadFigures:
@@ -194,7 +245,7 @@ async def measure(
 
     progress = on_progress or (lambda _text: None)
     kind = "postgresql" if database_url.startswith("postgresql") else "sqlite"
-    figures = LoadFigures(database=kind, residents=residents)
+    figures = LoadFigures(database=kind, residents=residents, telegram_limits=telegram_limits)
     async with BotAPIServer(tokens=["424242:TEST-whistle-token"]) as server:
         build_world(server, 0)
         ids = [FIRST_RESIDENT + i for i in range(residents)]
@@ -202,6 +253,20 @@ async def measure(
             server.add_user(user_id, first_name=f"居民{user_id}", language_code="zh-hans")
         env = service_env(server, database_url)
         env.update(WHISTLE_CONFIG=str(district_path), WEB_ENABLED="false", LOG_LEVEL="WARNING")
+        if telegram_limits:
+            limits = Limits()
+            env.update(
+                SEND_GLOBAL_PER_SECOND=str(limits.global_per_second),
+                SEND_GROUP_PER_MINUTE=str(limits.group_per_minute),
+                SEND_PRIVATE_PER_SECOND=str(limits.private_per_second),
+                SEND_BURST=str(limits.burst),
+            )
+            server.enforce_limits(
+                per_chat_per_second=limits.private_per_second,
+                per_group_per_minute=limits.group_per_minute,
+                global_per_second=limits.global_per_second,
+                burst=limits.burst,
+            )
         log = workdir / "load-service.log"
         spawned = time.monotonic()
         with log.open("wb") as out:
@@ -221,6 +286,7 @@ async def measure(
             watcher_task = asyncio.create_task(watcher.run())
             people = [Resident(server, watcher, user_id) for user_id in ids]
             started = time.monotonic()
+            first_call = len(server.requests)
             filing = [asyncio.create_task(person.file_report()) for person in people]
             done, pending = await asyncio.wait(filing, timeout=timeout)
             figures.seconds = time.monotonic() - started
@@ -231,6 +297,11 @@ async def measure(
                     raise RuntimeError("a resident failed") from task.exception()
             # A photo, a press, a text and a press each.
             figures.updates = 4 * sum(1 for p in people if p.step == "done")
+            # Whatever is still queued for the last reports goes out before calls are counted.
+            await _quiet(server)
+            calls = [r for r in server.requests[first_call:] if r.method != "getUpdates"]
+            figures.calls = dict(Counter(r.method for r in calls if r.ok))
+            figures.too_many_requests = sum(1 for r in calls if r.status == 429)
         finally:
             if watcher_task is not None:
                 watcher_task.cancel()
@@ -250,10 +321,31 @@ async def measure(
             for p in people
             if p.confirmed_at is not None and p.user_id in receipts
         )
+        answered = {a.callback_query_id: a.time for a in server.callback_answers}
+        figures.answer_latencies = sorted(
+            answered[query] - pressed
+            for person in people
+            for query, pressed in person.pressed.items()
+            if query in answered
+        )
     figures.cases = await _count_cases(database_url, ids)
     progress(
         f"load ({kind}): {figures.cases}/{residents} cases in {figures.seconds:.1f} s, "
         f"p50 {figures.percentile(50):.2f} s, p95 {figures.percentile(95):.2f} s, "
-        f"p99 {figures.percentile(99):.2f} s"
+        f"p99 {figures.percentile(99):.2f} s; answers p50 "
+        f"{figures.percentile(50, figures.answer_latencies):.2f} s, p99 "
+        f"{figures.percentile(99, figures.answer_latencies):.2f} s"
     )
     return figures
+
+
+async def _quiet(server: BotAPIServer, *, idle: float = 2.0, limit: float = 120.0) -> None:
+    """Until the service has made no call but getUpdates for ``idle`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while loop.time() < deadline:
+        calls = [r for r in server.requests if r.method != "getUpdates"]
+        last = calls[-1].time if calls else 0.0
+        if time.monotonic() - last >= idle:
+            return
+        await asyncio.sleep(0.25)

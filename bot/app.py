@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 import aiogram
 from aiogram import Bot, Dispatcher
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     TelegramAPIError,
@@ -34,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
+from bot.api_session import BotApiSession
 from bot.clock import Clock, SystemClock
 from bot.dashboard import Dashboard
 from bot.db import (
@@ -113,7 +113,7 @@ class Whistle:
         self.factory: SessionFactory = session_factory(self.engine)
         self.bot = Bot(
             settings.bot_token.get_secret_value(),
-            session=AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base)),
+            session=BotApiSession(api=TelegramAPIServer.from_base(settings.telegram_api_base)),
         )
         # Photos shown on web pages are fetched through the bot.
         self.files = TelegramFiles(self.bot)

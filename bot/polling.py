@@ -142,6 +142,8 @@ def read_updates(bot: Bot, raw: list[dict[str, Any]]) -> list[tuple[int, Update 
 # with them again; the loop then waits for one to commit, or this long for new updates behind a
 # slow one, before it asks again.
 REPOLL_WHILE_BUSY = 0.2
+# ...and asks at most this often while busy (each answer repeats the updates in flight).
+MIN_POLL_INTERVAL_WHILE_BUSY = 0.05
 
 
 async def poll(
@@ -166,6 +168,7 @@ async def poll(
             await loop.room()
             loop.watch()
             busy = bool(loop.taken)
+            polled_at = asyncio.get_running_loop().time()
             try:
                 raw = await bot(
                     RawUpdates(
@@ -176,7 +179,6 @@ async def poll(
                     ),
                     request_timeout=poll_timeout + 10,
                 )
-                updates = read_updates(bot, raw)
                 backoff = 1.0
             except TelegramRetryAfter as error:
                 await asyncio.sleep(error.retry_after)
@@ -188,8 +190,12 @@ async def poll(
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
-            if not loop.take(updates) and loop.taken:
-                await loop.settled(within=REPOLL_WHILE_BUSY)
+            # Only updates not seen before are read (the rest are in flight or done).
+            if not loop.take(read_updates(bot, loop.unseen(raw))) and loop.taken:
+                await loop.advanced(within=REPOLL_WHILE_BUSY)
+            if loop.taken:
+                since = asyncio.get_running_loop().time() - polled_at
+                await asyncio.sleep(max(0.0, MIN_POLL_INTERVAL_WHILE_BUSY - since))
     finally:
         await loop.cancel()
 
@@ -209,7 +215,8 @@ class Poller:
         self.taken: dict[int, asyncio.Task[None]] = {}  # in flight or waiting for their turn
         self.done: set[int] = set()  # committed, but an earlier one has not
         self.highest: int | None = None
-        self._changed = asyncio.Event()
+        self._finished_one = asyncio.Event()  # an update finished
+        self._advanced = asyncio.Event()  # the offset moved on
 
     def offset(self) -> int | None:
         """The lowest update not yet committed, else one past the highest seen."""
@@ -217,14 +224,22 @@ class Poller:
             return min(self.taken)
         return None if self.highest is None else self.highest + 1
 
+    def unseen(self, raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The updates of a getUpdates answer not taken before."""
+        return [item for item in raw if self._new(int(item.get("update_id", 0)))]
+
+    def _new(self, update_id: int) -> bool:
+        if update_id in self.taken or update_id in self.done:
+            return False
+        # At or below the highest seen and not in flight: confirmed already.
+        return self.highest is None or update_id > self.highest
+
     def take(self, updates: list[tuple[int, Update | None]]) -> int:
         """Start the updates not seen before; returns how many."""
         started = 0
         for update_id, update in updates:
-            if update_id in self.taken or update_id in self.done:
+            if not self._new(update_id):
                 continue
-            if self.highest is not None and update_id <= self.highest:
-                continue  # confirmed already (an answer older than the last offset)
             self.highest = update_id
             started += 1
             if update is None:  # unreadable: confirmed by moving past it
@@ -246,27 +261,31 @@ class Poller:
         self._finished(update_id)
 
     def _finished(self, update_id: int) -> None:
+        lowest = self.offset()
         self.taken.pop(update_id, None)
         self.done.add(update_id)
         low = self.offset()
         if low is not None:
             self.done = {u for u in self.done if u >= low}
-        self._changed.set()
+        self._finished_one.set()
+        if low != lowest:
+            self._advanced.set()
 
     async def room(self) -> None:
         """Wait while as many updates as allowed are taken and not committed."""
         while len(self.taken) >= self.capacity:
-            self._changed.clear()
-            await self._changed.wait()
+            self._finished_one.clear()
+            await self._finished_one.wait()
 
     def watch(self) -> None:
-        """From now on, :meth:`settled` notices an update finishing."""
-        self._changed.clear()
+        """From now on, :meth:`advanced` notices the offset moving."""
+        self._advanced.clear()
 
-    async def settled(self, *, within: float) -> None:
-        """Wait until an update finished since :meth:`watch`, or ``within`` seconds."""
+    async def advanced(self, *, within: float) -> None:
+        """Wait until the offset moved on since :meth:`watch`, or ``within`` seconds (new
+        updates may wait behind a slow one)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), within)
+            await asyncio.wait_for(self._advanced.wait(), within)
 
     async def cancel(self) -> None:
         """Stopping: what has not committed rolls back and comes again after the restart."""
