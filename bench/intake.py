@@ -7,8 +7,8 @@ case. Each update is a real Telegram ``Update`` fed to the application's dispatc
 hands them over (different people's at once, up to ``UPDATE_WORKERS``), so it passes the
 unit of work (one transaction: the update id claimed, the user refreshed, the dialog state
 read and written), the resident router and the services, and the Confirm commits the case,
-its audit events, its ladder rungs and its outbox rows (receipt, card) together. Nothing is sent: the outbox sender does
-not run.
+its audit events, its ladder rungs and its outbox rows (receipt, card) together. Nothing is
+sent: the outbox sender does not run.
 
 The residents move in step — every resident's photo, then every resident's category press,
 and so on — so hundreds of dialogs are open at once, as at a busy hour; between the steps
