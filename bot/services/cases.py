@@ -9,12 +9,14 @@ told too.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, func, insert, literal, select
+from sqlalchemy import String, bindparam, cast, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import col
 
 from bot.district import CASE_NUMBER_DIGITS, District
@@ -283,27 +285,37 @@ async def _insert_numbered(session: AsyncSession, district: District, case: Case
     the id is drawn inside the INSERT (the next value of the id sequence on PostgreSQL; on
     SQLite, whose single writer holds the lock, one past the largest id) and the number is
     made from it there. Returns the case as the session now holds it."""
+    dialect = session.get_bind().dialect.name
+    statement, names = _numbered_insert(dialect, district.case_prefix)
+    values = {name: getattr(case, name) for name in names}
+    row = (await session.execute(statement, values)).one()
+    # The row as stored joins the session as a loaded case, without being read again.
+    inserted = Case(**row._mapping)
+    make_transient_to_detached(inserted)
+    session.add(inserted)
+    return inserted
+
+
+@functools.cache
+def _numbered_insert(dialect: str, prefix: str) -> tuple[Any, tuple[str, ...]]:
+    """The INSERT of :func:`_insert_numbered`, built once (every filing runs it) with the
+    case's columns as bound values; returns it with the names of those columns."""
     table = Case.__table__  # type: ignore[attr-defined]
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    if postgresql:
+    if dialect == "postgresql":
         drawn = select(func.nextval("cases_id_seq").label("n")).subquery()
         digits = cast(drawn.c.n, String)
         padded = func.lpad(digits, func.greatest(CASE_NUMBER_DIGITS, func.length(digits)), "0")
     else:
         drawn = select((func.coalesce(func.max(table.c.id), 0) + 1).label("n")).subquery()
         padded = func.printf(f"%0{CASE_NUMBER_DIGITS}d", drawn.c.n)
-    values = {
-        column.name: getattr(case, column.name)
-        for column in table.columns
-        if column.name not in ("id", "number")
-    }
+    names = tuple(c.name for c in table.columns if c.name not in ("id", "number"))
     row = select(
         drawn.c.n,
-        literal(f"{district.case_prefix}-") + padded,
-        *(literal(value, type_=table.c[name].type) for name, value in values.items()),
+        literal(f"{prefix}-") + padded,
+        *(bindparam(name, type_=table.c[name].type) for name in names),
     )
-    inserted = insert(Case).from_select(["id", "number", *values], row).returning(Case)
-    return (await session.scalars(inserted)).one()
+    statement = insert(table).from_select(["id", "number", *names], row).returning(*table.columns)
+    return statement, names
 
 
 async def _publish_help(

@@ -9,17 +9,19 @@ inserts nothing and gets no row back.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from models import DialogState, ProcessedUpdate, User
+from models.types import UTCDateTime
 
 # Telegram keeps undelivered updates for 24 hours; a week of memory is plenty.
 KEEP_PROCESSED = timedelta(days=7)
@@ -36,6 +38,42 @@ _DIALOG_KEY_COLUMNS = tuple(
     DialogState.__table__.columns[name]  # type: ignore[attr-defined]
     for name in ("bot_id", "chat_id", "user_id", "thread_id", "business_connection_id", "destiny")
 )
+
+
+_DIALOG_KEY_PARAMS = tuple(f"claim_dialog_{column.name}" for column in _DIALOG_KEY_COLUMNS)
+
+
+@functools.cache
+def _claim_statement(dialect: str, with_user: bool, with_dialog: bool) -> Any:
+    """The claim, built once per dialect and shape (every update runs it, and building its
+    subqueries costs more than running them); the values are bound at execution."""
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    returning: list[Any] = [col(ProcessedUpdate.update_id)]
+    if with_user:
+        mine = col(User.id) == bindparam("claim_user_id")
+        returning += [
+            select(column).where(mine).scalar_subquery().label(f"u_{column.name}")
+            for column in _USER_COLUMNS
+        ]
+    if with_dialog:
+        where: list[ColumnElement[bool]] = [
+            column == bindparam(name, type_=column.type)
+            for column, name in zip(_DIALOG_KEY_COLUMNS, _DIALOG_KEY_PARAMS, strict=True)
+        ]
+        returning += [
+            select(column).where(*where).scalar_subquery().label(f"d_{column.name}")
+            for column in _DIALOG_COLUMNS
+        ]
+    return (
+        insert(ProcessedUpdate)
+        .values(
+            bot_id=bindparam("bot_id"),
+            update_id=bindparam("update_id"),
+            processed_at=bindparam("processed_at", type_=UTCDateTime()),
+        )
+        .on_conflict_do_nothing()
+        .returning(*returning)
+    )
 
 
 @dataclass(frozen=True)
@@ -58,30 +96,14 @@ async def claim_update(
     """Record the update as handled in this transaction; None if it already was. With
     ``user_id`` / ``dialog_key`` the claim also returns that user's and that dialog's rows,
     in the same statement."""
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    insert = postgresql_insert if postgresql else sqlite_insert
-    returning: list[Any] = [col(ProcessedUpdate.update_id)]
+    dialect = session.get_bind().dialect.name
+    statement = _claim_statement(dialect, user_id is not None, dialog_key is not None)
+    params: dict[str, Any] = {"bot_id": bot_id, "update_id": update_id, "processed_at": now}
     if user_id is not None:
-        mine = col(User.id) == user_id
-        returning += [
-            select(column).where(mine).scalar_subquery().label(f"u_{column.name}")
-            for column in _USER_COLUMNS
-        ]
+        params["claim_user_id"] = user_id
     if dialog_key is not None:
-        where: list[ColumnElement[bool]] = [
-            column == value for column, value in zip(_DIALOG_KEY_COLUMNS, dialog_key, strict=True)
-        ]
-        returning += [
-            select(column).where(*where).scalar_subquery().label(f"d_{column.name}")
-            for column in _DIALOG_COLUMNS
-        ]
-    statement = (
-        insert(ProcessedUpdate)
-        .values(bot_id=bot_id, update_id=update_id, processed_at=now)
-        .on_conflict_do_nothing()
-        .returning(*returning)
-    )
-    row = (await session.execute(statement)).first()
+        params.update(zip(_DIALOG_KEY_PARAMS, dialog_key, strict=True))
+    row = (await session.execute(statement, params)).first()
     if row is None:
         return None
     values = row._mapping
