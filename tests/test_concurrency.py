@@ -13,7 +13,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from bot.app import Whistle
@@ -211,3 +211,78 @@ class TestRaces:
             a for a in api_server.callback_answers if a.callback_query_id == queries[loser]
         ]
         assert refusal.text == f"已由 科员{case.acknowledged_by} 应哨。"  # names who was first
+
+
+UNREADABLE_POLL = {
+    "poll": {
+        "id": "1",
+        "question": "?",
+        "options": [{"text": "a", "voter_count": 0}],  # no persistent_id: aiogram refuses it
+        "total_voter_count": 0,
+        "is_closed": False,
+        "is_anonymous": True,
+        "type": "regular",
+        "allows_multiple_answers": False,
+    }
+}
+
+
+class TestBadInputUnderLoad:
+    async def test_five_hundred_bad_updates_among_five_hundred_good_ones(
+        self, api_server: BotAPIServer, make_app: AppFactory
+    ) -> None:
+        """Each of 100 people sends five /start (the good ones) and five bad ones, all at once:
+        a sticker, a command that does not exist, a forged button, an update aiogram cannot
+        read, and a channel post. Every good one is answered; no bad one is answered twice."""
+        people = list(range(7700, 7800))
+        for person in people:
+            api_server.add_user(person, first_name=f"居民{person}", language_code="zh-hans")
+        app = await make_app()
+        for person in people:  # each has a message of the bot's to press a forged button on
+            api_server.send_text(person, "/start")
+        menus = {p: (await api_server.wait_for_message(p, timeout=30))[0] for p in people}
+        await settled(app)
+
+        forged: list[str] = []
+        for round_ in range(5):
+            for person in people:
+                api_server.send_text(person, "/start")
+                if round_ == 0:
+                    api_server.send_sticker(person)
+                elif round_ == 1:
+                    api_server.send_text(person, "/nosuchcommand x")
+                elif round_ == 2:
+                    query = api_server.press_button(
+                        person, menus[person].message_id, "x1:forged", force=True
+                    )
+                    forged.append(str(query["id"]))
+                elif round_ == 3:
+                    api_server.send_content(person, UNREADABLE_POLL)
+                else:
+                    api_server.push_update(
+                        "channel_post",
+                        {
+                            "message_id": person,
+                            "date": 0,
+                            "chat": {"id": -1002000000001, "type": "channel", "title": "频道"},
+                            "text": "/start",
+                        },
+                    )
+        await api_server.wait_for(
+            lambda s: not s.pending_updates(), timeout=120, description="all confirmed"
+        )
+        await settled(app)
+
+        for person in people:
+            sent = [m.text or "" for m in api_server.messages(person)][1:]  # after the menu
+            greetings = [t for t in sent if f"居民{person}" in t]
+            assert len(greetings) == 5, (person, sent)  # no good update lost, none twice
+            others = [t for t in sent if t not in greetings]
+            # The sticker and the unknown command: one answer each, never two.
+            assert len(others) == 2, (person, others)
+        answered = [a.callback_query_id for a in api_server.callback_answers]
+        assert sorted(q for q in answered if q in set(forged)) == sorted(forged)  # once each
+        async with transaction(app.factory) as session:
+            claimed = await session.scalar(select(func.count()).select_from(ProcessedUpdate))
+        # Every readable update claimed once (unreadable ones are skipped, never claimed).
+        assert claimed == 100 + 100 * 5 + 100 * 4
