@@ -119,6 +119,9 @@ class Whistle:
             limits=settings.send_limits(),
             budget=budget,
             claim_ttl=settings.outbox_claim_seconds,
+            # Without Redis this is the only replica: at start, every claim left in the outbox
+            # is its dead predecessor's.
+            sole_sender=self.redis is None,
             on_dead=functools.partial(
                 report_dead,
                 center_chat_id=district.governance_center.chat_id,

@@ -6,6 +6,14 @@ the outcome in a short transaction (message id, message links). A crash between 
 the record can repeat that one message; Telegram offers no idempotency key, so the window is
 kept to a single call.
 
+Lanes (``OutboxMessage.lane``, :class:`models.Lane`): a callback answer is not a message to a
+chat. Answers stand in no chat's order, wait for no message in flight, spend no budget and
+have slots of their own (``answer_concurrency``), and every pass starts the due answers before
+any message, so a burst of messages cannot hold one up. Among the chats whose next message is
+due, those whose head is interactive are taken before those whose head is a bulk notice, so
+when the overall budget is short a reply someone waits for goes first; inside a chat the order
+of ids is never changed.
+
 Pacing: before a call the chat's head must have budget under Telegram's limits
 (:mod:`bot.pacing`, or :mod:`bot.shared_pacing` when replicas share the budget in Redis); a
 chat without budget waits while the others go on, so messages queue instead of drawing 429s.
@@ -18,6 +26,10 @@ its chat is pending), renews its claims while the calls last and clears the clai
 records the outcome. So a row is sent by one sender at a time, each chat has at most one call
 in flight over all replicas (its order holds), and the chats of a replica that died are taken
 over once its claims lapse (``claim_ttl``). Claims use the wall clock, not the business clock.
+Before its first pass a sender releases the claims of senders that are certainly dead
+(:meth:`OutboxSender.release_stale_claims`): with ``sole_sender`` (one replica) every claim
+but its own, otherwise those of processes of this host that no longer run. So a restarted
+service does not wait for its predecessor's claims to lapse.
 
 Coalescing happens here, when a chat's head is picked: of a run of consecutive pending edits of
 one chat, only the newest edit of each message (same method, same target) is sent; the older
@@ -67,7 +79,7 @@ from bot.logs import log_event
 from bot.metrics import Metrics
 from bot.pacing import Budget, Limits, LocalBudget, Pacer
 from bot.rendering import Renderer, RenderError
-from models import ChatLanguage, MessageLink, OutboxFile, OutboxMessage, OutboxStatus
+from models import ChatLanguage, Lane, MessageLink, OutboxFile, OutboxMessage, OutboxStatus
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +114,9 @@ class OutboxSender:
         retry_cap: float = 300.0,
         batch_size: int = 100,
         concurrency: int = 16,
+        answer_concurrency: int = 8,
         idle_interval: float = 1.0,
+        sole_sender: bool = False,
     ) -> None:
         self.bot = bot
         self.factory = factory
@@ -118,13 +132,21 @@ class OutboxSender:
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         self.batch_size = batch_size
-        self.concurrency = concurrency
+        self.concurrency = concurrency  # messages in flight (one per chat)
+        self.answer_concurrency = answer_concurrency  # callback answers in flight, besides
         self.idle_interval = idle_interval
+        # No other sender works on this outbox (no replicas): every claim not ours is stale
+        # when this one starts.
+        self.sole_sender = sole_sender
         self._wake = asyncio.Event()
         self._stopping = False
         self.metrics = Metrics()  # the app passes its own: send latency goes to /metrics
-        # chat id → the row being sent to it (one at a time per chat).
+        # chat id → the message being sent to it (one at a time per chat).
         self._in_flight: dict[int, int] = {}
+        # Ids of the callback answers being sent (in no chat's order).
+        self._answering: set[int] = set()
+        # Monotonic time at which to look for due callback answers again (0: now).
+        self._answers_next = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         # chat id → monotonic time its budget (or its 429) allows the next call.
         self._paced: dict[int, float] = {}
@@ -132,11 +154,20 @@ class OutboxSender:
         self._ready: list[OutboxMessage] = []
         self._ready_at = 0.0
         self._stale = True
+        # Set while nothing is in flight and nothing due could be sent (see until_idle).
+        self._idle = asyncio.Event()
 
     def wake(self) -> None:
         """New rows were committed."""
         self._stale = True
+        self._answers_next = 0.0
+        self._idle.clear()
         self._wake.set()
+
+    async def until_idle(self) -> None:
+        """Return once a pass found nothing to send now: no call in flight, no due row held
+        back by a budget (rows due later, or held by another sender's live claim, may wait)."""
+        await self._idle.wait()
 
     def request_stop(self) -> None:
         """Finish the sends in flight, then return from :meth:`run` (a graceful stop must not
@@ -147,6 +178,12 @@ class OutboxSender:
     async def run(self) -> None:
         """Deliver until :meth:`request_stop` (or cancellation)."""
         self._stopping = False
+        try:
+            await self.release_stale_claims()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("outbox.release_failed")  # they lapse after claim_ttl anyway
         renewing = asyncio.create_task(self._renew_claims(), name="outbox-claims")
         try:
             while not self._stopping:
@@ -160,6 +197,10 @@ class OutboxSender:
                     wait = self.idle_interval
                 if self._stopping:
                     break
+                if wait > 0 and not (self._tasks or self._ready or self._paced or self._stale):
+                    self._idle.set()
+                else:
+                    self._idle.clear()
                 if wait > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=wait)
@@ -174,7 +215,7 @@ class OutboxSender:
         """Keep the claims of the rows being sent from lapsing while their calls last."""
         while True:
             await asyncio.sleep(self.claim_ttl / 3)
-            ids = list(self._in_flight.values())
+            ids = [*self._in_flight.values(), *self._answering]
             if not ids:
                 continue
             try:
@@ -194,12 +235,85 @@ class OutboxSender:
             except Exception:
                 logger.exception("outbox.renew_failed")
 
+    async def release_stale_claims(self) -> int:
+        """Give back the live claims of senders that are certainly dead, so that their rows
+        go out now instead of when the claims lapse: with ``sole_sender`` every claim but this
+        sender's, otherwise those whose owner ran on this host in a process that is gone.
+        Returns how many rows were released."""
+        async with transaction(self.factory) as session:
+            owners = await session.scalars(
+                select(col(OutboxMessage.claimed_by))
+                .where(
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                    col(OutboxMessage.claimed_until) >= _wall_now(),
+                    col(OutboxMessage.claimed_by) != self.owner,
+                )
+                .distinct()
+            )
+            dead = [
+                owner
+                for owner in owners.all()
+                if owner is not None and (self.sole_sender or not _may_be_alive(owner))
+            ]
+            if not dead:
+                return 0
+            released = await session.execute(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                    col(OutboxMessage.claimed_by).in_(dead),
+                )
+                .values(claimed_by=None, claimed_until=None)
+                .execution_options(synchronize_session=False)
+            )
+        count = int(getattr(released, "rowcount", 0) or 0)
+        log_event(logger, "outbox.claims_released", rows=count, owners=len(dead))
+        return count
+
     async def dispatch(self) -> float:
-        """Start a delivery for every due chat head that has budget; returns how long the
-        loop may sleep (0: look again at once). Deliveries run on as tasks."""
+        """Start a delivery for every due callback answer, then for every due chat head that
+        has budget; returns how long the loop may sleep (0: look again at once). Deliveries
+        run on as tasks."""
         now = self.pacer.clock()
+        answers_wait = await self._dispatch_answers(now)
+        return min(answers_wait, await self._dispatch_messages(now))
+
+    async def _dispatch_answers(self, now: float) -> float:
+        """Start the due callback answers (unpaced, in no chat's order) on their own slots."""
+        free = self.answer_concurrency - len(self._answering)
+        if free <= 0 or now < self._answers_next:
+            return max(0.0, self._answers_next - now) if free > 0 else self.idle_interval
+        query = (
+            select(OutboxMessage)
+            .where(
+                col(OutboxMessage.status) == OutboxStatus.PENDING,
+                col(OutboxMessage.lane) == Lane.ANSWER,
+                self._unclaimed(),
+            )
+            .order_by(col(OutboxMessage.next_attempt_at), col(OutboxMessage.id))
+            .limit(free + 1)
+        )
+        if self._answering:
+            query = query.where(col(OutboxMessage.id).not_in(list(self._answering)))
+        async with transaction(self.factory) as session:
+            rows = list((await session.scalars(query)).all())
+        business_now = self.clock.now()
+        # Look again when a slot frees (a task's end resets this), else when the next is due.
+        self._answers_next = now + self.idle_interval
+        for row in rows:
+            if row.next_attempt_at > business_now:
+                due_in = (row.next_attempt_at - business_now).total_seconds()
+                self._answers_next = now + min(self.idle_interval, due_in)
+                break
+            if len(self._answering) >= self.answer_concurrency:
+                self._answers_next = float("inf")
+                break
+            self._start(row, None)
+        return max(0.0, self._answers_next - now)
+
+    async def _dispatch_messages(self, now: float) -> float:
         self._paced = {c: t for c, t in self._paced.items() if t > now}
-        if len(self._tasks) >= self.concurrency:
+        if len(self._in_flight) >= self.concurrency:
             return self.idle_interval  # a finishing delivery wakes the loop
         blocked = set(self._in_flight) | set(self._paced)
         # Heads read earlier but held back by the overall budget are most likely still the
@@ -217,7 +331,7 @@ class OutboxSender:
         for row in self._ready:
             if row.chat_id in blocked:
                 continue
-            if len(self._tasks) >= self.concurrency or global_full:
+            if len(self._in_flight) >= self.concurrency or global_full:
                 held.append(row)
                 continue
             ticket: Any = None
@@ -247,7 +361,11 @@ class OutboxSender:
 
     def _start(self, row: OutboxMessage, ticket: Any) -> None:
         assert row.id is not None
-        self._in_flight[row.chat_id] = row.id
+        if row.lane == Lane.ANSWER:
+            self._answering.add(row.id)
+        else:
+            self._in_flight[row.chat_id] = row.id
+        self._idle.clear()
         task = asyncio.create_task(self._deliver_task(row, ticket))
         self._tasks.add(task)
 
@@ -274,7 +392,12 @@ class OutboxSender:
             if ticket is not None and not spent:
                 with contextlib.suppress(Exception):
                     await self.budget.cancel(ticket)
-            self._in_flight.pop(row.chat_id, None)
+            if row.lane == Lane.ANSWER:
+                assert row.id is not None
+                self._answering.discard(row.id)
+                self._answers_next = 0.0
+            else:
+                self._in_flight.pop(row.chat_id, None)
             task = asyncio.current_task()
             if task is not None:
                 self._tasks.discard(task)
@@ -282,34 +405,37 @@ class OutboxSender:
 
     async def _claim(self, row: OutboxMessage) -> OutboxMessage | None:
         """Take the row for this sender: only while it is pending and due, nobody else holds a
-        live claim on it and no earlier row of its chat is pending (so a chat's rows go out in
-        order, one at a time over all replicas)."""
+        live claim on it and, for a message, no earlier message of its chat is pending (so a
+        chat's messages go out in order, one at a time over all replicas)."""
         assert row.id is not None
         wall = _wall_now()
-        earlier = aliased(OutboxMessage)
-        pending_before = (
-            select(col(earlier.id))
-            .where(
-                col(earlier.chat_id) == row.chat_id,
-                col(earlier.status) == OutboxStatus.PENDING,
-                col(earlier.id) < row.id,
+        conditions = [
+            col(OutboxMessage.id) == row.id,
+            col(OutboxMessage.status) == OutboxStatus.PENDING,
+            col(OutboxMessage.next_attempt_at) <= self.clock.now(),
+            or_(
+                col(OutboxMessage.claimed_until).is_(None),
+                col(OutboxMessage.claimed_until) < wall,
+                col(OutboxMessage.claimed_by) == self.owner,
+            ),
+        ]
+        if row.lane != Lane.ANSWER:
+            earlier = aliased(OutboxMessage)
+            pending_before = (
+                select(col(earlier.id))
+                .where(
+                    col(earlier.chat_id) == row.chat_id,
+                    col(earlier.status) == OutboxStatus.PENDING,
+                    col(earlier.lane) != Lane.ANSWER,
+                    col(earlier.id) < row.id,
+                )
+                .exists()
             )
-            .exists()
-        )
+            conditions.append(~pending_before)
         async with transaction(self.factory) as session:
             return await session.scalar(
                 update(OutboxMessage)
-                .where(
-                    col(OutboxMessage.id) == row.id,
-                    col(OutboxMessage.status) == OutboxStatus.PENDING,
-                    col(OutboxMessage.next_attempt_at) <= self.clock.now(),
-                    or_(
-                        col(OutboxMessage.claimed_until).is_(None),
-                        col(OutboxMessage.claimed_until) < wall,
-                        col(OutboxMessage.claimed_by) == self.owner,
-                    ),
-                    ~pending_before,
-                )
+                .where(*conditions)
                 .values(
                     claimed_by=self.owner,
                     claimed_until=wall + timedelta(seconds=self.claim_ttl),
@@ -352,22 +478,28 @@ class OutboxSender:
 
     @staticmethod
     def _heads_subquery(exclude: Collection[int]) -> Any:
+        # Callback answers stand in no chat's order.
         query = select(func.min(col(OutboxMessage.id)).label("id")).where(
-            col(OutboxMessage.status) == OutboxStatus.PENDING
+            col(OutboxMessage.status) == OutboxStatus.PENDING,
+            col(OutboxMessage.lane) != Lane.ANSWER,
         )
         if exclude:
             query = query.where(col(OutboxMessage.chat_id).not_in(list(exclude)))
         return query.group_by(col(OutboxMessage.chat_id)).subquery()
 
     async def due_heads(self, exclude: Collection[int] = ()) -> Sequence[OutboxMessage]:
-        """The oldest pending row of each chat (but those in ``exclude``), where that row is
-        due now."""
+        """The oldest pending message of each chat (but those in ``exclude``), where that row
+        is due now: interactive heads first, then bulk ones, each by due time."""
         heads = self._heads_subquery(exclude)
         query = (
             select(OutboxMessage)
             .join(heads, heads.c.id == col(OutboxMessage.id))
             .where(col(OutboxMessage.next_attempt_at) <= self.clock.now(), self._unclaimed())
-            .order_by(col(OutboxMessage.next_attempt_at), col(OutboxMessage.id))
+            .order_by(
+                col(OutboxMessage.lane),
+                col(OutboxMessage.next_attempt_at),
+                col(OutboxMessage.id),
+            )
             .limit(self.batch_size)
         )
         async with transaction(self.factory) as session:
@@ -385,6 +517,7 @@ class OutboxSender:
                         .where(
                             col(OutboxMessage.chat_id) == head.chat_id,
                             col(OutboxMessage.status) == OutboxStatus.PENDING,
+                            col(OutboxMessage.lane) != Lane.ANSWER,
                             col(OutboxMessage.id) >= head.id,
                         )
                         .order_by(col(OutboxMessage.id))
@@ -445,7 +578,8 @@ class OutboxSender:
                     await self.budget.release(ticket)
         except TelegramRetryAfter as error:
             # This chat waits out retry_after; the others go on.
-            self._paced[row.chat_id] = self.pacer.clock() + error.retry_after
+            if row.lane != Lane.ANSWER:
+                self._paced[row.chat_id] = self.pacer.clock() + error.retry_after
             await self._retry(row.id, f"429 retry after {error.retry_after}", error.retry_after)
             return 0
         except TelegramMigrateToChat as error:
@@ -576,7 +710,8 @@ class OutboxSender:
 
     async def _finish_dead(self, row_id: int, reason: str, *, whole_chat: bool = False) -> None:
         """The row is dead; with ``whole_chat`` (the chat refuses the bot) so is every other
-        pending row of its chat, with the same reason: retrying them could only fail again."""
+        pending message of its chat, with the same reason: retrying them could only fail
+        again (callback answers are not messages to the chat and are left to go out)."""
         now = self.clock.now()
         async with transaction(self.factory) as session:
             row = await session.get(OutboxMessage, row_id)
@@ -591,6 +726,7 @@ class OutboxSender:
                     .where(
                         col(OutboxMessage.chat_id) == row.chat_id,
                         col(OutboxMessage.status) == OutboxStatus.PENDING,
+                        col(OutboxMessage.lane) != Lane.ANSWER,
                         col(OutboxMessage.id) != row_id,
                     )
                     .order_by(col(OutboxMessage.id))
@@ -622,7 +758,11 @@ class OutboxSender:
                     col(OutboxMessage.claimed_until) >= _wall_now(),
                 )
             )
-            busy = frozenset(self._in_flight.values()) | {i for i in claimed.all() if i}
+            busy = (
+                frozenset(self._in_flight.values())
+                | self._answering
+                | {i for i in claimed.all() if i}
+            )
             await self.on_dead(session, rows, now, busy)
 
     async def _migrate(self, old_chat_id: int, new_chat_id: int) -> None:
@@ -644,6 +784,26 @@ def sender_identity() -> str:
     """This process among the replicas: host, process id and a random part (a restarted
     process with a reused pid is someone else)."""
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _may_be_alive(owner: str) -> bool:
+    """Whether the sender ``owner`` (a :func:`sender_identity`) may still be running: False
+    only for a process of this host that is gone, or an earlier sender of this very process
+    (a process runs one sender; a restarted container reuses its pid)."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, _ = rest.partition(":")
+    if host != socket.gethostname()[:32] or not pid_text.isdigit():
+        return True  # another machine, or not an identity this code made: cannot tell
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def _wall_now() -> datetime:

@@ -215,7 +215,7 @@ async def _queue_report(
     charts: dict[str, str] = {}
     for chat_id, lang in await recipients(session, district):
         enqueue(session, chat_id=chat_id, locale=lang, now=now, template="report.html",
-                context=context)  # fmt: skip
+                context=context, bulk=True)  # fmt: skip
         if due.kind == "daily":
             continue
         drawn_in = chart_language(lang, district.default_language)
@@ -236,6 +236,7 @@ async def _queue_report(
             template="report_chart.html",
             context=context,
             params={"upload": charts[drawn_in]},
+            bulk=True,
         )
 
 
