@@ -138,7 +138,8 @@ class OutboxSender:
         # No other sender works on this outbox (no replicas): every claim not ours is stale
         # when this one starts.
         self.sole_sender = sole_sender
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # for the messages' loop
+        self._answer_wake = asyncio.Event()  # for the callback answers' loop
         self._stopping = False
         self.metrics = Metrics()  # the app passes its own: send latency goes to /metrics
         # chat id → the message being sent to it (one at a time per chat).
@@ -156,6 +157,7 @@ class OutboxSender:
         self._stale = True
         # Set while nothing is in flight and nothing due could be sent (see until_idle).
         self._idle = asyncio.Event()
+        self._messages_quiet = False  # the messages' last pass started nothing
 
     def wake(self) -> None:
         """New rows were committed."""
@@ -163,6 +165,7 @@ class OutboxSender:
         self._answers_next = 0.0
         self._idle.clear()
         self._wake.set()
+        self._answer_wake.set()
 
     async def until_idle(self) -> None:
         """Return once a pass found nothing to send now: no call in flight, no due row held
@@ -174,6 +177,7 @@ class OutboxSender:
         leave a message sent but unrecorded, which would be sent again after the restart)."""
         self._stopping = True
         self._wake.set()
+        self._answer_wake.set()
 
     async def run(self) -> None:
         """Deliver until :meth:`request_stop` (or cancellation)."""
@@ -185,31 +189,51 @@ class OutboxSender:
         except Exception:
             logger.exception("outbox.release_failed")  # they lapse after claim_ttl anyway
         renewing = asyncio.create_task(self._renew_claims(), name="outbox-claims")
+        # Callback answers have a loop of their own: a slow pass over the messages never
+        # delays one.
+        answering = asyncio.create_task(
+            self._loop(self._answer_wake, self._dispatch_answers), name="outbox-answers"
+        )
         try:
-            while not self._stopping:
-                self._wake.clear()
-                try:
-                    wait = await self.dispatch()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    logger.exception("outbox.pass_failed")
-                    wait = self.idle_interval
-                if self._stopping:
-                    break
-                if wait > 0 and not (self._tasks or self._ready or self._paced or self._stale):
-                    self._idle.set()
-                else:
-                    self._idle.clear()
-                if wait > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            await self._loop(self._wake, self._dispatch_messages)
+            await answering  # it stops too: no answer starts after this
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
             renewing.cancel()
+            answering.cancel()
             for task in self._tasks:
                 task.cancel()
+
+    async def _loop(
+        self, woken: asyncio.Event, dispatch: Callable[[float], Awaitable[float]]
+    ) -> None:
+        """Run passes of ``dispatch`` until stopped, sleeping between them as long as the pass
+        says or until ``woken``."""
+        while not self._stopping:
+            woken.clear()
+            try:
+                wait = await dispatch(self.pacer.clock())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("outbox.pass_failed")
+                wait = self.idle_interval
+            if self._stopping:
+                break
+            if woken is self._wake:  # the messages' loop
+                self._messages_quiet = wait > 0
+            self._note_idle()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), timeout=wait)
+
+    def _note_idle(self) -> None:
+        busy = self._tasks or self._ready or self._paced or self._stale
+        if self._messages_quiet and self._answers_next != 0.0 and not busy:
+            self._idle.set()
+        else:
+            self._idle.clear()
 
     async def _renew_claims(self) -> None:
         """Keep the claims of the rows being sent from lapsing while their calls last."""
@@ -271,47 +295,73 @@ class OutboxSender:
         return count
 
     async def dispatch(self) -> float:
-        """Start a delivery for every due callback answer, then for every due chat head that
-        has budget; returns how long the loop may sleep (0: look again at once). Deliveries
-        run on as tasks."""
+        """One pass of each loop: start a delivery for every due callback answer, then for
+        every due chat head that has budget; returns how long a loop may sleep (0: look again
+        at once). Deliveries run on as tasks."""
         now = self.pacer.clock()
         answers_wait = await self._dispatch_answers(now)
         return min(answers_wait, await self._dispatch_messages(now))
 
     async def _dispatch_answers(self, now: float) -> float:
-        """Start the due callback answers (unpaced, in no chat's order) on their own slots."""
+        """Claim and start the due callback answers (unpaced, in no chat's order) on slots of
+        their own; one statement claims them, to lose no time."""
         free = self.answer_concurrency - len(self._answering)
-        if free <= 0 or now < self._answers_next:
-            return max(0.0, self._answers_next - now) if free > 0 else self.idle_interval
-        query = (
-            select(OutboxMessage)
-            .where(
-                col(OutboxMessage.status) == OutboxStatus.PENDING,
-                col(OutboxMessage.lane) == Lane.ANSWER,
-                self._unclaimed(),
-            )
-            .order_by(col(OutboxMessage.next_attempt_at), col(OutboxMessage.id))
-            .limit(free + 1)
+        if free <= 0:
+            return self.idle_interval  # a finishing answer wakes the loop
+        if now < self._answers_next:
+            return self._answers_next - now
+        wall, business_now = _wall_now(), self.clock.now()
+        answers = [
+            col(OutboxMessage.status) == OutboxStatus.PENDING,
+            col(OutboxMessage.lane) == Lane.ANSWER,
+            self._unclaimed(),
+        ]
+        if self._answering:  # being sent here (claimed by this sender)
+            answers.append(col(OutboxMessage.id).not_in(list(self._answering)))
+        due = select(col(OutboxMessage.id)).where(
+            *answers, col(OutboxMessage.next_attempt_at) <= business_now
         )
-        if self._answering:
-            query = query.where(col(OutboxMessage.id).not_in(list(self._answering)))
         async with transaction(self.factory) as session:
-            rows = list((await session.scalars(query)).all())
-        business_now = self.clock.now()
-        # Look again when a slot frees (a task's end resets this), else when the next is due.
-        self._answers_next = now + self.idle_interval
-        for row in rows:
-            if row.next_attempt_at > business_now:
-                due_in = (row.next_attempt_at - business_now).total_seconds()
-                self._answers_next = now + min(self.idle_interval, due_in)
-                break
-            if len(self._answering) >= self.answer_concurrency:
-                self._answers_next = float("inf")
-                break
+            claimed = list(
+                (
+                    await session.scalars(
+                        update(OutboxMessage)
+                        .where(
+                            *answers,
+                            col(OutboxMessage.next_attempt_at) <= business_now,
+                            col(OutboxMessage.id).in_(
+                                due.order_by(col(OutboxMessage.id)).limit(free).scalar_subquery()
+                            ),
+                        )
+                        .values(
+                            claimed_by=self.owner,
+                            claimed_until=wall + timedelta(seconds=self.claim_ttl),
+                        )
+                        .returning(OutboxMessage)
+                        .execution_options(synchronize_session=False)
+                    )
+                ).all()
+            )
+            later: datetime | None = None
+            if len(claimed) < free:
+                later = await session.scalar(
+                    select(func.min(col(OutboxMessage.next_attempt_at))).where(*answers)
+                )
+        for row in claimed:
             self._start(row, None)
-        return max(0.0, self._answers_next - now)
+        if len(claimed) == free:
+            self._answers_next = 0.0  # maybe more: look again when a slot frees
+            return self.idle_interval
+        # Look again when the next is due (at the latest after idle_interval: a claim of
+        # another sender may lapse), or at once when new rows are committed.
+        wait = self.idle_interval
+        if later is not None:
+            wait = min(wait, max(0.005, (later - business_now).total_seconds()))
+        self._answers_next = now + wait
+        return wait
 
     async def _dispatch_messages(self, now: float) -> float:
+        """Start a delivery for every due chat head that has budget, interactive heads first."""
         self._paced = {c: t for c, t in self._paced.items() if t > now}
         if len(self._in_flight) >= self.concurrency:
             return self.idle_interval  # a finishing delivery wakes the loop
@@ -372,7 +422,7 @@ class OutboxSender:
     async def _deliver_task(self, row: OutboxMessage, ticket: Any) -> None:
         spent = False
         try:
-            claimed = await self._claim(row)
+            claimed = row if row.lane == Lane.ANSWER else await self._claim(row)
             if claimed is None:
                 self._stale = True  # another replica has this chat, or the row moved on
                 return
@@ -402,6 +452,7 @@ class OutboxSender:
             if task is not None:
                 self._tasks.discard(task)
             self._wake.set()
+            self._answer_wake.set()
 
     async def _claim(self, row: OutboxMessage) -> OutboxMessage | None:
         """Take the row for this sender: only while it is pending and due, nobody else holds a
