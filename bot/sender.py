@@ -91,6 +91,9 @@ COALESCE_SCAN = 100
 READY_TTL = 1.0  # seconds a read of due heads is used while the overall budget holds them
 CLAIM_TTL = 30.0  # seconds a claim lasts unless renewed (a dead replica's chats wait this long)
 
+# The identities of the senders running in this process (tests run several in one).
+_RUNNING: set[str] = set()
+
 # (session, rows that just died, now, ids of rows being sent right now) → None
 DeadHook = Callable[[AsyncSession, list[OutboxMessage], datetime, Collection[int]], Awaitable[Any]]
 
@@ -182,6 +185,7 @@ class OutboxSender:
     async def run(self) -> None:
         """Deliver until :meth:`request_stop` (or cancellation)."""
         self._stopping = False
+        _RUNNING.add(self.owner)
         try:
             await self.release_stale_claims()
         except asyncio.CancelledError:
@@ -200,6 +204,7 @@ class OutboxSender:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
+            _RUNNING.discard(self.owner)
             renewing.cancel()
             answering.cancel()
             for task in self._tasks:
@@ -839,15 +844,15 @@ def sender_identity() -> str:
 
 def _may_be_alive(owner: str) -> bool:
     """Whether the sender ``owner`` (a :func:`sender_identity`) may still be running: False
-    only for a process of this host that is gone, or an earlier sender of this very process
-    (a process runs one sender; a restarted container reuses its pid)."""
+    only for a process of this host that is gone, or a process before this one with this
+    pid (a restarted container's process often gets the same pid) that runs no such sender."""
     host, _, rest = owner.partition(":")
     pid_text, _, _ = rest.partition(":")
     if host != socket.gethostname()[:32] or not pid_text.isdigit():
         return True  # another machine, or not an identity this code made: cannot tell
     pid = int(pid_text)
     if pid == os.getpid():
-        return False
+        return owner in _RUNNING
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -9,6 +9,7 @@ the sender's pacer."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 from datetime import UTC, datetime, timedelta
@@ -225,11 +226,16 @@ class TestRestart:
             api_server.add_user(user, first_name="p", language_code="en")
             api_server.send_text(user, "hi")
         until = datetime.now(UTC) + timedelta(hours=1)
-        dead = f"{socket.gethostname()[:32]}:{await a_dead_pid()}:0123abcd"
+        host = socket.gethostname()[:32]
+        gone = f"{host}:{await a_dead_pid()}:0123abcd"
+        # An earlier process with this pid (a restarted container's): no sender here is it.
+        same_pid = f"{host}:{os.getpid()}:0123abcd"
         alive = "another-host:4242:0123abcd"  # another machine's replica: cannot tell
-        [_, live] = await claimed_rows(factory, [(PERSON, "0", dead), (OTHER, "0", alive)], until)
+        claims = [(PERSON, "0", gone), (PERSON, "1", same_pid), (OTHER, "0", alive)]
+        [*_, live] = await claimed_rows(factory, claims, until)
         app = await make_app(polling=False, env=redis_env)
-        await api_server.wait_for_message(PERSON, timeout=5)
+        await api_server.wait_for_message(PERSON, count=2, timeout=5)
+        assert numbered(api_server, PERSON) == ["0", "1"]
         await asyncio.wait_for(app.sender.until_idle(), timeout=5)
         async with app.factory() as session:
             row = await session.get(OutboxMessage, live)
