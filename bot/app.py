@@ -202,6 +202,8 @@ class Whistle:
         )
         await self._register_commands()
         await self._check_groups(me.id)
+        # What a killed predecessor had claimed goes out now, not when its claims lapse.
+        await self.sender.release_stale_claims()
         self._spawn(self.sender.run(), "sender")
         self.scheduler.start()
         if self.settings.web_enabled:

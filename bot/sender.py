@@ -7,9 +7,9 @@ the record can repeat that one message; Telegram offers no idempotency key, so t
 kept to a single call.
 
 Lanes (``OutboxMessage.lane``, :class:`models.Lane`): a callback answer is not a message to a
-chat. Answers stand in no chat's order, wait for no message in flight, spend no budget and
-have slots of their own (``answer_concurrency``), and every pass starts the due answers before
-any message, so a burst of messages cannot hold one up. Among the chats whose next message is
+chat. Answers stand in no chat's order, wait for no message in flight, spend no budget, and
+have a loop and slots (``answer_concurrency``) of their own, so neither a burst of messages nor
+a slow pass over them holds one up. Among the chats whose next message is
 due, those whose head is interactive are taken before those whose head is a bulk notice, so
 when the overall budget is short a reply someone waits for goes first; inside a chat the order
 of ids is never changed.
@@ -26,7 +26,7 @@ its chat is pending), renews its claims while the calls last and clears the clai
 records the outcome. So a row is sent by one sender at a time, each chat has at most one call
 in flight over all replicas (its order holds), and the chats of a replica that died are taken
 over once its claims lapse (``claim_ttl``). Claims use the wall clock, not the business clock.
-Before its first pass a sender releases the claims of senders that are certainly dead
+Before its sender's first pass the app releases the claims of senders that are certainly dead
 (:meth:`OutboxSender.release_stale_claims`): with ``sole_sender`` (one replica) every claim
 but its own, otherwise those of processes of this host that no longer run. So a restarted
 service does not wait for its predecessor's claims to lapse.
@@ -149,8 +149,6 @@ class OutboxSender:
         self._in_flight: dict[int, int] = {}
         # Ids of the callback answers being sent (in no chat's order).
         self._answering: set[int] = set()
-        # Monotonic time at which to look for due callback answers again (0: now).
-        self._answers_next = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         # chat id → monotonic time its budget (or its 429) allows the next call.
         self._paced: dict[int, float] = {}
@@ -160,12 +158,14 @@ class OutboxSender:
         self._stale = True
         # Set while nothing is in flight and nothing due could be sent (see until_idle).
         self._idle = asyncio.Event()
-        self._messages_quiet = False  # the messages' last pass started nothing
+        self._wakes = 0  # how many times wake() was called
+        # Per loop: its last pass started nothing and nothing was committed meanwhile.
+        self._quiet: dict[str, bool] = {}
 
     def wake(self) -> None:
         """New rows were committed."""
         self._stale = True
-        self._answers_next = 0.0
+        self._wakes += 1
         self._idle.clear()
         self._wake.set()
         self._answer_wake.set()
@@ -186,20 +186,15 @@ class OutboxSender:
         """Deliver until :meth:`request_stop` (or cancellation)."""
         self._stopping = False
         _RUNNING.add(self.owner)
-        try:
-            await self.release_stale_claims()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("outbox.release_failed")  # they lapse after claim_ttl anyway
         renewing = asyncio.create_task(self._renew_claims(), name="outbox-claims")
         # Callback answers have a loop of their own: a slow pass over the messages never
         # delays one.
         answering = asyncio.create_task(
-            self._loop(self._answer_wake, self._dispatch_answers), name="outbox-answers"
+            self._loop("answers", self._answer_wake, self._dispatch_answers),
+            name="outbox-answers",
         )
         try:
-            await self._loop(self._wake, self._dispatch_messages)
+            await self._loop("messages", self._wake, self._dispatch_messages)
             await answering  # it stops too: no answer starts after this
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -211,12 +206,13 @@ class OutboxSender:
                 task.cancel()
 
     async def _loop(
-        self, woken: asyncio.Event, dispatch: Callable[[float], Awaitable[float]]
+        self, name: str, woken: asyncio.Event, dispatch: Callable[[float], Awaitable[float]]
     ) -> None:
         """Run passes of ``dispatch`` until stopped, sleeping between them as long as the pass
         says or until ``woken``."""
         while not self._stopping:
             woken.clear()
+            wakes = self._wakes
             try:
                 wait = await dispatch(self.pacer.clock())
             except asyncio.CancelledError:
@@ -226,8 +222,7 @@ class OutboxSender:
                 wait = self.idle_interval
             if self._stopping:
                 break
-            if woken is self._wake:  # the messages' loop
-                self._messages_quiet = wait > 0
+            self._quiet[name] = wait > 0 and wakes == self._wakes
             self._note_idle()
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
@@ -235,7 +230,7 @@ class OutboxSender:
 
     def _note_idle(self) -> None:
         busy = self._tasks or self._ready or self._paced or self._stale
-        if self._messages_quiet and self._answers_next != 0.0 and not busy:
+        if all(self._quiet.get(name) for name in ("answers", "messages")) and not busy:
             self._idle.set()
         else:
             self._idle.clear()
@@ -299,22 +294,13 @@ class OutboxSender:
         log_event(logger, "outbox.claims_released", rows=count, owners=len(dead))
         return count
 
-    async def dispatch(self) -> float:
-        """One pass of each loop: start a delivery for every due callback answer, then for
-        every due chat head that has budget; returns how long a loop may sleep (0: look again
-        at once). Deliveries run on as tasks."""
-        now = self.pacer.clock()
-        answers_wait = await self._dispatch_answers(now)
-        return min(answers_wait, await self._dispatch_messages(now))
-
     async def _dispatch_answers(self, now: float) -> float:
         """Claim and start the due callback answers (unpaced, in no chat's order) on slots of
-        their own; one statement claims them, to lose no time."""
+        their own, in one statement to lose no time; returns how long the loop may sleep.
+        Deliveries run on as tasks."""
         free = self.answer_concurrency - len(self._answering)
         if free <= 0:
             return self.idle_interval  # a finishing answer wakes the loop
-        if now < self._answers_next:
-            return self._answers_next - now
         wall, business_now = _wall_now(), self.clock.now()
         answers = [
             col(OutboxMessage.status) == OutboxStatus.PENDING,
@@ -348,25 +334,24 @@ class OutboxSender:
                 ).all()
             )
             later: datetime | None = None
-            if len(claimed) < free:
+            if not claimed:
                 later = await session.scalar(
                     select(func.min(col(OutboxMessage.next_attempt_at))).where(*answers)
                 )
         for row in claimed:
             self._start(row, None)
-        if len(claimed) == free:
-            self._answers_next = 0.0  # maybe more: look again when a slot frees
-            return self.idle_interval
+        if claimed:
+            return 0.0  # look again at once (with no slot free: when an answer ends)
         # Look again when the next is due (at the latest after idle_interval: a claim of
         # another sender may lapse), or at once when new rows are committed.
-        wait = self.idle_interval
-        if later is not None:
-            wait = min(wait, max(0.005, (later - business_now).total_seconds()))
-        self._answers_next = now + wait
-        return wait
+        if later is None:
+            return self.idle_interval
+        return min(self.idle_interval, max(0.005, (later - business_now).total_seconds()))
 
     async def _dispatch_messages(self, now: float) -> float:
-        """Start a delivery for every due chat head that has budget, interactive heads first."""
+        """Start a delivery for every due chat head that has budget, interactive heads first;
+        returns how long the loop may sleep (0: look again at once). Deliveries run on as
+        tasks."""
         self._paced = {c: t for c, t in self._paced.items() if t > now}
         if len(self._in_flight) >= self.concurrency:
             return self.idle_interval  # a finishing delivery wakes the loop
@@ -447,51 +432,51 @@ class OutboxSender:
             if ticket is not None and not spent:
                 with contextlib.suppress(Exception):
                     await self.budget.cancel(ticket)
-            if row.lane == Lane.ANSWER:
-                assert row.id is not None
-                self._answering.discard(row.id)
-                self._answers_next = 0.0
-            else:
-                self._in_flight.pop(row.chat_id, None)
             task = asyncio.current_task()
             if task is not None:
                 self._tasks.discard(task)
-            self._wake.set()
-            self._answer_wake.set()
+            if row.lane == Lane.ANSWER:
+                assert row.id is not None
+                self._answering.discard(row.id)
+                self._answer_wake.set()
+                if self._stale:  # a dead answer queued a report
+                    self._wake.set()
+            else:
+                self._in_flight.pop(row.chat_id, None)
+                self._wake.set()
 
     async def _claim(self, row: OutboxMessage) -> OutboxMessage | None:
-        """Take the row for this sender: only while it is pending and due, nobody else holds a
-        live claim on it and, for a message, no earlier message of its chat is pending (so a
-        chat's messages go out in order, one at a time over all replicas)."""
+        """Take a message for this sender: only while it is pending and due, nobody else holds
+        a live claim on it and no earlier message of its chat is pending (so a chat's messages
+        go out in order, one at a time over all replicas). Callback answers are claimed in
+        :meth:`_dispatch_answers`."""
         assert row.id is not None
         wall = _wall_now()
-        conditions = [
-            col(OutboxMessage.id) == row.id,
-            col(OutboxMessage.status) == OutboxStatus.PENDING,
-            col(OutboxMessage.next_attempt_at) <= self.clock.now(),
-            or_(
-                col(OutboxMessage.claimed_until).is_(None),
-                col(OutboxMessage.claimed_until) < wall,
-                col(OutboxMessage.claimed_by) == self.owner,
-            ),
-        ]
-        if row.lane != Lane.ANSWER:
-            earlier = aliased(OutboxMessage)
-            pending_before = (
-                select(col(earlier.id))
-                .where(
-                    col(earlier.chat_id) == row.chat_id,
-                    col(earlier.status) == OutboxStatus.PENDING,
-                    col(earlier.lane) != Lane.ANSWER,
-                    col(earlier.id) < row.id,
-                )
-                .exists()
+        earlier = aliased(OutboxMessage)
+        pending_before = (
+            select(col(earlier.id))
+            .where(
+                col(earlier.chat_id) == row.chat_id,
+                col(earlier.status) == OutboxStatus.PENDING,
+                col(earlier.lane) != Lane.ANSWER,
+                col(earlier.id) < row.id,
             )
-            conditions.append(~pending_before)
+            .exists()
+        )
         async with transaction(self.factory) as session:
             return await session.scalar(
                 update(OutboxMessage)
-                .where(*conditions)
+                .where(
+                    col(OutboxMessage.id) == row.id,
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                    col(OutboxMessage.next_attempt_at) <= self.clock.now(),
+                    or_(
+                        col(OutboxMessage.claimed_until).is_(None),
+                        col(OutboxMessage.claimed_until) < wall,
+                        col(OutboxMessage.claimed_by) == self.owner,
+                    ),
+                    ~pending_before,
+                )
                 .values(
                     claimed_by=self.owner,
                     claimed_until=wall + timedelta(seconds=self.claim_ttl),
