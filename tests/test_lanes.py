@@ -169,6 +169,30 @@ class TestInteractiveBeforeBulk:
         assert numbered(api_server, PERSON)[1:] == [str(n) for n in range(6)]
 
 
+class TestBulkNotices:
+    async def test_a_dead_message_report_is_a_bulk_notice(
+        self, make_app: AppFactory, api_server: BotAPIServer
+    ) -> None:
+        center = -1001000000001  # the governance center of config.example.toml
+        api_server.create_group(center, "center")
+        app = await make_app(polling=False)
+        [group] = groups(api_server, 1)
+        api_server.add_user(9100)
+        api_server.kick_bot(group, by=9100)
+        await queue(app, [(group, "0", False)])
+        await api_server.wait_for(
+            lambda server: any(str(group) in (m.text or "") for m in server.messages(center)),
+            timeout=5,
+            description="the report of the dead message",
+        )
+        async with app.factory() as session:
+            rows = (await session.scalars(select(OutboxMessage))).all()
+        [dead] = [row for row in rows if row.chat_id == group]
+        assert (dead.status, dead.lane) == (OutboxStatus.DEAD, Lane.INTERACTIVE)
+        [reported] = [row for row in rows if row.link_subject_type == "dead_chat"]
+        assert (reported.chat_id, reported.lane) == (center, Lane.BULK)
+
+
 # -- a restart after a kill ----------------------------------------------------------------
 
 
