@@ -1,18 +1,18 @@
 """The one place that talks to Telegram: delivers outbox rows.
 
-Per chat, rows go out strictly in id order (the head of a chat's queue blocks the rest of that
-chat only). Each delivery is: read the row → call the Bot API outside any transaction → record
-the outcome in a short transaction (message id, message links). A crash between the call and
-the record can repeat that one message; Telegram offers no idempotency key, so the window is
-kept to a single call.
+Per chat, messages go out strictly in id order (the head of a chat's queue blocks the rest of
+that chat only; callback answers are in no chat's queue, see Lanes). Each delivery is: read the
+row → call the Bot API outside any transaction → record the outcome in a short transaction
+(message id, message links). A crash between the call and the record can repeat that one
+message; Telegram offers no idempotency key, so the window is kept to a single call.
 
 Lanes (``OutboxMessage.lane``, :class:`models.Lane`): a callback answer is not a message to a
 chat. Answers stand in no chat's order, wait for no message in flight, spend no budget, and
 have a loop and slots (``answer_concurrency``) of their own, so neither a burst of messages nor
-a slow pass over them holds one up. Among the chats whose next message is
-due, those whose head is interactive are taken before those whose head is a bulk notice, so
-when the overall budget is short a reply someone waits for goes first; inside a chat the order
-of ids is never changed.
+a slow pass over them holds one up; each is claimed like a message, but alone. Among the chats
+whose next message is due, those whose head is interactive are taken before those whose head
+is a bulk notice, so when the overall budget is short a reply someone waits for goes first;
+inside a chat the order of ids is never changed.
 
 Pacing: before a call the chat's head must have budget under Telegram's limits
 (:mod:`bot.pacing`, or :mod:`bot.shared_pacing` when replicas share the budget in Redis); a
@@ -21,8 +21,8 @@ A 429 that comes anyway is honoured for that chat only.
 
 Replicas: every replica runs a sender on the same outbox. Before sending a chat's head, a
 sender claims it (``claimed_by``/``claimed_until``, one conditional UPDATE that succeeds only
-while the row is still pending, due, unclaimed or its claim has lapsed, and no earlier row of
-its chat is pending), renews its claims while the calls last and clears the claim when it
+while the row is still pending, due, unclaimed or its claim has lapsed, and no earlier message
+of its chat is pending), renews its claims while the calls last and clears the claim when it
 records the outcome. So a row is sent by one sender at a time, each chat has at most one call
 in flight over all replicas (its order holds), and the chats of a replica that died are taken
 over once its claims lapse (``claim_ttl``). Claims use the wall clock, not the business clock.
@@ -38,8 +38,8 @@ move across the messages around them.
 
 Network errors, 5xx and 429 (after its ``retry_after``) are retried with backoff; anything
 Telegram refuses for good, or too many attempts, marks the row dead with the reason. When the
-chat itself refuses the bot (kicked, blocked, chat not found) every pending row of that chat
-dies with the same reason at once. Rows that die are handed, in their transaction, to the
+chat itself refuses the bot (kicked, blocked, chat not found) every pending message of that
+chat dies with the same reason at once. Rows that die are handed, in their transaction, to the
 ``on_dead`` hook (the app reports them to the governance center).
 """
 
