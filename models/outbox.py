@@ -1,10 +1,10 @@
 """The transactional outbox: every outgoing Bot API call is a row written in the same
 transaction as the change that causes it.
 
-The sender delivers rows in order per chat. A row's lifecycle is PENDING → DELIVERED, or
-PENDING → DEAD after a permanent error or too many attempts, or PENDING → SUPERSEDED when a
-newer edit of the same message replaced it before it was sent (kept for the audit, never
-sent); the transitions live here.
+The sender delivers messages in order per chat (callback answers at once, see lanes below). A
+row's lifecycle is PENDING → DELIVERED, or PENDING → DEAD after a permanent error or too many
+attempts, or PENDING → SUPERSEDED when a newer edit of the same message replaced it before it
+was sent (kept for the audit, never sent); the transitions live here.
 
 Each row is in a lane (:class:`Lane`), which decides only who goes first when rows compete:
 callback answers are sent at once and stand in no chat's order; among a chat's messages the
