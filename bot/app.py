@@ -137,6 +137,9 @@ class Whistle:
             limits=settings.send_limits(),
             budget=budget,
             claim_ttl=settings.outbox_claim_seconds,
+            # Without Redis this is the only replica: at start, every claim left in the outbox
+            # is its dead predecessor's.
+            sole_sender=self.redis is None,
             on_dead=functools.partial(
                 report_dead,
                 center_chat_id=district.governance_center.chat_id,
@@ -217,6 +220,8 @@ class Whistle:
         )
         await self._register_commands()
         await self._check_groups(me.id)
+        # What a killed predecessor had claimed goes out now, not when its claims lapse.
+        await self.sender.release_stale_claims()
         self._spawn(self.sender.run(), "sender")
         self.scheduler.start()
         if self.settings.web_enabled:

@@ -1,10 +1,18 @@
 """The one place that talks to Telegram: delivers outbox rows.
 
-Per chat, rows go out strictly in id order (the head of a chat's queue blocks the rest of that
-chat only). Each delivery is: read the row → call the Bot API outside any transaction → record
-the outcome in a short transaction (message id, message links). A crash between the call and
-the record can repeat that one message; Telegram offers no idempotency key, so the window is
-kept to a single call.
+Per chat, messages go out strictly in id order (the head of a chat's queue blocks the rest of
+that chat only; callback answers are in no chat's queue, see Lanes). Each delivery is: read the
+row → call the Bot API outside any transaction → record the outcome in a short transaction
+(message id, message links). A crash between the call and the record can repeat that one
+message; Telegram offers no idempotency key, so the window is kept to a single call.
+
+Lanes (``OutboxMessage.lane``, :class:`models.Lane`): a callback answer is not a message to a
+chat. Answers stand in no chat's order, wait for no message in flight, spend no budget, and
+have a loop and slots (``answer_concurrency``) of their own, so neither a burst of messages nor
+a slow pass over them holds one up; each is claimed like a message, but alone. Among the chats
+whose next message is due, those whose head is interactive are taken before those whose head
+is a bulk notice, so when the overall budget is short a reply someone waits for goes first;
+inside a chat the order of ids is never changed.
 
 Pacing: before a call the chat's head must have budget under Telegram's limits
 (:mod:`bot.pacing`, or :mod:`bot.shared_pacing` when replicas share the budget in Redis); a
@@ -13,11 +21,15 @@ A 429 that comes anyway is honoured for that chat only.
 
 Replicas: every replica runs a sender on the same outbox. Before sending a chat's head, a
 sender claims it (``claimed_by``/``claimed_until``, one conditional UPDATE that succeeds only
-while the row is still pending, due, unclaimed or its claim has lapsed, and no earlier row of
-its chat is pending), renews its claims while the calls last and clears the claim when it
+while the row is still pending, due, unclaimed or its claim has lapsed, and no earlier message
+of its chat is pending), renews its claims while the calls last and clears the claim when it
 records the outcome. So a row is sent by one sender at a time, each chat has at most one call
 in flight over all replicas (its order holds), and the chats of a replica that died are taken
 over once its claims lapse (``claim_ttl``). Claims use the wall clock, not the business clock.
+Before its sender's first pass the app releases the claims of senders that are certainly dead
+(:meth:`OutboxSender.release_stale_claims`): with ``sole_sender`` (one replica) every claim
+but its own, otherwise those of processes of this host that no longer run. So a restarted
+service does not wait for its predecessor's claims to lapse.
 
 Coalescing happens here, when a chat's head is picked: of a run of consecutive pending edits of
 one chat, only the newest edit of each message (same method, same target) is sent; the older
@@ -26,8 +38,8 @@ move across the messages around them.
 
 Network errors, 5xx and 429 (after its ``retry_after``) are retried with backoff; anything
 Telegram refuses for good, or too many attempts, marks the row dead with the reason. When the
-chat itself refuses the bot (kicked, blocked, chat not found) every pending row of that chat
-dies with the same reason at once. Rows that die are handed, in their transaction, to the
+chat itself refuses the bot (kicked, blocked, chat not found) every pending message of that
+chat dies with the same reason at once. Rows that die are handed, in their transaction, to the
 ``on_dead`` hook (the app reports them to the governance center).
 """
 
@@ -68,7 +80,7 @@ from bot.metrics import Metrics
 from bot.pacing import Budget, Limits, LocalBudget, Pacer
 from bot.rendering import Renderer, RenderError
 from bot.services import snapshots
-from models import MessageLink, OutboxFile, OutboxMessage, OutboxStatus
+from models import Lane, MessageLink, OutboxFile, OutboxMessage, OutboxStatus
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +91,9 @@ EDIT_METHODS = frozenset({"editMessageText", "editMessageCaption", "editMessageR
 COALESCE_SCAN = 100
 READY_TTL = 1.0  # seconds a read of due heads is used while the overall budget holds them
 CLAIM_TTL = 30.0  # seconds a claim lasts unless renewed (a dead replica's chats wait this long)
+
+# The identities of the senders running in this process (tests run several in one).
+_RUNNING: set[str] = set()
 
 # (session, rows that just died, now, ids of rows being sent right now) → None
 DeadHook = Callable[[AsyncSession, list[OutboxMessage], datetime, Collection[int]], Awaitable[Any]]
@@ -103,7 +118,9 @@ class OutboxSender:
         retry_cap: float = 300.0,
         batch_size: int = 100,
         concurrency: int = 16,
+        answer_concurrency: int = 8,
         idle_interval: float = 1.0,
+        sole_sender: bool = False,
     ) -> None:
         self.bot = bot
         self.factory = factory
@@ -119,13 +136,20 @@ class OutboxSender:
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         self.batch_size = batch_size
-        self.concurrency = concurrency
+        self.concurrency = concurrency  # messages in flight (one per chat)
+        self.answer_concurrency = answer_concurrency  # callback answers in flight, besides
         self.idle_interval = idle_interval
-        self._wake = asyncio.Event()
+        # No other sender works on this outbox (no replicas): every claim not ours is stale
+        # when this one starts.
+        self.sole_sender = sole_sender
+        self._wake = asyncio.Event()  # for the messages' loop
+        self._answer_wake = asyncio.Event()  # for the callback answers' loop
         self._stopping = False
         self.metrics = Metrics()  # the app passes its own: send latency goes to /metrics
-        # chat id → the row being sent to it (one at a time per chat).
+        # chat id → the message being sent to it (one at a time per chat).
         self._in_flight: dict[int, int] = {}
+        # Ids of the callback answers being sent (in no chat's order).
+        self._answering: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         # chat id → monotonic time its budget (or its 429) allows the next call.
         self._paced: dict[int, float] = {}
@@ -133,49 +157,90 @@ class OutboxSender:
         self._ready: list[OutboxMessage] = []
         self._ready_at = 0.0
         self._stale = True
+        # Set while nothing is in flight and nothing due could be sent (see until_idle).
+        self._idle = asyncio.Event()
+        self._wakes = 0  # how many times wake() was called
+        # Per loop: its last pass started nothing and nothing was committed meanwhile.
+        self._quiet: dict[str, bool] = {}
 
     def wake(self) -> None:
         """New rows were committed."""
         self._stale = True
+        self._wakes += 1
+        self._idle.clear()
         self._wake.set()
+        self._answer_wake.set()
+
+    async def until_idle(self) -> None:
+        """Return once a pass found nothing to send now: no call in flight, no due row held
+        back by a budget (rows due later, or held by another sender's live claim, may wait)."""
+        await self._idle.wait()
 
     def request_stop(self) -> None:
         """Finish the sends in flight, then return from :meth:`run` (a graceful stop must not
         leave a message sent but unrecorded, which would be sent again after the restart)."""
         self._stopping = True
         self._wake.set()
+        self._answer_wake.set()
 
     async def run(self) -> None:
         """Deliver until :meth:`request_stop` (or cancellation)."""
         self._stopping = False
+        _RUNNING.add(self.owner)
         renewing = asyncio.create_task(self._renew_claims(), name="outbox-claims")
+        # Callback answers have a loop of their own: a slow pass over the messages never
+        # delays one.
+        answering = asyncio.create_task(
+            self._loop("answers", self._answer_wake, self._dispatch_answers),
+            name="outbox-answers",
+        )
         try:
-            while not self._stopping:
-                self._wake.clear()
-                try:
-                    wait = await self.dispatch()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    logger.exception("outbox.pass_failed")
-                    wait = self.idle_interval
-                if self._stopping:
-                    break
-                if wait > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            await self._loop("messages", self._wake, self._dispatch_messages)
+            await answering  # it stops too: no answer starts after this
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
+            _RUNNING.discard(self.owner)
             renewing.cancel()
+            answering.cancel()
             for task in self._tasks:
                 task.cancel()
+
+    async def _loop(
+        self, name: str, woken: asyncio.Event, dispatch: Callable[[float], Awaitable[float]]
+    ) -> None:
+        """Run passes of ``dispatch`` until stopped, sleeping between them as long as the pass
+        says or until ``woken``."""
+        while not self._stopping:
+            woken.clear()
+            wakes = self._wakes
+            try:
+                wait = await dispatch(self.pacer.clock())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("outbox.pass_failed")
+                wait = self.idle_interval
+            if self._stopping:
+                break
+            self._quiet[name] = wait > 0 and wakes == self._wakes
+            self._note_idle()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), timeout=wait)
+
+    def _note_idle(self) -> None:
+        busy = self._tasks or self._ready or self._paced or self._stale
+        if all(self._quiet.get(name) for name in ("answers", "messages")) and not busy:
+            self._idle.set()
+        else:
+            self._idle.clear()
 
     async def _renew_claims(self) -> None:
         """Keep the claims of the rows being sent from lapsing while their calls last."""
         while True:
             await asyncio.sleep(self.claim_ttl / 3)
-            ids = list(self._in_flight.values())
+            ids = [*self._in_flight.values(), *self._answering]
             if not ids:
                 continue
             try:
@@ -195,12 +260,101 @@ class OutboxSender:
             except Exception:
                 logger.exception("outbox.renew_failed")
 
-    async def dispatch(self) -> float:
-        """Start a delivery for every due chat head that has budget; returns how long the
-        loop may sleep (0: look again at once). Deliveries run on as tasks."""
-        now = self.pacer.clock()
+    async def release_stale_claims(self) -> int:
+        """Give back the live claims of senders that are certainly dead, so that their rows
+        go out now instead of when the claims lapse: with ``sole_sender`` every claim but this
+        sender's, otherwise those whose owner ran on this host in a process that is gone.
+        Returns how many rows were released."""
+        async with transaction(self.factory) as session:
+            owners = await session.scalars(
+                select(col(OutboxMessage.claimed_by))
+                .where(
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                    col(OutboxMessage.claimed_until) >= _wall_now(),
+                    col(OutboxMessage.claimed_by) != self.owner,
+                )
+                .distinct()
+            )
+            dead = [
+                owner
+                for owner in owners.all()
+                if owner is not None and (self.sole_sender or not _may_be_alive(owner))
+            ]
+            if not dead:
+                return 0
+            released = await session.execute(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                    col(OutboxMessage.claimed_by).in_(dead),
+                )
+                .values(claimed_by=None, claimed_until=None)
+                .execution_options(synchronize_session=False)
+            )
+        count = int(getattr(released, "rowcount", 0) or 0)
+        log_event(logger, "outbox.claims_released", rows=count, owners=len(dead))
+        return count
+
+    async def _dispatch_answers(self, now: float) -> float:
+        """Claim and start the due callback answers (unpaced, in no chat's order) on slots of
+        their own, in one statement to lose no time; returns how long the loop may sleep.
+        Deliveries run on as tasks."""
+        free = self.answer_concurrency - len(self._answering)
+        if free <= 0:
+            return self.idle_interval  # a finishing answer wakes the loop
+        wall, business_now = _wall_now(), self.clock.now()
+        answers = [
+            col(OutboxMessage.status) == OutboxStatus.PENDING,
+            col(OutboxMessage.lane) == Lane.ANSWER,
+            self._unclaimed(),
+        ]
+        if self._answering:  # being sent here (claimed by this sender)
+            answers.append(col(OutboxMessage.id).not_in(list(self._answering)))
+        due = select(col(OutboxMessage.id)).where(
+            *answers, col(OutboxMessage.next_attempt_at) <= business_now
+        )
+        async with transaction(self.factory) as session:
+            claimed = list(
+                (
+                    await session.scalars(
+                        update(OutboxMessage)
+                        .where(
+                            *answers,
+                            col(OutboxMessage.next_attempt_at) <= business_now,
+                            col(OutboxMessage.id).in_(
+                                due.order_by(col(OutboxMessage.id)).limit(free).scalar_subquery()
+                            ),
+                        )
+                        .values(
+                            claimed_by=self.owner,
+                            claimed_until=wall + timedelta(seconds=self.claim_ttl),
+                        )
+                        .returning(OutboxMessage)
+                        .execution_options(synchronize_session=False)
+                    )
+                ).all()
+            )
+            later: datetime | None = None
+            if not claimed:
+                later = await session.scalar(
+                    select(func.min(col(OutboxMessage.next_attempt_at))).where(*answers)
+                )
+        for row in claimed:
+            self._start(row, None)
+        if claimed:
+            return 0.0  # look again at once (with no slot free: when an answer ends)
+        # Look again when the next is due (at the latest after idle_interval: a claim of
+        # another sender may lapse), or at once when new rows are committed.
+        if later is None:
+            return self.idle_interval
+        return min(self.idle_interval, max(0.005, (later - business_now).total_seconds()))
+
+    async def _dispatch_messages(self, now: float) -> float:
+        """Start a delivery for every due chat head that has budget, interactive heads first;
+        returns how long the loop may sleep (0: look again at once). Deliveries run on as
+        tasks."""
         self._paced = {c: t for c, t in self._paced.items() if t > now}
-        if len(self._tasks) >= self.concurrency:
+        if len(self._in_flight) >= self.concurrency:
             return self.idle_interval  # a finishing delivery wakes the loop
         blocked = set(self._in_flight) | set(self._paced)
         # Heads read earlier but held back by the overall budget are most likely still the
@@ -218,7 +372,7 @@ class OutboxSender:
         for row in self._ready:
             if row.chat_id in blocked:
                 continue
-            if len(self._tasks) >= self.concurrency or global_full:
+            if len(self._in_flight) >= self.concurrency or global_full:
                 held.append(row)
                 continue
             ticket: Any = None
@@ -248,14 +402,18 @@ class OutboxSender:
 
     def _start(self, row: OutboxMessage, ticket: Any) -> None:
         assert row.id is not None
-        self._in_flight[row.chat_id] = row.id
+        if row.lane == Lane.ANSWER:
+            self._answering.add(row.id)
+        else:
+            self._in_flight[row.chat_id] = row.id
+        self._idle.clear()
         task = asyncio.create_task(self._deliver_task(row, ticket))
         self._tasks.add(task)
 
     async def _deliver_task(self, row: OutboxMessage, ticket: Any) -> None:
         spent = False
         try:
-            claimed = await self._claim(row)
+            claimed = row if row.lane == Lane.ANSWER else await self._claim(row)
             if claimed is None:
                 self._stale = True  # another replica has this chat, or the row moved on
                 return
@@ -275,16 +433,24 @@ class OutboxSender:
             if ticket is not None and not spent:
                 with contextlib.suppress(Exception):
                     await self.budget.cancel(ticket)
-            self._in_flight.pop(row.chat_id, None)
             task = asyncio.current_task()
             if task is not None:
                 self._tasks.discard(task)
-            self._wake.set()
+            if row.lane == Lane.ANSWER:
+                assert row.id is not None
+                self._answering.discard(row.id)
+                self._answer_wake.set()
+                if self._stale:  # a dead answer queued a report
+                    self._wake.set()
+            else:
+                self._in_flight.pop(row.chat_id, None)
+                self._wake.set()
 
     async def _claim(self, row: OutboxMessage) -> OutboxMessage | None:
-        """Take the row for this sender: only while it is pending and due, nobody else holds a
-        live claim on it and no earlier row of its chat is pending (so a chat's rows go out in
-        order, one at a time over all replicas)."""
+        """Take a message for this sender: only while it is pending and due, nobody else holds
+        a live claim on it and no earlier message of its chat is pending (so a chat's messages
+        go out in order, one at a time over all replicas). Callback answers are claimed in
+        :meth:`_dispatch_answers`."""
         assert row.id is not None
         wall = _wall_now()
         earlier = aliased(OutboxMessage)
@@ -293,6 +459,7 @@ class OutboxSender:
             .where(
                 col(earlier.chat_id) == row.chat_id,
                 col(earlier.status) == OutboxStatus.PENDING,
+                col(earlier.lane) != Lane.ANSWER,
                 col(earlier.id) < row.id,
             )
             .exists()
@@ -353,22 +520,28 @@ class OutboxSender:
 
     @staticmethod
     def _heads_subquery(exclude: Collection[int]) -> Any:
+        # Callback answers stand in no chat's order.
         query = select(func.min(col(OutboxMessage.id)).label("id")).where(
-            col(OutboxMessage.status) == OutboxStatus.PENDING
+            col(OutboxMessage.status) == OutboxStatus.PENDING,
+            col(OutboxMessage.lane) != Lane.ANSWER,
         )
         if exclude:
             query = query.where(col(OutboxMessage.chat_id).not_in(list(exclude)))
         return query.group_by(col(OutboxMessage.chat_id)).subquery()
 
     async def due_heads(self, exclude: Collection[int] = ()) -> Sequence[OutboxMessage]:
-        """The oldest pending row of each chat (but those in ``exclude``), where that row is
-        due now."""
+        """The oldest pending message of each chat (but those in ``exclude``), where that row
+        is due now: interactive heads first, then bulk ones, each by due time."""
         heads = self._heads_subquery(exclude)
         query = (
             select(OutboxMessage)
             .join(heads, heads.c.id == col(OutboxMessage.id))
             .where(col(OutboxMessage.next_attempt_at) <= self.clock.now(), self._unclaimed())
-            .order_by(col(OutboxMessage.next_attempt_at), col(OutboxMessage.id))
+            .order_by(
+                col(OutboxMessage.lane),
+                col(OutboxMessage.next_attempt_at),
+                col(OutboxMessage.id),
+            )
             .limit(self.batch_size)
         )
         async with transaction(self.factory) as session:
@@ -386,6 +559,7 @@ class OutboxSender:
                         .where(
                             col(OutboxMessage.chat_id) == head.chat_id,
                             col(OutboxMessage.status) == OutboxStatus.PENDING,
+                            col(OutboxMessage.lane) != Lane.ANSWER,
                             col(OutboxMessage.id) >= head.id,
                         )
                         .order_by(col(OutboxMessage.id))
@@ -446,7 +620,8 @@ class OutboxSender:
                     await self.budget.release(ticket)
         except TelegramRetryAfter as error:
             # This chat waits out retry_after; the others go on.
-            self._paced[row.chat_id] = self.pacer.clock() + error.retry_after
+            if row.lane != Lane.ANSWER:
+                self._paced[row.chat_id] = self.pacer.clock() + error.retry_after
             await self._retry(row.id, f"429 retry after {error.retry_after}", error.retry_after)
             return 0
         except TelegramMigrateToChat as error:
@@ -577,7 +752,8 @@ class OutboxSender:
 
     async def _finish_dead(self, row_id: int, reason: str, *, whole_chat: bool = False) -> None:
         """The row is dead; with ``whole_chat`` (the chat refuses the bot) so is every other
-        pending row of its chat, with the same reason: retrying them could only fail again."""
+        pending message of its chat, with the same reason: retrying them could only fail
+        again (callback answers are not messages to the chat and are left to go out)."""
         now = self.clock.now()
         async with transaction(self.factory) as session:
             row = await session.get(OutboxMessage, row_id)
@@ -592,6 +768,7 @@ class OutboxSender:
                     .where(
                         col(OutboxMessage.chat_id) == row.chat_id,
                         col(OutboxMessage.status) == OutboxStatus.PENDING,
+                        col(OutboxMessage.lane) != Lane.ANSWER,
                         col(OutboxMessage.id) != row_id,
                     )
                     .order_by(col(OutboxMessage.id))
@@ -623,7 +800,11 @@ class OutboxSender:
                     col(OutboxMessage.claimed_until) >= _wall_now(),
                 )
             )
-            busy = frozenset(self._in_flight.values()) | {i for i in claimed.all() if i}
+            busy = (
+                frozenset(self._in_flight.values())
+                | self._answering
+                | {i for i in claimed.all() if i}
+            )
             await self.on_dead(session, rows, now, busy)
 
     async def _migrate(self, old_chat_id: int, new_chat_id: int) -> None:
@@ -645,6 +826,26 @@ def sender_identity() -> str:
     """This process among the replicas: host, process id and a random part (a restarted
     process with a reused pid is someone else)."""
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _may_be_alive(owner: str) -> bool:
+    """Whether the sender ``owner`` (a :func:`sender_identity`) may still be running: False
+    only for a process of this host that is gone, or a process before this one with this
+    pid (a restarted container's process often gets the same pid) that runs no such sender."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, _ = rest.partition(":")
+    if host != socket.gethostname()[:32] or not pid_text.isdigit():
+        return True  # another machine, or not an identity this code made: cannot tell
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return owner in _RUNNING
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def _wall_now() -> datetime:

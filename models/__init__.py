@@ -16,7 +16,7 @@ from models.dashboard import DashboardSession, LoginLink
 from models.dialog import DialogState
 from models.links import MessageLink
 from models.open311 import Open311Request
-from models.outbox import OutboxMessage, OutboxStatus
+from models.outbox import Lane, OutboxMessage, OutboxStatus
 from models.points import EntryKind, OfferStock, PointEntry, Redemption
 from models.refusal import GroupRefusal
 from models.report import OutboxFile, ReportRun
@@ -40,6 +40,7 @@ __all__ = [
     "GroupRefusal",
     "HelpClaim",
     "InvalidTransition",
+    "Lane",
     "LoginLink",
     "MessageLink",
     "OfferStock",

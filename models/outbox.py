@@ -1,19 +1,24 @@
 """The transactional outbox: every outgoing Bot API call is a row written in the same
 transaction as the change that causes it.
 
-The sender delivers rows in order per chat. A row's lifecycle is PENDING → DELIVERED, or
-PENDING → DEAD after a permanent error or too many attempts, or PENDING → SUPERSEDED when a
-newer edit of the same message replaced it before it was sent (kept for the audit, never
-sent); the transitions live here.
+The sender delivers messages in order per chat (callback answers at once, see lanes below). A
+row's lifecycle is PENDING → DELIVERED, or PENDING → DEAD after a permanent error or too many
+attempts, or PENDING → SUPERSEDED when a newer edit of the same message replaced it before it
+was sent (kept for the audit, never sent); the transitions live here.
+
+Each row is in a lane (:class:`Lane`), which decides only who goes first when rows compete:
+callback answers are sent at once and stand in no chat's order; among a chat's messages the
+order is always the order of their ids, and when chats compete for the overall budget a chat
+whose next message is interactive goes before one whose next message is a bulk notice.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Enum, Index
+from sqlalchemy import JSON, BigInteger, Enum, Index, SmallInteger
 from sqlmodel import Field, SQLModel
 
 from models.types import UTCDateTime
@@ -27,11 +32,26 @@ class OutboxStatus(StrEnum):
     SUPERSEDED = "superseded"
 
 
+class Lane(IntEnum):
+    """Who goes first (lower first) when outbox rows compete for the sender."""
+
+    # answerCallbackQuery: not a message to a chat; sent at once, in no chat's order, unpaced.
+    ANSWER = 0
+    # Messages someone is waiting for (replies in a dialog, cards, acknowledgements): the
+    # default.
+    INTERACTIVE = 1
+    # Notices nobody is waiting for at that moment (digests, scheduled reports,
+    # re-announcements, dead-message reports): they take what budget the others leave.
+    BULK = 2
+
+
 class OutboxMessage(SQLModel, table=True):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_status_chat_id", "status", "chat_id", "id"),
         Index("ix_outbox_status_due", "status", "next_attempt_at"),
+        # The pending callback answers, found without walking a burst of pending messages.
+        Index("ix_outbox_status_lane_due", "status", "lane", "next_attempt_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -51,6 +71,8 @@ class OutboxMessage(SQLModel, table=True):
     link_subject_type: str | None = Field(default=None, max_length=32)
     link_subject_id: str | None = Field(default=None, max_length=64)
     link_purpose: str | None = Field(default=None, max_length=32)
+
+    lane: int = Field(default=Lane.INTERACTIVE, sa_type=SmallInteger)
 
     status: OutboxStatus = Field(
         default=OutboxStatus.PENDING,

@@ -258,6 +258,6 @@ class TestSeveralSenders:
         assert row.status is OutboxStatus.DELIVERED and row.claimed_by is None
         assert [m.text for m in api_server.messages(ALICE)] == ["Cancelled."]
         # Bob's row is held by a live replica: this sender leaves it alone.
-        await asyncio.sleep(0.5)
+        await asyncio.wait_for(sender_app.sender.until_idle(), timeout=5)
         assert (await row_of(sender_app, live)).status is OutboxStatus.PENDING
         assert api_server.messages(BOB) == []

@@ -265,6 +265,7 @@ class _Scan:
                     "more": len(items) - len(shown),
                     "for_center": all(r.case is None for r in reminders),
                 },
+                bulk=True,
             )
         self.held.clear()
 

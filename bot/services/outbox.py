@@ -2,6 +2,10 @@
 
 Rows are added to the caller's session, so they commit or roll back with the state change that
 caused them. Nothing here talks to Telegram; :mod:`bot.sender` delivers.
+
+Every row gets its lane here (:class:`models.Lane`): a callback answer is sent at once, in no
+chat's order; ``bulk=True`` marks a notice nobody is waiting for (digests, scheduled reports,
+re-announcements, dead-message reports), which yields the overall budget to the rest.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from bot.i18n import N_
-from models import Case, OutboxFile, OutboxMessage, OutboxStatus
+from models import Case, Lane, OutboxFile, OutboxMessage, OutboxStatus
 
 # Set on a session that wrote outbox rows, so the sender is woken once it commits.
 OUTBOX_WRITTEN = "outbox_written"
@@ -77,13 +81,21 @@ def enqueue(
     keyboard: dict[str, Any] | None = None,
     target: Link | int | None = None,
     link: Link | None = None,
+    bulk: bool = False,
 ) -> OutboxMessage:
     """Queue one Bot API call. ``target`` is the message a reply or an edit is about: a link
-    (resolved at send time, so it may name a message not sent yet) or a known message id."""
+    (resolved at send time, so it may name a message not sent yet) or a known message id.
+    ``bulk``: nobody is waiting for it, so it goes after the interactive messages of other
+    chats (never before an earlier message of its own chat, nor after a later one)."""
     if template and text_key:
         raise ValueError("give a template or a text_key, not both")
+    if method == "answerCallbackQuery":
+        lane = Lane.ANSWER
+    else:
+        lane = Lane.BULK if bulk else Lane.INTERACTIVE
     row = OutboxMessage(
         chat_id=chat_id,
+        lane=lane,
         method=method,
         locale=locale,
         template=template,
@@ -129,6 +141,7 @@ def send_text(
     keyboard: dict[str, Any] | None = None,
     link: Link | None = None,
     reply_to: Link | None = None,
+    bulk: bool = False,
     **context: Any,
 ) -> OutboxMessage:
     """The common case: one catalogue message to one chat."""
@@ -142,6 +155,7 @@ def send_text(
         keyboard=keyboard,
         link=link,
         target=reply_to,
+        bulk=bulk,
     )
 
 
@@ -156,7 +170,9 @@ def answer_callback(
     show_alert: bool = False,
     **context: Any,
 ) -> OutboxMessage:
-    """Queued like any send, in the presser's chat, so it follows the messages before it."""
+    """Queued in the update's transaction like any send, but delivered at once: an answer is
+    not a message, so it waits for no message of the presser's chat (Telegram refuses answers
+    to presses older than about 15 seconds)."""
     return enqueue(
         session,
         chat_id=chat_id,
@@ -291,6 +307,7 @@ async def report_dead(
                 text_key=N_("outbox.dead-report"),
                 context=_report_context(chat_id, count, kinds, cases, reason),
                 link=Link(DEAD_REPORT_SUBJECT, str(chat_id), DEAD_REPORT_PURPOSE),
+                bulk=True,
             )
         )
     return written

@@ -242,7 +242,7 @@ async def record(
     uploads: dict[str, str] = {}
     for chat_id, lang in prepared.recipients:
         enqueue(session, chat_id=chat_id, locale=lang, now=now, template="report.html",
-                context=context)  # fmt: skip
+                context=context, bulk=True)  # fmt: skip
         if not prepared.charts:
             continue
         drawn_in = chart_language(lang, district.default_language)
@@ -262,6 +262,7 @@ async def record(
             template="report_chart.html",
             context=context,
             params={"upload": uploads[drawn_in]},
+            bulk=True,
         )
     log_event(logger, "report.queued", kind=due.kind, period_start=due.start.isoformat())
     return True

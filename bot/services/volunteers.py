@@ -546,6 +546,7 @@ def _announce_again(session: AsyncSession, district: District, case: Case, now: 
         keyboard=notify.help_keyboard(case),
         target=notify.case_link(case, HELP_CARD),
         link=notify.case_link(case, HELP_AGAIN),
+        bulk=True,
     )
     cases.record(session, case, kind="reannounced", now=now, actor=None, role="system")
 
