@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -68,7 +69,7 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.types import BufferedInputFile, Message
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
@@ -81,6 +82,7 @@ from bot.pacing import Budget, Limits, LocalBudget, Pacer
 from bot.rendering import Renderer, RenderError
 from bot.services import snapshots
 from models import Lane, MessageLink, OutboxFile, OutboxMessage, OutboxStatus
+from models.types import UTCDateTime
 
 logger = logging.getLogger(__name__)
 
@@ -453,38 +455,19 @@ class OutboxSender:
         :meth:`_dispatch_answers`."""
         assert row.id is not None
         wall = _wall_now()
-        earlier = aliased(OutboxMessage)
-        pending_before = (
-            select(col(earlier.id))
-            .where(
-                col(earlier.chat_id) == row.chat_id,
-                col(earlier.status) == OutboxStatus.PENDING,
-                col(earlier.lane) != Lane.ANSWER,
-                col(earlier.id) < row.id,
-            )
-            .exists()
-        )
         async with transaction(self.factory) as session:
-            return await session.scalar(
-                update(OutboxMessage)
-                .where(
-                    col(OutboxMessage.id) == row.id,
-                    col(OutboxMessage.status) == OutboxStatus.PENDING,
-                    col(OutboxMessage.next_attempt_at) <= self.clock.now(),
-                    or_(
-                        col(OutboxMessage.claimed_until).is_(None),
-                        col(OutboxMessage.claimed_until) < wall,
-                        col(OutboxMessage.claimed_by) == self.owner,
-                    ),
-                    ~pending_before,
-                )
-                .values(
-                    claimed_by=self.owner,
-                    claimed_until=wall + timedelta(seconds=self.claim_ttl),
-                )
-                .returning(OutboxMessage)
-                .execution_options(synchronize_session=False)
+            claimed: OutboxMessage | None = await session.scalar(
+                _message_claim(),
+                {
+                    "claim_row": row.id,
+                    "claim_chat": row.chat_id,
+                    "claim_now": self.clock.now(),
+                    "wall": wall,
+                    "owner": self.owner,
+                    "until": wall + timedelta(seconds=self.claim_ttl),
+                },
             )
+            return claimed
 
     async def _unclaim(self, row: OutboxMessage) -> None:
         async with transaction(self.factory) as session:
@@ -820,6 +803,42 @@ class OutboxSender:
                 .values(chat_id=new_chat_id, claimed_by=None, claimed_until=None)
             )
         log_event(logger, "outbox.chat_migrated", old_chat_id=old_chat_id, chat_id=new_chat_id)
+
+
+@functools.cache
+def _message_claim() -> Any:
+    """The claim of one message (see ``OutboxSender._claim``), built once: every delivery
+    runs it, and building its subquery costs more than running it."""
+    earlier = aliased(OutboxMessage)
+    stamp = UTCDateTime()
+    wall = bindparam("wall", type_=stamp)
+    pending_before = (
+        select(col(earlier.id))
+        .where(
+            col(earlier.chat_id) == bindparam("claim_chat"),
+            col(earlier.status) == OutboxStatus.PENDING,
+            col(earlier.lane) != Lane.ANSWER,
+            col(earlier.id) < bindparam("claim_row"),
+        )
+        .exists()
+    )
+    return (
+        update(OutboxMessage)
+        .where(
+            col(OutboxMessage.id) == bindparam("claim_row"),
+            col(OutboxMessage.status) == OutboxStatus.PENDING,
+            col(OutboxMessage.next_attempt_at) <= bindparam("claim_now", type_=stamp),
+            or_(
+                col(OutboxMessage.claimed_until).is_(None),
+                col(OutboxMessage.claimed_until) < wall,
+                col(OutboxMessage.claimed_by) == bindparam("owner"),
+            ),
+            ~pending_before,
+        )
+        .values(claimed_by=bindparam("owner"), claimed_until=bindparam("until", type_=stamp))
+        .returning(OutboxMessage)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def sender_identity() -> str:
