@@ -252,12 +252,25 @@ class Poller:
 
     async def _handle(self, update: Update) -> None:
         """Until committed: an update that fails is tried again in its person's turn (the
-        policy gives it up, with an apology, after a few failures)."""
-        while await self.policy.process(self.bot, self.dispatcher, update) is Outcome.FAILED:
+        policy gives it up, with an apology, after a few failures). Should even giving up
+        fail (the database is gone), the update stays unconfirmed and is tried again."""
+        while True:
+            try:
+                outcome = await self.policy.process(self.bot, self.dispatcher, update)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("update.give_up_failed", extra={"update_id": update.update_id})
+                await asyncio.sleep(5.0)
+                continue
+            if outcome is not Outcome.FAILED:
+                return
             count = self.policy.failures(update.update_id)
             await asyncio.sleep(min(2.0**count / 4, 5.0))
 
-    def _done(self, update_id: int, _task: asyncio.Task[None]) -> None:
+    def _done(self, update_id: int, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return  # not committed: never confirmed by this process (stopping)
         self._finished(update_id)
 
     def _finished(self, update_id: int) -> None:
