@@ -45,6 +45,12 @@ async def get_updates(call: Call) -> Any:
     if allowed is not None:
         bot.queue.allowed_updates = allowed
     generation = bot.queue.begin_poll(POLL_CONFLICT)
+    # The offset confirms earlier updates: whoever waits for the queue to empty hears of it now,
+    # not at the next unrelated change.
+    before = len(bot.queue.pending)
+    bot.queue.confirm(offset)
+    if len(bot.queue.pending) != before:
+        call.core.notify()
     try:
         return await bot.queue.long_poll(offset, limit, timeout, generation, call.core.closing)
     except PollTerminated as exc:
