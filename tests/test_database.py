@@ -174,7 +174,7 @@ class TestReadTransactions:
     ) -> None:
         async with (
             write_lock_held(database_url),
-            asyncio.timeout(5),  # the busy timeout is 15 s
+            asyncio.timeout(10),  # the busy timeout is 15 s
             read_transaction(factory) as session,
         ):
             assert await session.scalar(select(func.count()).select_from(Case)) == 0

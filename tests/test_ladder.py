@@ -301,7 +301,7 @@ async def test_scans_that_find_nothing_take_no_write_lock(
         "on_commit": lambda: None,
     }
     assert await jobs.escalate_due_cases(**run) == 3  # the first rung is due at once
-    async with write_lock_held(database_url), asyncio.timeout(5):  # busy timeout: 15 s
+    async with write_lock_held(database_url), asyncio.timeout(10):  # busy timeout: 15 s
         settled_counts = await asyncio.gather(
             jobs.escalate_due_cases(**run),
             jobs.settle_help_requests(**run),

@@ -165,7 +165,7 @@ async def test_a_report_goes_out_once_when_its_job_runs_twice_at_once(
         runs = (await session.scalars(select(ReportRun.kind))).all()  # type: ignore[call-overload]
     assert sorted(runs) == ["daily", "weekly"]
     # A run that finds every due report recorded only reads: it does not wait for a writer.
-    async with write_lock_held(database_url), asyncio.timeout(5):  # busy timeout: 15 s
+    async with write_lock_held(database_url), asyncio.timeout(10):  # busy timeout: 15 s
         assert await run_reports(app, at(9, day=16)) == []
 
 

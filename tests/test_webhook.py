@@ -441,18 +441,16 @@ class TestHealth:
         # /health and /metrics read in read-only transactions: on SQLite no BEGIN IMMEDIATE,
         # so they do not queue behind a writer (for up to the 15 s busy timeout, which made
         # /health answer 503 after its own 2 s).
+        # /health gives the database 2 s before it answers 503: a 200 says it did not wait.
         async with write_lock_held(database_url):
-            started = asyncio.get_running_loop().time()
-            async with asyncio.timeout(1.5):
+            async with asyncio.timeout(10):  # well below the busy timeout it would wait out
                 async with http.get(local(app, "/health")) as response:
                     status, body = response.status, await response.json()
                 async with http.get(local(app, "/metrics")) as response:
                     metrics = await response.text()
-            elapsed = asyncio.get_running_loop().time() - started
         assert status == 200, body
         assert body["database"]["ok"] is True and body["status"] == "ok"
         assert "whistle_database_up 1" in metrics.splitlines()
-        assert elapsed < 1.5
 
     async def test_an_unreachable_database_is_503(
         self,
