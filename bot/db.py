@@ -44,15 +44,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.util import await_only
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # The execution option that marks an engine view whose transactions only read.
 READ_ONLY = "whistle_read_only"
-# Marks (in a pooled connection's info) the connection whose transaction holds the writers' turn.
-_HOLDS_WRITERS = "whistle_holds_writers"
 
 Synchronous = Literal["full", "normal"]
 SYNCHRONOUS_MODES: tuple[Synchronous, ...] = ("full", "normal")
@@ -102,51 +99,11 @@ def _configure_sqlite(engine: AsyncEngine, synchronous: Synchronous) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    # The process's writers queue here, in order, before SQLite's write lock: a writer that
-    # finds the lock taken inside SQLite polls for it with growing sleeps (up to 100 ms each),
-    # which under concurrent updates wastes more time than the writes take. Other processes
-    # (a second service on the same file, tools) still meet the busy timeout.
-    writers = asyncio.Lock()
-
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         # A read view's transaction takes no lock until it reads, and then only a snapshot.
-        if connection.get_execution_options().get(READ_ONLY, False):
-            connection.exec_driver_sql("BEGIN DEFERRED")
-            return
-        # Inside SQLAlchemy's greenlet: wait for our turn without blocking the event loop.
-        await_only(asyncio.wait_for(writers.acquire(), SQLITE_BUSY_TIMEOUT_MS / 1000))
-        connection.info[_HOLDS_WRITERS] = True
-        try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
-            _release(connection.info)
-            raise
-
-    def _release(info: dict[str, Any]) -> None:
-        if info.pop(_HOLDS_WRITERS, False):
-            writers.release()
-
-    # The turn ends with the transaction: at its COMMIT or ROLLBACK (the next writer runs once
-    # this one's commit yields to the event loop, and meets SQLite's lock for at most the time
-    # the commit itself takes), or at the latest when the connection goes back to the pool or
-    # is thrown away.
-    @event.listens_for(engine.sync_engine, "commit")
-    def _on_commit(connection: Any) -> None:
-        _release(connection.info)
-
-    @event.listens_for(engine.sync_engine, "rollback")
-    def _on_rollback(connection: Any) -> None:
-        _release(connection.info)
-
-    @event.listens_for(engine.sync_engine.pool, "checkin")
-    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
-        if record is not None:
-            _release(record.info)
-
-    @event.listens_for(engine.sync_engine.pool, "invalidate")
-    def _on_invalidate(_dbapi_connection: Any, record: Any, _exception: Any) -> None:
-        _release(record.info)
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
 def read_view(engine: AsyncEngine) -> AsyncEngine:

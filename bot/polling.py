@@ -75,6 +75,10 @@ class UpdatePolicy:
         except asyncio.CancelledError:
             raise
         except Exception:
+            if _being_cancelled():
+                # Stopping: a cancellation can surface as another error from the database layer
+                # (a transaction cut short); nothing committed, and the stop must go on.
+                raise asyncio.CancelledError from None
             count = self._failures.pop(update.update_id, 0) + 1
             logger.exception(
                 "update.failed", extra={"update_id": update.update_id, "failures": count}
@@ -96,6 +100,11 @@ class UpdatePolicy:
 
     def failures(self, update_id: int) -> int:
         return self._failures.get(update_id, 0)
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def update_type(update: Update) -> str:
@@ -260,6 +269,8 @@ class Poller:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if _being_cancelled():
+                    raise asyncio.CancelledError from None  # the stop, seen as another error
                 logger.exception("update.give_up_failed", extra={"update_id": update.update_id})
                 await asyncio.sleep(5.0)
                 continue
