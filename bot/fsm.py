@@ -129,11 +129,10 @@ class DatabaseStorage(BaseStorage):
         dialog = dialogs.get(pk)
         if dialog is None:
             row = await session.get(DialogState, pk)
-            dialog = dialogs[pk] = (
-                _Dialog(stored=True, state=row.state, data=dict(row.data or {}))
-                if row is not None
-                else _Dialog(stored=False)
+            preload_dialog(
+                session, pk, None if row is None else {"state": row.state, "data": row.data}
             )
+            dialog = dialogs[pk]
         return dialog
 
     async def _change(self, key: StorageKey, **values: Any) -> None:
