@@ -56,7 +56,7 @@ from bot.polling import UpdatePolicy, poll
 from bot.rendering import Renderer, district_globals
 from bot.replicas import build_isolation, check_database, check_redis, connect_redis
 from bot.sender import OutboxSender
-from bot.services import routing
+from bot.services import folding, routing
 from bot.services.dashboard import access_of
 from bot.services.menu import PRIVATE_COMMANDS, commands_for
 from bot.services.outbox import report_dead, send_text
@@ -110,7 +110,10 @@ class Whistle:
             pool_size=settings.update_workers + POOL_HEADROOM,
             max_overflow=POOL_OVERFLOW,
         )
-        self.factory: SessionFactory = session_factory(self.engine)
+        # Services fold cards into a digest by the group budget the sender keeps.
+        self.factory: SessionFactory = session_factory(
+            self.engine, info={folding.GROUP_BUDGET: settings.send_group_per_minute}
+        )
         self.bot = Bot(
             settings.bot_token.get_secret_value(),
             session=BotApiSession(api=TelegramAPIServer.from_base(settings.telegram_api_base)),

@@ -243,3 +243,11 @@ class ForgetMe(Callback):
 
     prefix: ClassVar[str] = "fg1"
     answer: str
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenFolded(Callback):
+    """A line of a group's burst digest: post this case's own card now."""
+
+    prefix: ClassVar[str] = "f1"
+    fold_id: int

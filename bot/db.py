@@ -115,9 +115,10 @@ def read_view(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(**options)
 
 
-def session_factory(engine: AsyncEngine) -> SessionFactory:
-    """Sessions that may write; open them with :func:`transaction`."""
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+def session_factory(engine: AsyncEngine, info: dict[str, Any] | None = None) -> SessionFactory:
+    """Sessions that may write; open them with :func:`transaction`. ``info`` is copied into
+    every session's ``info`` (settings the services read, e.g. a group's budget)."""
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False, info=info)
 
 
 def read_factory(engine: AsyncEngine) -> SessionFactory:

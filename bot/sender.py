@@ -80,7 +80,7 @@ from bot.logs import log_event
 from bot.metrics import Metrics
 from bot.pacing import Budget, Limits, LocalBudget, Pacer
 from bot.rendering import Renderer, RenderError
-from bot.services import snapshots
+from bot.services import folding, snapshots
 from models import Lane, MessageLink, OutboxFile, OutboxMessage, OutboxStatus
 from models.types import UTCDateTime
 
@@ -582,6 +582,11 @@ class OutboxSender:
         assert row.id is not None
         try:
             target = await self._resolve_target(row)
+            if target is None and await self._moot(row):
+                if ticket is not None:
+                    await self.budget.cancel(ticket)
+                await self._finish_moot(row.id, "edit of a card folded into a digest")
+                return 1
             upload = await self._upload(row)
             locale = await self._chat_locale(row)
             method = self.renderer.method(row, target, upload, locale)
@@ -668,6 +673,24 @@ class OutboxSender:
                 .limit(1)
             )
         return message_id
+
+    async def _moot(self, row: OutboxMessage) -> bool:
+        """An edit of a card that was folded into a digest and never posted has nothing to
+        change (bot/services/folding.py)."""
+        if row.method not in EDIT_METHODS or row.target is None or "message_id" in row.target:
+            return False
+        async with transaction(self.factory) as session:
+            return await folding.moot_edit(session, chat_id=row.chat_id, target=row.target)
+
+    async def _finish_moot(self, row_id: int, reason: str) -> None:
+        now = self.clock.now()
+        async with transaction(self.factory) as session:
+            row = await session.get(OutboxMessage, row_id)
+            if row is None or row.status is not OutboxStatus.PENDING:
+                return
+            row.mark_moot(reason=reason, now=now)
+            row.claimed_by = row.claimed_until = None
+        log_event(logger, "outbox.moot", outbox_id=row_id, reason=reason)
 
     async def _finish_delivered(self, row_id: int, result: Any) -> None:
         messages: list[Message] = []

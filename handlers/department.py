@@ -14,10 +14,10 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import AssignCase, CaseAction, TriageStep
+from bot.callbacks import AssignCase, CaseAction, OpenFolded, TriageStep
 from bot.district import District, Role
 from bot.i18n import N_
-from bot.services import cases, department, links, notify, routing, triage
+from bot.services import cases, department, folding, links, notify, routing, triage
 from bot.services.errors import UserError
 from bot.services.outbox import answer_callback
 from handlers.filters import CallbackOf
@@ -105,6 +105,32 @@ def router() -> Router:
             )
         else:
             raise UserError(N_("errors.stale-button"))
+
+    @r.callback_query(CallbackOf(OpenFolded))
+    async def open_folded(
+        query: CallbackQuery,
+        cb: OpenFolded,
+        bot: Bot,
+        session: AsyncSession,
+        district: District,
+        now: Any,
+    ) -> None:
+        """A line of the group's burst digest: that case's own card, now."""
+        assert query.message is not None
+        chat_id = query.message.chat.id
+        await require_member(bot, chat_id, query.from_user, district)
+        number = await folding.open_now(
+            session, district, fold_id=cb.fold_id, chat_id=chat_id, now=now
+        )
+        answer_callback(
+            session,
+            chat_id=chat_id,
+            callback_query_id=query.id,
+            locale=district.default_language,
+            now=now,
+            text_key=N_("fold.opened"),
+            number=number,
+        )
 
     @r.callback_query(CallbackOf(AssignCase), InUnitGroup())
     async def assign(

@@ -14,6 +14,7 @@ from models.case import (
 )
 from models.dashboard import DashboardSession, LoginLink
 from models.dialog import DialogState
+from models.fold import CardFold, FoldDigest
 from models.links import MessageLink
 from models.open311 import Open311Request
 from models.outbox import Lane, OutboxMessage, OutboxStatus
@@ -25,6 +26,7 @@ from models.user import ChatLanguage, User
 from models.volunteer import HelpClaim, Volunteer, VolunteerStatus
 
 __all__ = [
+    "CardFold",
     "Case",
     "CaseEvent",
     "CaseFollower",
@@ -36,6 +38,7 @@ __all__ = [
     "EntryKind",
     "Escalation",
     "EscalationState",
+    "FoldDigest",
     "GroupBinding",
     "GroupRefusal",
     "HelpClaim",

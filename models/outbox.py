@@ -28,7 +28,8 @@ class OutboxStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     DEAD = "dead"
-    # An edit replaced by a newer edit of the same message before it was sent.
+    # An edit replaced by a newer edit of the same message before it was sent, or an edit of
+    # a folded card that was never posted (bot/services/folding.py).
     SUPERSEDED = "superseded"
 
 
@@ -116,8 +117,13 @@ class OutboxMessage(SQLModel, table=True):
         self.next_attempt_at = now
 
     def mark_superseded(self, *, by: int, now: datetime) -> None:
+        self.mark_moot(reason=f"superseded by {by}", now=now)
+
+    def mark_moot(self, *, reason: str, now: datetime) -> None:
+        """Not sent because there is nothing left for it to do (a newer edit of the same
+        message, or an edit of a card that was folded into a digest and never posted)."""
         if self.status is not OutboxStatus.PENDING:
             raise ValueError(f"outbox row {self.id} is {self.status}, not pending")
         self.status = OutboxStatus.SUPERSEDED
-        self.last_error = f"superseded by {by}"
+        self.last_error = reason[:500]
         self.next_attempt_at = now

@@ -49,6 +49,7 @@ def build_scheduler(
 
     every(jobs.escalate_due_cases, IntervalTrigger(seconds=30), waking)
     every(jobs.settle_help_requests, IntervalTrigger(seconds=30), waking)
+    every(jobs.release_folded_cards, IntervalTrigger(seconds=15), waking)
     every(jobs.close_unrated_cases, IntervalTrigger(minutes=1), waking)
     every(jobs.refund_expired_codes, IntervalTrigger(minutes=5), waking)
     every(jobs.apply_retention, IntervalTrigger(hours=1), with_district)

@@ -21,7 +21,19 @@ from bot.db import SessionFactory, read_transaction, transaction
 from bot.district import District
 from bot.i18n import Catalogues
 from bot.logs import log_event
-from bot.services import cases, dashboard, ladder, points, privacy, reports, volunteers
+
+# triage registers how its folded cards are drawn again (folding.reposts) when imported.
+from bot.services import (
+    cases,
+    dashboard,
+    folding,
+    ladder,
+    points,
+    privacy,
+    reports,
+    triage,  # noqa: F401
+    volunteers,
+)
 from bot.services.updates import prune_processed_updates as prune
 
 logger = logging.getLogger(__name__)
@@ -131,6 +143,20 @@ async def settle_help_requests(
     return await _in_batches(
         factory, fire, due=due, on_commit=on_commit, batch=batch, event="job.settle_help_requests"
     )
+
+
+async def release_folded_cards(
+    *, factory: SessionFactory, clock: Clock, district: District, on_commit: Callable[[], None]
+) -> int:
+    """Groups whose burst has passed get the cards that were folded into their digest."""
+    if not await _anything_due(factory, folding.any_folded):
+        return 0
+    async with transaction(factory) as session:
+        released = await folding.release_due(session, district, now=clock.now())
+    if released:
+        on_commit()
+        log_event(logger, "job.release_folded_cards", released=released)
+    return released
 
 
 async def refund_expired_codes(

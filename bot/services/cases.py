@@ -21,11 +21,11 @@ from sqlmodel import col
 
 from bot.district import CASE_NUMBER_DIGITS, District
 from bot.i18n import N_
-from bot.services import followers, ladder, notify, privacy
+from bot.services import folding, followers, ladder, notify, privacy
 from bot.services.errors import UserError
 from bot.services.outbox import enqueue
 from bot.services.routing import CENTER, chat_of
-from models import Case, CaseEvent, CaseKind, CaseStatus, InvalidTransition, Rating
+from models import CardFold, Case, CaseEvent, CaseKind, CaseStatus, InvalidTransition, Rating
 from models.case import SOURCE_TELEGRAM
 
 MAX_PHOTOS = 5
@@ -98,8 +98,12 @@ def _event(
     role: str,
     previous: CaseStatus | None = None,
     note: str | None = None,
+    to_status: CaseStatus | None = None,
+    department: str | None = None,
     **data: Any,
 ) -> CaseEvent:
+    """The case's audit event; ``to_status``/``department`` when the event is recorded after
+    the case already moved on (a case written already dispatched was first submitted)."""
     assert case.id is not None
     event = CaseEvent(
         case_id=case.id,
@@ -107,9 +111,9 @@ def _event(
         kind=kind,
         actor_id=actor.id if actor else None,
         actor_role=role,
-        department=case.department,
+        department=department if to_status is not None else case.department,
         from_status=previous,
-        to_status=case.status,
+        to_status=to_status or case.status,
         note=note,
         data=data,
     )
@@ -232,8 +236,35 @@ async def submit(
     )
     if draft.kind is CaseKind.HELP:
         case.status = CaseStatus.PUBLISHED
+    # A case whose category names a department with a group goes straight there: it is
+    # written already dispatched (one INSERT, no UPDATE after it).
+    direct = await _direct_department(session, district, category, draft.kind)
+    previous = _plan_dispatch(district, case, direct[0], now) if direct else None
     case = await _insert_numbered(session, district, case)
-    _event(session, case, kind="submitted", now=now, actor=resident, role="resident")
+    _event(
+        session,
+        case,
+        kind="submitted",
+        now=now,
+        actor=resident,
+        role="resident",
+        to_status=previous or case.status,
+        department=None if direct else case.department,
+    )
+    if direct and previous is not None:
+        department, chat_id = direct
+        await _dispatched(
+            session, district, case, chat_id, previous, now=now, actor=None, role="system"
+        )
+        notify.tell_resident(
+            session,
+            case=case,
+            now=now,
+            template="receipt.html",
+            route="department",
+            department=department,
+        )
+        return case
 
     if draft.kind is CaseKind.HELP:
         await _publish_help(session, district, case, now)
@@ -261,23 +292,22 @@ async def submit(
                 department=unit,
             )
             return case
-    department = category.department if category and not category.triage else None
-    if department is None or await chat_of(session, district, department) is None:
-        await _to_triage(session, district, case, now=now, reason=None, returned_by=None)
-        notify.tell_resident(
-            session, case=case, now=now, template="receipt.html", route="center", department=None
-        )
-        return case
-    await dispatch(session, district, case, department, now=now, actor=None, role="system")
+    await _to_triage(session, district, case, now=now, reason=None, returned_by=None)
     notify.tell_resident(
-        session,
-        case=case,
-        now=now,
-        template="receipt.html",
-        route="department",
-        department=department,
+        session, case=case, now=now, template="receipt.html", route="center", department=None
     )
     return case
+
+
+async def _direct_department(
+    session: AsyncSession, district: District, category: Any, kind: CaseKind
+) -> tuple[str, int] | None:
+    """The department (and its group) a new case goes to without triage, if any."""
+    if kind is CaseKind.HELP or category is None or category.triage:
+        return None
+    department = category.department
+    chat_id = await chat_of(session, district, department) if department else None
+    return (department, chat_id) if department and chat_id is not None else None
 
 
 async def _insert_numbered(session: AsyncSession, district: District, case: Case) -> Case:
@@ -326,16 +356,37 @@ async def _publish_help(
         return
     # Announced again if nobody takes it (bot.services.volunteers.fire_due).
     case.help_due_at, case.help_stage = now + district.volunteers.reannounce_delay, 0
+    lang = district.default_language
+    if not await folding.fold(
+        session, case=case, chat_id=chat_id, purpose=notify.HELP_CARD, rows=1, locale=lang, now=now
+    ):
+        _post_help_card(session, case, chat_id, lang, now)
+
+
+def _post_help_card(
+    session: AsyncSession, case: Case, chat_id: int, lang: str, now: datetime
+) -> None:
     enqueue(
         session,
         chat_id=chat_id,
-        locale=district.default_language,
+        locale=lang,
         now=now,
         template="help_card.html",
         context=notify.card_context(case),
         keyboard=notify.help_keyboard(case),
-        link=notify.case_link(case, "help-card"),
+        link=notify.case_link(case, notify.HELP_CARD),
     )
+
+
+@folding.reposts(notify.HELP_CARD)
+async def _repost_help_card(
+    session: AsyncSession, district: District, case: Case, folded: CardFold, now: datetime
+) -> bool:
+    """A folded help card, once the burst has passed: while the request is still open."""
+    if case.status is not CaseStatus.PUBLISHED:
+        return False
+    _post_help_card(session, case, folded.chat_id, district.default_language, now)
+    return True
 
 
 async def dispatch(
@@ -351,11 +402,71 @@ async def dispatch(
     chat_id = await chat_of(session, district, department)
     if chat_id is None:
         raise UserError(N_("assign.no-group"), department=department)
+    previous = _plan_dispatch(district, case, department, now)
+    await _dispatched(session, district, case, chat_id, previous, now=now, actor=actor, role=role)
+
+
+def _plan_dispatch(district: District, case: Case, department: str, now: datetime) -> CaseStatus:
+    """The case's own side of a dispatch; returns the status it leaves."""
     case.department = department
     previous = _move(case, CaseStatus.DISPATCHED, now)
-    await ladder.start(session, district, case, now=now)
+    ladder.plan(district, case, now=now)
+    return previous
+
+
+async def _dispatched(
+    session: AsyncSession,
+    district: District,
+    case: Case,
+    chat_id: int,
+    previous: CaseStatus,
+    *,
+    now: datetime,
+    actor: Person | None,
+    role: str,
+) -> None:
+    """What follows a planned dispatch: the ladder's rungs, the event, the card."""
+    await ladder.write_rungs(session, district, case)
     _event(session, case, kind="dispatched", now=now, actor=actor, role=role, previous=previous)
-    notify.post_card(session, case=case, chat_id=chat_id, lang=district.default_language, now=now)
+    lang = district.default_language
+    if not await folding.fold(
+        session,
+        case=case,
+        chat_id=chat_id,
+        purpose=notify.CARD,
+        rows=notify.card_rows(case),
+        locale=lang,
+        now=now,
+    ):
+        notify.post_card(session, case=case, chat_id=chat_id, lang=lang, now=now)
+
+
+# While a case is in one of these, its department's group holds its card.
+LIVE_CARD = frozenset(
+    {
+        CaseStatus.DISPATCHED,
+        CaseStatus.ACKNOWLEDGED,
+        CaseStatus.ANSWERED,
+        CaseStatus.REOPENED,
+        CaseStatus.CLOSED,
+    }
+)
+
+
+@folding.reposts(notify.CARD)
+async def _repost_card(
+    session: AsyncSession, district: District, case: Case, folded: CardFold, now: datetime
+) -> bool:
+    """A folded department card, once the burst has passed: while the case is still the
+    department's in that group."""
+    if case.status not in LIVE_CARD or case.department is None:
+        return False
+    if await chat_of(session, district, case.department) != folded.chat_id:
+        return False
+    notify.post_card(
+        session, case=case, chat_id=folded.chat_id, lang=district.default_language, now=now
+    )
+    return True
 
 
 async def _to_triage(
@@ -370,16 +481,42 @@ async def _to_triage(
     chat_id = await chat_of(session, district, CENTER)
     if chat_id is None:
         return
+    lang = district.default_language
+    extra = {"reason": reason, "returned_by": returned_by}
+    if await folding.fold(
+        session,
+        case=case,
+        chat_id=chat_id,
+        purpose=notify.CENTER_CARD,
+        rows=notify.card_rows(case, notify.CENTER_CARD),
+        locale=lang,
+        now=now,
+        extra=extra,
+    ):
+        return
+    notify.post_center_card(
+        session, case=case, district=district, chat_id=chat_id, lang=lang, now=now, **extra
+    )
+
+
+@folding.reposts(notify.CENTER_CARD)
+async def _repost_center_card(
+    session: AsyncSession, district: District, case: Case, folded: CardFold, now: datetime
+) -> bool:
+    """A folded center card, once the burst has passed: while the case still waits there."""
+    if case.status is not CaseStatus.TRIAGE:
+        return False
     notify.post_center_card(
         session,
         case=case,
         district=district,
-        chat_id=chat_id,
+        chat_id=folded.chat_id,
         lang=district.default_language,
         now=now,
-        reason=reason,
-        returned_by=returned_by,
+        reason=folded.extra.get("reason"),
+        returned_by=folded.extra.get("returned_by"),
     )
+    return True
 
 
 # -- the department's side --------------------------------------------------------------------
@@ -411,6 +548,7 @@ async def acknowledge(
         raise UserError(N_("card.already-acknowledged"), name=case.acknowledged_by_name or "")
     await _acknowledge(session, district, case, actor, now)
     await refresh(session, district, case, now)
+    await folding.changed(session, case=case, locale=district.default_language, now=now)
     return case
 
 

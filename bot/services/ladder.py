@@ -55,20 +55,32 @@ _COLOUR_ORDER = {CardColour.NONE: 0, CardColour.YELLOW: 1, CardColour.RED: 2}
 async def start(session: AsyncSession, district: District, case: Case, *, now: datetime) -> None:
     """A new whistle: a fresh ladder (the rungs of an earlier dispatch were cancelled), its
     rungs written in one INSERT."""
-    assert case.id is not None
+    plan(district, case, now=now)
+    await write_rungs(session, district, case)
+
+
+def plan(district: District, case: Case, *, now: datetime) -> None:
+    """The case's side of a new whistle (a new cycle, its first rung's time), set before the
+    case is written: a case filed straight to a department is inserted already dispatched."""
     case.dispatch_count += 1
     case.dispatched_at = now
     case.card_colour = CardColour.NONE.value
+    case.next_rung_at = district.working_hours.add(now, district.ladder[0].offset, district.tzinfo)
+
+
+async def write_rungs(session: AsyncSession, district: District, case: Case) -> None:
+    """The rungs of the cycle :func:`plan` began, in one INSERT."""
+    assert case.id is not None and case.dispatched_at is not None
+    start = case.dispatched_at
     await _add_rungs(
         session,
         case,
         ACK_LADDER,
         [
-            (index, district.working_hours.add(now, rung.offset, district.tzinfo))
+            (index, district.working_hours.add(start, rung.offset, district.tzinfo))
             for index, rung in enumerate(district.ladder)
         ],
     )
-    case.next_rung_at = district.working_hours.add(now, district.ladder[0].offset, district.tzinfo)
 
 
 async def start_deadline(

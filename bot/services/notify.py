@@ -26,6 +26,7 @@ CARD_PHOTO = "card-photo"
 ANSWER_PROMPT = "answer-prompt"
 RETURN_PROMPT = "return-prompt"
 CENTER_CARD = "center-card"
+HELP_CARD = "help-card"
 # Message ids that templates build from a value (``"kind." ~ kind``), listed so that the
 # catalogue check sees them.
 DYNAMIC_MESSAGE_IDS = (
@@ -112,6 +113,15 @@ def help_keyboard(case: Case) -> dict[str, Any] | None:
     if case.status is not CaseStatus.PUBLISHED or case.claimed_by is not None:
         return None
     return inline_keyboard([button(N_("help.button.claim"), ClaimHelp(case.id).pack())])
+
+
+def card_rows(case: Case, purpose: str = CARD) -> int:
+    """Messages a case's card costs its group: photos (an album, or one photo under the
+    department card), the card, and the department card's location."""
+    under_card = purpose == CARD and len(case.photos) == 1  # the card is the photo's caption
+    photos = 1 if case.photos and not under_card else 0
+    located = purpose == CARD and case.latitude is not None and case.longitude is not None
+    return photos + 1 + (1 if located else 0)
 
 
 def post_card(

@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.callbacks import TriageStep
 from bot.district import District, Role
 from bot.i18n import N_
-from bot.services import cases, notify
+from bot.services import cases, folding, notify
 from bot.services.errors import UserError
 from bot.services.outbox import button, enqueue, send_text
 from bot.services.routing import CENTER, chat_of
-from models import Case, CaseStatus, User
+from models import CardFold, Case, CaseStatus, User
 
 TRIAGE_CARD = "triage-card"
 DIFFICULTIES = ("simple", "complex", "hard")
@@ -39,6 +39,23 @@ async def open_triage(
     case.triage_step = "lead"
     chat_id = await chat_of(session, district, unit)
     assert chat_id is not None
+    lang = district.default_language
+    if await folding.fold(
+        session,
+        case=case,
+        chat_id=chat_id,
+        purpose=TRIAGE_CARD,
+        rows=notify.card_rows(case, TRIAGE_CARD),
+        locale=lang,
+        now=now,
+    ):
+        return
+    _post_card(session, district, case, chat_id, now)
+
+
+def _post_card(
+    session: AsyncSession, district: District, case: Case, chat_id: int, now: datetime
+) -> None:
     notify.post_with_photos(
         session,
         case=case,
@@ -50,6 +67,20 @@ async def open_triage(
         keyboard=_keyboard(case, district),
         purpose=TRIAGE_CARD,
     )
+
+
+@folding.reposts(TRIAGE_CARD)
+async def _repost_card(
+    session: AsyncSession, district: District, case: Case, folded: CardFold, now: datetime
+) -> bool:
+    """A folded triage card, once the burst has passed: while the case still waits for the
+    unit's triage in that group."""
+    if case.status is not CaseStatus.TRIAGE or case.triage_step is None or not case.triage_unit:
+        return False
+    if await chat_of(session, district, case.triage_unit) != folded.chat_id:
+        return False
+    _post_card(session, district, case, folded.chat_id, now)
+    return True
 
 
 def proposed_assistants(district: District, text: str, lead: str | None) -> list[str]:

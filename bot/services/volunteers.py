@@ -22,7 +22,7 @@ from bot.services.errors import UserError
 from bot.services.outbox import button, enqueue, inline_keyboard, send_text
 from models import Case, CaseKind, CaseStatus, HelpClaim, Volunteer, VolunteerStatus
 
-HELP_CARD = "help-card"
+HELP_CARD = notify.HELP_CARD
 DETAILS = "help-details"  # the winner's private copy, with the door and contact
 MAX_NAME = 64
 MAX_AVAILABILITY = 200
