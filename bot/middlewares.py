@@ -23,7 +23,7 @@ from aiogram.types.update import UpdateTypeLookupError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
-from bot.db import SessionFactory, current_session
+from bot.db import SessionFactory, current_session, writer_turn
 from bot.fsm import dialog_key, preload_dialog, write_dialogs
 from bot.i18n import N_, Catalogues
 from bot.logs import log_event
@@ -101,7 +101,7 @@ class UnitOfWork(BaseMiddleware):
         dialog = dialog_key(key) if key is not None else None
         refused: UserError | None = None
         result: Any = None
-        async with self.factory() as session:
+        async with writer_turn(self.factory), self.factory() as session:
             token = current_session.set(session)
             try:
                 async with session.begin():
@@ -145,7 +145,7 @@ class UnitOfWork(BaseMiddleware):
         """The claim and the localized answer of a refused update, in their own transaction
         (None if another delivery of the update claimed it meanwhile)."""
         bot: Bot = data["bot"]
-        async with self.factory() as session, session.begin():
+        async with writer_turn(self.factory), self.factory() as session, session.begin():
             if not await claim_update(
                 session, bot_id=bot.id, update_id=event.update_id, now=data["now"]
             ):
@@ -221,7 +221,7 @@ class UnitOfWork(BaseMiddleware):
     async def give_up(self, bot: Bot, event: Update) -> None:
         """After repeated crashes on one update: remember it as handled and apologise."""
         now = self.clock.now()
-        async with self.factory() as session, session.begin():
+        async with writer_turn(self.factory), self.factory() as session, session.begin():
             telegram_user: TelegramUser | None = None
             try:
                 inner: Any = event.event

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from bot.logs import log_event
 from bot.metrics import Metrics
-from bot.workers import UpdateWorkers, person_of
+from bot.workers import UpdateWorkers, is_urgent, person_of
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +219,9 @@ class Poller:
         self.dispatcher = dispatcher
         self.policy = policy
         self.workers = workers
-        # At most this many updates taken and not yet committed.
+        # At most this many updates taken and not yet committed: enough that a button press
+        # behind a burst is taken (and let in first, see bot.workers) without waiting for the
+        # updates before it to be fetched.
         self.capacity = max(4 * workers.size, 32)
         self.taken: dict[int, asyncio.Task[None]] = {}  # in flight or waiting for their turn
         self.done: set[int] = set()  # committed, but an earlier one has not
@@ -254,7 +256,11 @@ class Poller:
             if update is None:  # unreadable: confirmed by moving past it
                 self._finished(update_id)
                 continue
-            task = self.workers.submit(person_of(update), functools.partial(self._handle, update))
+            task = self.workers.submit(
+                person_of(update),
+                functools.partial(self._handle, update),
+                urgent=is_urgent(update),
+            )
             self.taken[update_id] = task
             task.add_done_callback(functools.partial(self._done, update_id))
         return started

@@ -30,7 +30,7 @@ from bot.db import SessionFactory, read_transaction
 from bot.logs import log_event
 from bot.metrics import Gauges, Metrics
 from bot.polling import Outcome, UpdatePolicy, read_updates
-from bot.workers import UpdateWorkers, person_of
+from bot.workers import UpdateWorkers, is_urgent, person_of
 from models import Case, OutboxMessage, OutboxStatus
 
 logger = logging.getLogger(__name__)
@@ -144,7 +144,9 @@ class WebService:
         try:
             # In its person's turn, among a bounded number of updates at once.
             outcome = await self.workers.run(
-                person_of(update), lambda: policy.process(bot, dispatcher, update)
+                person_of(update),
+                lambda: policy.process(bot, dispatcher, update),
+                urgent=is_urgent(update),
             )
         except Exception:
             # Giving up itself failed (the database is down): Telegram will try again.

@@ -53,6 +53,8 @@ class OutboxMessage(SQLModel, table=True):
         Index("ix_outbox_status_due", "status", "next_attempt_at"),
         # The pending callback answers, found without walking a burst of pending messages.
         Index("ix_outbox_status_lane_due", "status", "lane", "next_attempt_at"),
+        # A group's messages of the last minute (bot/services/folding.py).
+        Index("ix_outbox_chat_delivered", "chat_id", "delivered_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

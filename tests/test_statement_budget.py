@@ -11,6 +11,7 @@ photo report (photo with caption, category, address, Confirm) ≤ 30.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -156,3 +157,26 @@ class TestStatementBudget:
 
         assert not any(s.startswith("UPDATE users") for s in quiet), quiet
         assert any(s.startswith("UPDATE users") for s in refreshed), refreshed
+
+
+class TestNoThreadHops:
+    async def test_a_photo_report_runs_its_filters_in_the_event_loop(
+        self, bare: tuple[Whistle, Counter], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """aiogram hands every synchronous filter (magic ``F`` filters, dialog states) to a
+        thread; the routers run them inline instead (handlers.inline_sync_filters), so a
+        whole photo report makes no thread round trip outside the database driver."""
+        app, counter = bare
+        residents = Residents(app.bot, 2)
+        hops: list[Any] = []
+        real = asyncio.to_thread
+
+        async def counted(func: Any, /, *args: Any, **kwargs: Any) -> Any:
+            hops.append(getattr(func, "func", func))
+            return await real(func, *args, **kwargs)
+
+        monkeypatch.setattr(asyncio, "to_thread", counted)
+        await file_report(app, counter, residents, residents.ids[0])
+        async with app.factory() as session:
+            assert await session.scalar(select(func.count()).select_from(Case)) == 1
+        assert hops == []

@@ -26,7 +26,7 @@ first; it registers a :data:`Poster` here with :func:`reposts`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -51,6 +51,8 @@ DIGEST_LINES = 20
 # At most this many of a group's messages pending (of its fold limit, a third): the burst has
 # passed, folded cards are released.
 QUIET_SHARE = 3
+# Telegram's span for a group's budget.
+WINDOW = timedelta(minutes=1)
 DIGEST_SUBJECT = "fold"
 DIGEST_PURPOSE = "fold-digest"
 
@@ -90,6 +92,20 @@ def _pending_in(chat_id: int) -> Any:
     )
 
 
+def _sent_in(chat_id: int, now: datetime) -> Any:
+    """The group's messages of the last minute (sends and edits: both spend its budget)."""
+    return (
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            col(OutboxMessage.chat_id) == chat_id,
+            col(OutboxMessage.delivered_at) > now - WINDOW,
+            col(OutboxMessage.lane) != Lane.ANSWER,
+        )
+        .scalar_subquery()
+    )
+
+
 def _open_digest(chat_id: int) -> Any:
     return (
         select(col(FoldDigest.id))
@@ -116,10 +132,12 @@ async def fold(
     limit = fold_limit(session)
     if limit is None:
         return False
-    pending, open_id = (
-        await session.execute(select(_pending_in(chat_id), _open_digest(chat_id)))
+    pending, sent, open_id = (
+        await session.execute(
+            select(_pending_in(chat_id), _sent_in(chat_id, now), _open_digest(chat_id))
+        )
     ).one()
-    if open_id is None and pending + rows <= limit:
+    if open_id is None and sent + pending + rows <= limit:
         return False
     assert case.id is not None
     digest_id = await _take_line(session, chat_id, open_id, now)
@@ -313,10 +331,16 @@ async def release_due(session: AsyncSession, district: District, *, now: datetim
     ).all()
     released = 0
     for chat_id in chats:
-        pending = int(await session.scalar(select(_pending_in(chat_id))) or 0)
+        pending, sent = (
+            await session.execute(select(_pending_in(chat_id), _sent_in(chat_id, now)))
+        ).one()
         if limit is not None and pending > limit // QUIET_SHARE:
             continue
-        room = (limit - pending) if limit is not None else None
+        # What the group's minute still takes, and half a minute's worth at most, so that a
+        # digest edit queued after these cards still goes out well within the minute.
+        room = min(limit - sent, limit // 2) - pending if limit is not None else None
+        if room is not None and room <= 0:
+            continue
         folds = (
             await session.scalars(
                 select(CardFold)

@@ -19,6 +19,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # A group's messages of the last minute, counted before each new card (folding.fold).
+    op.create_index("ix_outbox_chat_delivered", "outbox", ["chat_id", "delivered_at"])
     op.create_table(
         "fold_digests",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -52,3 +54,4 @@ def downgrade() -> None:
     op.drop_table("card_folds")
     op.drop_index("ix_fold_digests_chat_finished", table_name="fold_digests")
     op.drop_table("fold_digests")
+    op.drop_index("ix_outbox_chat_delivered", table_name="outbox")
