@@ -485,6 +485,18 @@ def rows(figures: dict[str, Any]) -> list[Row]:
         )
         out.append(
             Row(
+                "load, Telegram's limits: case readable in its group (card or digest line)",
+                f"p50 {found['group_visible_p50_seconds']:.1f} s, "
+                f"p95 {found['group_visible_p95_seconds']:.1f} s, "
+                f"max {found['group_visible_max_seconds']:.1f} s; "
+                f"{found['group_visible_within_60s']:.0%} within 60 s "
+                f"({found['group_calls']} calls to the group)",
+                "every case ≤ 60 s",
+                found["group_visible_within_60s"] >= 1,
+            )
+        )
+        out.append(
+            Row(
                 "load, Telegram's limits: button press → its answer",
                 f"p50 {found['answer_p50_seconds']:.2f} s, "
                 f"p99 {found['answer_p99_seconds']:.2f} s",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import statistics
 import sys
@@ -47,6 +48,9 @@ BOT_ID = 424242
 FIRST_RESIDENT = 8_100_000
 CATEGORY_LABEL = "飞线充电"
 CONFIRM_LABEL = "确认提交"
+# The group of 城管执法局, where 飞线充电 reports go (config.example.toml).
+DEPARTMENT_GROUP = -1001000000021
+CASE_NUMBER = re.compile(r"HB-\d+")
 WATCH_EVERY = 0.05  # seconds between looks at the waiting residents' chats
 TELEGRAM_PER_SECOND = 30.0
 
@@ -66,6 +70,10 @@ class LoadFigures:
     answer_latencies: list[float] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
     too_many_requests: int = 0
+    # From Confirm to the case's number readable in its department's group (its card, or
+    # its line in the group's burst digest), and the calls that group got.
+    group_latencies: list[float] = field(default_factory=list)
+    group_calls: int = 0
 
     def percentile(self, p: int, values: list[float] | None = None) -> float:
         values = self.latencies if values is None else values
@@ -122,6 +130,15 @@ class LoadFigures:
             if self.floor_seconds
             else 0,
             "too_many_requests": self.too_many_requests,
+            "group_visible_p50_seconds": round(self.percentile(50, self.group_latencies), 3),
+            "group_visible_p95_seconds": round(self.percentile(95, self.group_latencies), 3),
+            "group_visible_max_seconds": round(max(self.group_latencies, default=0.0), 3),
+            "group_visible_within_60s": round(
+                sum(1 for t in self.group_latencies if t <= 60) / self.cases, 3
+            )
+            if self.cases
+            else 0,
+            "group_calls": self.group_calls,
         }
 
 
@@ -215,6 +232,35 @@ def _receipt_times(server: BotAPIServer, residents: set[int]) -> dict[int, float
         if chat in residents and chat not in times and "HB-" in str(record.params.get("text")):
             times[chat] = record.time
     return times
+
+
+def _case_numbers(server: BotAPIServer, residents: set[int]) -> dict[int, str]:
+    """Each resident's case number, read from their receipt."""
+    numbers: dict[int, str] = {}
+    for record in server.requests:
+        chat = int(record.params.get("chat_id", 0) or 0)
+        if record.method == "sendMessage" and record.ok and chat in residents:
+            found = CASE_NUMBER.search(str(record.params.get("text")))
+            if found and chat not in numbers:
+                numbers[chat] = found.group(0)
+    return numbers
+
+
+def _first_in_group(server: BotAPIServer, group: int) -> tuple[dict[str, float], int]:
+    """When each case number first became readable in the group (a card, or a line of a
+    digest sent or edited in), by the server's clock; and how many calls the group got."""
+    seen: dict[str, float] = {}
+    calls = 0
+    for record in server.requests:
+        if not record.ok or str(record.params.get("chat_id")) != str(group):
+            continue
+        if not record.method.startswith(("send", "edit")):
+            continue
+        calls += 1
+        shown = str(record.params.get("text") or record.params.get("caption") or "")
+        for number in CASE_NUMBER.findall(shown):
+            seen.setdefault(number, record.time)
+    return seen, calls
 
 
 async def _count_cases(database_url: str, residents: list[int]) -> int:
@@ -314,6 +360,13 @@ async def measure(
                     process.kill()
                     await process.wait()
         receipts = _receipt_times(server, set(ids))
+        numbers = _case_numbers(server, set(ids))
+        shown, figures.group_calls = _first_in_group(server, DEPARTMENT_GROUP)
+        figures.group_latencies = sorted(
+            shown[numbers[p.user_id]] - p.confirmed_at
+            for p in people
+            if p.confirmed_at is not None and p.user_id in numbers and numbers[p.user_id] in shown
+        )
         figures.stuck = [f"{p.user_id}: {p.step}" for p in people if p.step != "done"]
         figures.receipts = len(receipts)
         figures.latencies = sorted(
@@ -334,7 +387,9 @@ async def measure(
         f"p50 {figures.percentile(50):.2f} s, p95 {figures.percentile(95):.2f} s, "
         f"p99 {figures.percentile(99):.2f} s; answers p50 "
         f"{figures.percentile(50, figures.answer_latencies):.2f} s, p99 "
-        f"{figures.percentile(99, figures.answer_latencies):.2f} s"
+        f"{figures.percentile(99, figures.answer_latencies):.2f} s; in the group p95 "
+        f"{figures.percentile(95, figures.group_latencies):.1f} s, max "
+        f"{max(figures.group_latencies, default=0.0):.1f} s"
     )
     return figures
 

@@ -31,6 +31,7 @@ from bot.services import (
     bundling,
     cases,
     deadlines,
+    folding,
     ladder,
     menu,
     notify,
@@ -453,6 +454,28 @@ def _ladder_digest(lang: str) -> Iterator[Variant]:
     for for_center in (False, True):
         context = {"items": items, "count": BIG, "more": BIG, "for_center": for_center}
         yield Variant(f"for_center={for_center}", context, TEXT_LIMIT, number())
+
+
+@fixture("fold_digest.html")
+def _fold_digest(lang: str) -> Iterator[Variant]:
+    # folding._draw: at most DIGEST_LINES lines, each with its longest outcome.
+    statuses = [s.value for s in CaseStatus]
+    longest_status = max(statuses, key=lambda s: len(catalogues().translator(lang)(f"status.{s}")))
+    for outcome in (None, "posted", "gone"):
+        items = [
+            {
+                "number": number(),
+                "kind": CaseKind.REPORT.value,
+                "category": category(CaseKind.REPORT, lang),
+                "summary": text(1000),
+                "status": longest_status if outcome == "gone" else "acknowledged",
+                "outcome": outcome,
+            }
+            for _ in range(folding.DIGEST_LINES)
+        ]
+        finished = outcome is not None
+        context = {"items": items, "count": BIG, "released": BIG, "finished": finished}
+        yield Variant(f"outcome={outcome}", context, TEXT_LIMIT, number())
 
 
 # Every kind of event the supervision platform is shown, over and over: a case returned and
@@ -916,6 +939,7 @@ CALLBACK_VALUES: dict[type[callbacks.Callback], dict[str, list[str]]] = {
     callbacks.HelpConfirm: {"answer": ["y", "t", "n"]},
     callbacks.RedeemOffer: {"offer": _offer_keys()},
     callbacks.ForgetMe: {"answer": ["y", "n"]},
+    callbacks.OpenFolded: {},
 }
 
 
