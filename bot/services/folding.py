@@ -2,11 +2,11 @@
 
 Telegram lets a bot post about twenty messages a minute into one group
 (``SEND_GROUP_PER_MINUTE``). A new case's card queued behind a long queue in its group would
-appear minutes after filing. So before a card is queued, the group's queue is measured: when
-the card would not fit in what the group can receive within the next minute (its pending
-messages plus the card's own, against the budget less a reserve for the digest itself), or
-when cards of the group are already folded (so that cards keep their order), the card is
-folded instead (:class:`models.CardFold`):
+appear minutes after filing. So before a card is queued, the group's minute is measured: when
+the card would not fit (the group's messages of the last minute, those still queued and the
+card's own, against the budget less a reserve for the digest itself), or when cards of the
+group are folded already (so that cards keep their order), the card is folded instead
+(:class:`models.CardFold`):
 
 - the case becomes a line of the group's open digest (:class:`models.FoldDigest`), one
   message edited in place as lines are added (queued edits of one message coalesce in the
@@ -15,7 +15,8 @@ folded instead (:class:`models.CardFold`):
   line can be acknowledged (应哨) right there, which stops its reminder clock;
 - once the group's queue is short again, :func:`release_due` (a scheduled job) gives every
   folded case its own card, drawn from the case as it is then, oldest first and only as many
-  as the budget takes; a case that left the group meanwhile gets none. A digest whose lines
+  as the group's minute still takes (half a minute's budget at most a run); a case that left
+  the group meanwhile gets none. A digest whose lines
   are all released says so and loses its buttons.
 
 Edits of a folded card that was never posted are moot: the sender drops them (the card, once
