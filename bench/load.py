@@ -343,8 +343,13 @@ async def measure(
                     raise RuntimeError("a resident failed") from task.exception()
             # A photo, a press, a text and a press each.
             figures.updates = 4 * sum(1 for p in people if p.step == "done")
-            # Whatever is still queued for the last reports goes out before calls are counted.
+            # Whatever is still queued for the last reports goes out before calls are counted
+            # (at Telegram's limits a group may wait for its minute: until every case is
+            # readable there, or four minutes).
             await _quiet(server)
+            if telegram_limits:
+                await _until_shown(server, set(ids), limit=240.0)
+                await _quiet(server)
             calls = [r for r in server.requests[first_call:] if r.method != "getUpdates"]
             figures.calls = dict(Counter(r.method for r in calls if r.ok))
             figures.too_many_requests = sum(1 for r in calls if r.status == 429)
@@ -392,6 +397,18 @@ async def measure(
         f"{max(figures.group_latencies, default=0.0):.1f} s"
     )
     return figures
+
+
+async def _until_shown(server: BotAPIServer, residents: set[int], *, limit: float) -> None:
+    """Until every resident's case number is readable in the department's group."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while loop.time() < deadline:
+        numbers = set(_case_numbers(server, residents).values())
+        shown, _calls = _first_in_group(server, DEPARTMENT_GROUP)
+        if numbers <= set(shown):
+            return
+        await asyncio.sleep(0.5)
 
 
 async def _quiet(server: BotAPIServer, *, idle: float = 2.0, limit: float = 120.0) -> None:

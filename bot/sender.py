@@ -34,7 +34,9 @@ service does not wait for its predecessor's claims to lapse.
 Coalescing happens here, when a chat's head is picked: of a run of consecutive pending edits of
 one chat, only the newest edit of each message (same method, same target) is sent; the older
 ones become SUPERSEDED without a call. A row that is not an edit ends the run, so edits never
-move across the messages around them.
+move across the messages around them. An edit of a card that was folded into a group's burst
+digest and never posted is SUPERSEDED too (bot/services/folding.py): the card, once posted,
+shows the case as it is then.
 
 Network errors, 5xx and 429 (after its ``retry_after``) are retried with backoff; anything
 Telegram refuses for good, or too many attempts, marks the row dead with the reason. When the
@@ -69,7 +71,7 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.types import BufferedInputFile, Message
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import bindparam, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
@@ -514,7 +516,9 @@ class OutboxSender:
 
     async def due_heads(self, exclude: Collection[int] = ()) -> Sequence[OutboxMessage]:
         """The oldest pending message of each chat (but those in ``exclude``), where that row
-        is due now: interactive heads first, then bulk ones, each by due time."""
+        is due now: interactive heads first, then bulk ones; within each, groups' before
+        people's chats (a group takes at most its 20 a minute, so it never starves the others,
+        and its minute is the scarcest budget there is); each by due time."""
         heads = self._heads_subquery(exclude)
         query = (
             select(OutboxMessage)
@@ -522,6 +526,7 @@ class OutboxSender:
             .where(col(OutboxMessage.next_attempt_at) <= self.clock.now(), self._unclaimed())
             .order_by(
                 col(OutboxMessage.lane),
+                case((col(OutboxMessage.chat_id) < 0, 0), else_=1),
                 col(OutboxMessage.next_attempt_at),
                 col(OutboxMessage.id),
             )

@@ -15,6 +15,7 @@ one folded case's card from the digest and acknowledges another there.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,9 @@ from tests.conftest import AppFactory
 
 CGZF = -1001000000021  # 城管执法局's group in config.example.toml
 CLERK = 7301
+CARDS = 20 // 2  # of a group's 20 a minute, the cards posted before a burst folds
 SCRATCH = -1009999999999
+CASE_NUMBER = re.compile(r"HB-\d+")
 T0 = datetime(2026, 12, 6, 1, 0, tzinfo=UTC)
 TELEGRAM_LIMITS: dict[str, Any] = {
     "SEND_GLOBAL_PER_SECOND": 30,
@@ -111,23 +114,23 @@ class TestFoldingThroughTheServices:
         numbers = [case.number for case in filed]
         rows = await group_rows(budgeted)
         cards = [r for r in rows if r.link_purpose == "card"]
-        # 20 a minute less the reserve of 5: fifteen cards, then the digest.
-        assert [r.context["number"] for r in cards] == numbers[:15]
+        # Half of 20 a minute for cards, then the digest.
+        assert [r.context["number"] for r in cards] == numbers[:CARDS]
         digests = digest_rows(rows)
-        assert digests[0].method == "sendMessage" and len(digests) == 15
+        assert digests[0].method == "sendMessage" and len(digests) == 30 - CARDS
         assert all(r.method == "editMessageText" for r in digests[1:])
         last = digests[-1]
-        assert [item["number"] for item in last.context["items"]] == numbers[15:]
+        assert [item["number"] for item in last.context["items"]] == numbers[CARDS:]
         assert last.context["finished"] is False
         # Each line can be opened; a department card's line can be acknowledged there.
         assert last.keyboard is not None
         buttons = [b["data"] for row in last.keyboard["inline"] for b in row]
-        for case in filed[15:]:
+        for case in filed[CARDS:]:
             assert case.id is not None
             assert CaseAction("ack", case.id).pack() in buttons
         async with budgeted() as session:
             assert await session.scalar(select(func.count()).select_from(FoldDigest)) == 1
-            assert await session.scalar(select(func.count()).select_from(CardFold)) == 15
+            assert await session.scalar(select(func.count()).select_from(CardFold)) == 30 - CARDS
 
         # A clerk acknowledges a folded case from the digest: the case moves, its line says
         # so and loses its acknowledge button, and the edit of its (never posted) card is moot.
@@ -170,8 +173,8 @@ class TestFoldingThroughTheServices:
         async with transaction(budgeted) as session:
             assert await folding.release_due(session, district, now=T0) == 0
 
-        # The queue went out: the folded cases get their own cards, oldest first, half a
-        # minute's budget per run, drawn as each case is now.
+        # The queue went out: the folded cases get their own cards, oldest first, at most half
+        # a minute's budget per run, drawn as each case is now.
         await deliver_all(budgeted)
         released: list[str] = []
         for _run in range(4):
@@ -185,9 +188,9 @@ class TestFoldingThroughTheServices:
             assert len(new_cards) == count <= 20 // 2
             released += new_cards
             await deliver_all(budgeted)
-            if len(released) == 15:
+            if len(released) == 30 - CARDS:
                 break
-        assert released == numbers[15:]
+        assert released == numbers[CARDS:]
         rows = await group_rows(budgeted)
         [acked_card] = [
             r for r in rows if r.link_purpose == "card" and r.context["number"] == acked.number
@@ -210,7 +213,9 @@ class TestFoldingThroughTheServices:
     ) -> None:
         """A folded case returned to the center before the burst passed: its line says so, and
         no card of it is posted in the department's group."""
-        filed = [await file_report(budgeted, district, 8100 + n, T0, "ph") for n in range(17)]
+        filed = [
+            await file_report(budgeted, district, 8100 + n, T0, "ph") for n in range(CARDS + 2)
+        ]
         left = filed[-1]
         assert left.id is not None
         async with transaction(budgeted) as session:
@@ -225,7 +230,7 @@ class TestFoldingThroughTheServices:
         rows = await group_rows(budgeted)
         final = [r for r in rows if r.template == "fold_digest.html"][-1]
         outcomes = {i["number"]: i["outcome"] for i in final.context["items"]}
-        assert outcomes == {filed[15].number: "posted", left.number: "gone"}
+        assert outcomes == {filed[CARDS].number: "posted", left.number: "gone"}
         assert not [
             r for r in rows if r.link_purpose == "card" and r.context["number"] == left.number
         ]
@@ -294,6 +299,9 @@ class TestFoldingAtTelegramsLimits:
         digest = next(
             m for m in messages if any(d.startswith(OpenFolded.prefix) for d in m.callback_data())
         )
+        # One line per case, as a member reads it.
+        lines = [line for line in (digest.content or "").splitlines() if line.startswith("• ")]
+        assert lines and all(len(CASE_NUMBER.findall(line)) == 1 for line in lines)
         opens = [d for d in digest.callback_data() if d.startswith(OpenFolded.prefix + ":")]
         acks = [d for d in digest.callback_data() if d.startswith(CaseAction.prefix + ":ack")]
         async with app.factory() as session:

@@ -5,7 +5,7 @@ scanners on one database, and the index that keeps a scan proportional to what i
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -82,6 +82,13 @@ def texts(api_server: BotAPIServer, chat_id: int) -> list[str]:
     return [m.text or m.caption or "" for m in api_server.messages(chat_id)]
 
 
+def shown_time(caption: str, label: str) -> datetime:
+    """The clock time after ``label`` on a card ("时间：08:49"), on an arbitrary day: the
+    difference between two of them is what a reader sees (all within one day here)."""
+    line = next(line for line in caption.splitlines() if line.startswith(label))
+    return datetime.strptime(line.removeprefix(label).strip()[-5:], "%H:%M")
+
+
 def card_caption(api_server: BotAPIServer) -> str:
     return api_server.messages(CGZF)[0].caption or ""
 
@@ -93,12 +100,17 @@ class TestNoAcknowledgement:
         case = await whistle(world, api_server)
         [card] = await api_server.wait_for_message(CGZF)
         await settled(world)
-        assert "下一级督办" in card.caption
+        # The next escalation a new card shows is the yellow card an hour on, not the
+        # whistle's own reminder at the filing time.
+        filed = shown_time(card.caption, "时间：")
+        assert shown_time(card.caption, "下一级督办：") == filed + timedelta(hours=1)
 
         await at(world, timedelta(0), case)
         [first] = await api_server.wait_for_message(CGZF)
         assert first.reply_to_message_id == card.message_id
         assert first.text == "⏰ 第 1 次提醒：HB-000001 已吹哨 0 小时，请尽快应哨。"
+        # That reminder changes nothing the card shows: the card is not edited for it.
+        assert not api_server.messages(CGZF)[0].edited
 
         await at(world, timedelta(minutes=59), case)
         assert len(api_server.messages(CGZF)) == 2  # nothing before the hour
@@ -109,6 +121,8 @@ class TestNoAcknowledgement:
             second.text == "⏰ 第 2 次提醒：HB-000001 已吹哨 1 小时，请尽快应哨。\n已亮🟨 黄牌。"
         )
         assert "🟨 黄牌" in card_caption(api_server)
+        # Now the red card, four hours after the whistle, is the next escalation.
+        assert shown_time(card_caption(api_server), "下一级督办：") == filed + timedelta(hours=4)
         [task] = await api_server.wait_for_message(CENTER_HEAD)
         assert task.text.startswith(
             "☎️ 督办任务（黄牌）：HB-000001 已吹哨 1 小时，城市管理综合执法局"

@@ -4,8 +4,8 @@ Telegram lets a bot post about twenty messages a minute into one group
 (``SEND_GROUP_PER_MINUTE``). A new case's card queued behind a long queue in its group would
 appear minutes after filing. So before a card is queued, the group's minute is measured: when
 the card would not fit (the group's messages of the last minute, those still queued and the
-card's own, against the budget less a reserve for the digest itself), or when cards of the
-group are folded already (so that cards keep their order), the card is folded instead
+card's own, against half the group's minute: the other half is kept for digests), or when
+cards of the group are folded already (so that cards keep their order), the card is folded instead
 (:class:`models.CardFold`):
 
 - the case becomes a line of the group's open digest (:class:`models.FoldDigest`), one
@@ -15,8 +15,8 @@ group are folded already (so that cards keep their order), the card is folded in
   line can be acknowledged (应哨) right there, which stops its reminder clock;
 - once the group's queue is short again, :func:`release_due` (a scheduled job) gives every
   folded case its own card, drawn from the case as it is then, oldest first and only as many
-  as the group's minute still takes (half a minute's budget at most a run); a case that left
-  the group meanwhile gets none. A digest whose lines
+  as the group's minute still takes (leaving five a minute for the rest, and half a minute's
+  budget at most a run); a case that left the group meanwhile gets none. A digest whose lines
   are all released says so and loses its buttons.
 
 Edits of a folded card that was never posted are moot: the sender drops them (the card, once
@@ -45,13 +45,15 @@ from models import CardFold, Case, CaseStatus, FoldDigest, Lane, OutboxMessage, 
 # ``session.info`` key (set on the app's session factory from SEND_GROUP_PER_MINUTE): how many
 # messages a group may receive in a minute. Without it nothing is folded.
 GROUP_BUDGET = "group_per_minute"
-# Of a group's minute, kept for the digest and its edits.
-RESERVE = 5
-# Lines in one digest message (two buttons a line, well under Telegram's 100 and 4096).
-DIGEST_LINES = 20
+# Lines in one digest message (two buttons a line at most, under Telegram's 100; the text
+# under its 4096 characters, tests/test_template_limits.py). With half a group's minute for
+# cards, the other ten messages show 300 more cases in the first minute of a burst.
+DIGEST_LINES = 30
 # At most this many of a group's messages pending (of its fold limit, a third): the burst has
 # passed, folded cards are released.
 QUIET_SHARE = 3
+# Of a group's minute, never taken by released cards (digest edits, replies, reminders).
+RELEASE_RESERVE = 5
 # Telegram's span for a group's budget.
 WINDOW = timedelta(minutes=1)
 DIGEST_SUBJECT = "fold"
@@ -73,11 +75,13 @@ def reposts(purpose: str) -> Callable[[Poster], Poster]:
 
 
 def fold_limit(session: AsyncSession) -> int | None:
-    """Messages a group may have queued before a new card is folded; None: never fold."""
+    """A group's messages of the last minute and still queued beyond which a new card is
+    folded (half its minute: the other half shows the rest, thirty cases a digest message);
+    None: never fold."""
     per_minute = session.info.get(GROUP_BUDGET)
     if per_minute is None:
         return None
-    return max(1, int(per_minute) - RESERVE)
+    return max(1, int(per_minute) // 2)
 
 
 def _pending_in(chat_id: int) -> Any:
@@ -337,9 +341,13 @@ async def release_due(session: AsyncSession, district: District, *, now: datetim
         ).one()
         if limit is not None and pending > limit // QUIET_SHARE:
             continue
-        # What the group's minute still takes, and half a minute's worth at most, so that a
-        # digest edit queued after these cards still goes out well within the minute.
-        room = min(limit - sent, limit // 2) - pending if limit is not None else None
+        # What the group's minute still takes less a reserve for digests and replies, and
+        # half a minute's worth at most a run, so that a digest edit queued after these cards
+        # still goes out well within the minute.
+        room = None
+        if limit is not None:
+            per_minute = int(session.info[GROUP_BUDGET])
+            room = min(per_minute - RELEASE_RESERVE - sent, limit) - pending
         if room is not None and room <= 0:
             continue
         folds = (

@@ -65,7 +65,11 @@ def plan(district: District, case: Case, *, now: datetime) -> None:
     case.dispatch_count += 1
     case.dispatched_at = now
     case.card_colour = CardColour.NONE.value
-    case.next_rung_at = district.working_hours.add(now, district.ladder[0].offset, district.tzinfo)
+    # The first rung that raises the card's colour (the whistle's own reminder at 0 minutes
+    # is not an escalation), else the first rung.
+    rungs = district.ladder
+    first = next((i for i, r in enumerate(rungs) if r.card is not CardColour.NONE), 0)
+    case.next_rung_at = district.working_hours.add(now, rungs[first].offset, district.tzinfo)
 
 
 async def write_rungs(session: AsyncSession, district: District, case: Case) -> None:
@@ -308,15 +312,26 @@ def _rungs(district: District, ladder: str) -> tuple[LadderStep, ...]:
 
 
 def _next_due(district: District, case: Case, row: Escalation) -> datetime | None:
+    """When the card next escalates visibly: the first rung after ``row`` that raises the
+    card's colour; once no colour is left to raise, simply the next rung (None after the
+    last). Rungs that change nothing on the card (the whistle's own reminder) are not shown
+    as the next escalation, and firing one leaves the card as it is."""
     rungs = _rungs(district, row.ladder)
-    if row.rung + 1 >= len(rungs):
+    following = range(row.rung + 1, len(rungs))
+    if not following:
         return None
-    following = rungs[row.rung + 1]
-    if row.ladder == DEADLINE_LADDER:
+    colour = _COLOUR_ORDER[CardColour(case.card_colour)]
+    chosen = next((i for i in following if _COLOUR_ORDER[rungs[i].card] > colour), following[0])
+    return _rung_due(district, case, row.ladder, chosen)
+
+
+def _rung_due(district: District, case: Case, ladder: str, index: int) -> datetime:
+    rung = _rungs(district, ladder)[index]
+    if ladder == DEADLINE_LADDER:
         assert case.deadline_at is not None
-        return case.deadline_at + following.offset
+        return case.deadline_at + rung.offset
     assert case.dispatched_at is not None
-    return district.working_hours.add(case.dispatched_at, following.offset, district.tzinfo)
+    return district.working_hours.add(case.dispatched_at, rung.offset, district.tzinfo)
 
 
 async def _fire(
@@ -328,6 +343,7 @@ async def _fire(
     now: datetime,
 ) -> None:
     rung = _rungs(district, row.ladder)[row.rung]
+    shown = (case.card_colour, case.next_rung_at)
     if _COLOUR_ORDER[rung.card] > _COLOUR_ORDER[CardColour(case.card_colour)]:
         case.card_colour = rung.card.value
     case.next_rung_at = _next_due(district, case, row)
@@ -354,7 +370,8 @@ async def _fire(
     for audience in rung.notify:
         await _tell(session, district, scan, case, audience, rung, context, now)
     dept_chat = scan.chats.get(case.department or "")
-    if dept_chat is not None:
+    # The card is edited only when what it shows changed (a group's minute is scarce).
+    if dept_chat is not None and (case.card_colour, case.next_rung_at) != shown:
         notify.refresh_card(session, case=case, chat_id=dept_chat, lang=lang, now=now)
     log_event(logger, "ladder.fired", case=case.number, rung=row.rung, card=rung.card.value)
 
