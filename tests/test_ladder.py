@@ -86,7 +86,8 @@ def shown_time(caption: str, label: str) -> datetime:
     """The clock time after ``label`` on a card ("时间：08:49"), on an arbitrary day: the
     difference between two of them is what a reader sees (all within one day here)."""
     line = next(line for line in caption.splitlines() if line.startswith(label))
-    return datetime.strptime(line.removeprefix(label).strip()[-5:], "%H:%M")
+    clock = line.removeprefix(label).strip()[-5:]
+    return datetime.strptime(f"{clock} +0000", "%H:%M %z")
 
 
 def card_caption(api_server: BotAPIServer) -> str:
