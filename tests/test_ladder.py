@@ -109,7 +109,8 @@ class TestNoAcknowledgement:
         await at(world, timedelta(0), case)
         [first] = await api_server.wait_for_message(CGZF)
         assert first.reply_to_message_id == card.message_id
-        assert first.text == "⏰ 第 1 次提醒：HB-000001 已吹哨 0 小时，请尽快应哨。"
+        # The reminder due at the whistle itself reads as the whistle, not as "0 hours late".
+        assert first.text == "📣 已吹哨：HB-000001 派到本部门，请尽快应哨。"
         # That reminder changes nothing the card shows: the card is not edited for it.
         assert not api_server.messages(CGZF)[0].edited
 
@@ -134,7 +135,7 @@ class TestNoAcknowledgement:
         assert "无人接听" in recorded.text
         api_server.send_text(CENTER_HEAD, "办公室电话无人接，已发短信")
         [saved] = await api_server.wait_for_message(CENTER_HEAD)
-        assert saved.text == "备注已记录。"
+        assert saved.text == "已为 HB-000001 记录备注。"  # names the case
 
         await at(world, timedelta(hours=4), case)
         [third] = await api_server.wait_for_message(CGZF)
@@ -192,6 +193,28 @@ class TestNoAcknowledgement:
                 .where(Escalation.case_id == case.id, Escalation.state == "pending")
             )
         assert pending == 0
+
+
+class TestWording:
+    def test_a_wait_under_an_hour_is_said_in_minutes(self) -> None:
+        """A district whose ladder reminds after 25 minutes: "已吹哨 25 分钟", not "0.4 小时";
+        from the hour on, hours."""
+        from bot.i18n import Catalogues
+        from bot.rendering import district_globals
+
+        district = parse_district(EXAMPLE_DISTRICT.read_text(encoding="utf-8"))
+        catalogues = Catalogues("zh-Hans", template_globals=district_globals(district))
+        base = {"ladder": "ack", "number": "HB-000001", "department": "cgzf", "rung": 2}
+        early = {**base, "card": "none", "minutes": 25, "hours": "0.4", "at_whistle": False}
+        late = {**base, "card": "none", "minutes": 90, "hours": "1.5", "at_whistle": False}
+        render = catalogues.render
+        assert render("ladder_reminder.html", early, "zh-Hans") == (
+            "⏰ 第 2 次提醒：HB-000001 已吹哨 25 分钟，请尽快应哨。"
+        )
+        assert render("ladder_reminder.html", late, "zh-Hans") == (
+            "⏰ 第 2 次提醒：HB-000001 已吹哨 1.5 小时，请尽快应哨。"
+        )
+        assert "25 min" in render("ladder_reminder.html", early, "en")
 
 
 class TestDurability:
@@ -378,7 +401,7 @@ def test_replay_prints_what_a_case_receives_and_when(
         stamp, rest = line.strip().split("  ", 1)
         by_time.setdefault(stamp, []).append(rest)
     assert list(by_time) == ["+0:00", "+1:00", "+4:00", "+15:00"]
-    assert any("第 1 次提醒" in line for line in by_time["+0:00"])
+    assert any("已吹哨" in line for line in by_time["+0:00"])
     assert any("黄牌" in line and "督办任务" in line for line in by_time["+1:00"])
     assert any("✎" in line and "🟥 红牌" in line for line in by_time["+4:00"])
     assert any("监督推送" in line for line in by_time["+15:00"])

@@ -389,6 +389,11 @@ def _context(case: Case, rung: LadderStep, row: Escalation, now: datetime) -> di
         "rung": row.rung + 1,
         "card": rung.card.value,
         "hours": _hours(now - case.dispatched_at),
+        # Under an hour the wait is said in minutes; the rung due at the whistle itself reads
+        # as the whistle, not as a delay.
+        "minutes": (minutes := int(max(0.0, (now - case.dispatched_at).total_seconds()) // 60)),
+        # (a whistle rung fired hours late, after the service was down, says how late)
+        "at_whistle": row.ladder == ACK_LADDER and rung.offset <= timedelta(0) and minutes < 60,
         "dispatched_at": case.dispatched_at.isoformat(),
     }
     if row.ladder == DEADLINE_LADDER and case.deadline_at is not None:
@@ -599,4 +604,12 @@ async def add_call_note(
     if event is None or not note:
         raise UserError(N_("errors.stale-button"))
     event.note = note
-    send_text(session, chat_id=by, locale=lang, now=now, text_key=N_("task.note-saved"))
+    number = await session.scalar(select(col(Case.number)).where(col(Case.id) == case_id))
+    send_text(
+        session,
+        chat_id=by,
+        locale=lang,
+        now=now,
+        text_key=N_("task.note-saved"),
+        number=number or "",
+    )
