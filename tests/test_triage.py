@@ -97,6 +97,8 @@ class TestOutcomes:
         await press(world, api_server, "简单")
         done = await press(world, api_server, "标准时限")
         assert "研判完成" in done.text and done.button_texts() == []
+        # Its title follows its state: no longer "waiting for triage".
+        assert done.text.startswith(f"【已研判】{case.number}") and "待研判" not in done.text
         [community_card] = await api_server.wait_for_message(KANGLE)
         assert case.number in community_card.caption and "✅ 应哨" in community_card.button_texts()
         assert api_server.messages(SCJG) == []
