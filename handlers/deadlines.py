@@ -28,9 +28,12 @@ def router() -> Router:
         session: AsyncSession,
         district: District,
         now: Any,
+        lang: str,
     ) -> None:
         assert query.message is not None
-        actor = await require_member(bot, query.message.chat.id, query.from_user, district)
+        actor = await require_member(
+            bot, query.message.chat.id, query.from_user, district, unit=unit, lang=lang
+        )
         if cb.days == 0:
             await deadlines.offer_choices(
                 session,
@@ -64,9 +67,12 @@ def router() -> Router:
         session: AsyncSession,
         district: District,
         now: Any,
+        lang: str,
     ) -> None:
         assert query.message is not None
-        actor = await require_member(bot, query.message.chat.id, query.from_user, district)
+        actor = await require_member(
+            bot, query.message.chat.id, query.from_user, district, unit=unit, lang=lang
+        )
         await deadlines.decide(
             session,
             district,

@@ -76,10 +76,13 @@ def router() -> Router:
         session: AsyncSession,
         district: District,
         now: Any,
+        lang: str,
     ) -> None:
         assert query.message is not None
         chat_id = query.message.chat.id
-        presser = await require_member(bot, chat_id, query.from_user, district)
+        presser = await require_member(
+            bot, chat_id, query.from_user, district, unit=unit, lang=lang
+        )
         if cb.action == "ack":
             await cases.acknowledge(
                 session, district, case_id=cb.case_id, department=unit, actor=presser, now=now
@@ -179,10 +182,13 @@ def router() -> Router:
         session: AsyncSession,
         district: District,
         now: Any,
+        lang: str,
     ) -> None:
         assert query.message is not None
         chat_id = query.message.chat.id
-        presser = await require_member(bot, chat_id, query.from_user, district)
+        presser = await require_member(
+            bot, chat_id, query.from_user, district, unit=unit, lang=lang
+        )
         await triage.step(
             session,
             district,

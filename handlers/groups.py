@@ -70,11 +70,33 @@ async def require_admin(
         raise UserError(refusal)
 
 
-async def require_member(bot: Bot, chat_id: int, user: Any, district: District) -> cases.Person:
-    """The presser as an actor, if they are a member of this group; refused otherwise."""
+async def require_member(
+    bot: Bot,
+    chat_id: int,
+    user: Any,
+    district: District,
+    *,
+    unit: str | None = None,
+    lang: str | None = None,
+) -> cases.Person:
+    """The presser as an actor, if they are a member of this group; refused otherwise, naming
+    the group's unit when it is known (a street office's group is no department's)."""
     if await status_in(bot, chat_id, user.id) not in MEMBER_STATUSES:
-        raise UserError(N_("card.not-member"))
+        if unit is None:
+            raise UserError(N_("card.not-member"))
+        raise UserError(
+            N_("card.not-member-of"),
+            group=unit_title(district, unit, lang or district.default_language),
+        )
     return actor(user, district.default_language)
+
+
+def unit_title(district: District, unit: str, lang: str) -> str:
+    """A unit's name in ``lang``: the governance center, a street office or a department."""
+    if unit == routing.CENTER:
+        return district.governance_center.names.get(lang)
+    found = district.department(unit) or district.street_office(unit)
+    return found.names.get(lang) if found is not None else unit
 
 
 @asynccontextmanager

@@ -103,7 +103,10 @@ async def test_rejected_proposals_and_outsiders_change_nothing(
     answers = len(api_server.callback_answers)
     api_server.press_button(4242, proposal.message_id, approve, chat_id=CENTER, force=True)
     await api_server.wait_for(lambda s: len(s.callback_answers) > answers)
-    assert api_server.callback_answers[-1].text == "只有本部门工作群的成员可以操作。"
+    assert (
+        api_server.callback_answers[-1].text
+        == "只有海勃湾区社会治安综合治理中心工作群的成员可以操作。"
+    )
     await press(app, api_server, CENTER, CENTER_MEMBER, "❌ 不同意")
     assert any("未获" in (m.text or "") for m in api_server.messages(CGZF))
     async with app.factory() as session:

@@ -305,7 +305,7 @@ class TestRefusals:
         # Answers travel in the queues of different chats: match them to the presses by id.
         answers = {a.callback_query_id: a.text for a in api_server.callback_answers}
         texts = [answers[press["id"]] for press in presses]
-        assert texts[0] == "只有本部门工作群的成员可以操作。"
+        assert texts[0] == "只有城市管理综合执法局工作群的成员可以操作。"
         assert texts[1] == texts[2] == "这个按钮已失效，请重新操作。"
         # Updates are handled concurrently, so the two real presses race: whichever commits
         # second is told it was already done.

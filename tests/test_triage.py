@@ -179,7 +179,7 @@ class TestRefusals:
         await api_server.wait_for(lambda s: len(s.callback_answers) == 2)
         # Two chats: their answers may arrive in either order.
         assert sorted(a.text for a in api_server.callback_answers) == sorted(
-            ["只有本部门工作群的成员可以操作。", "这张卡片已失效。"]
+            ["只有新华街道工作群的成员可以操作。", "这张卡片已失效。"]  # names the office
         )
         found = await reload(world, case)
         assert (found.status, found.triage_step) == (CaseStatus.TRIAGE, "lead")
