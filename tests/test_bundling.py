@@ -656,15 +656,16 @@ class TestBundle:
         await until(api_server, lambda: "共 4 位居民反映" in more.text)
         await settled(app)
         for chat_id, case in ((XINHUA, third), (CENTER, fourth)):
+            # The card: its first line is its title with the case number.
             card = next(
                 m
                 for m in api_server.messages(chat_id)
-                if case.number in (m.text or "")
-                and "/bundle" not in (m.text or "")
-                and "打包" not in (m.text or "")
+                if (m.text or "").startswith("【") and case.number in (m.text or "").split("\n")[0]
             )
             assert "🧺 已并入 HB-000001 一并办理" in card.text
             assert card.callback_data() == []
+            if chat_id == XINHUA:  # the triage card's title follows its state
+                assert card.text.startswith(f"【已打包】{case.number}")
         assert [c.status for c in await rows(app)] == [CaseStatus.DISPATCHED] + [
             CaseStatus.BUNDLED
         ] * 3
