@@ -145,7 +145,7 @@ async def fold(
     if open_id is None and sent + pending + rows <= limit:
         return False
     assert case.id is not None
-    digest_id = await _take_line(session, chat_id, open_id, now)
+    digest_id, opened = await _take_line(session, chat_id, open_id, now)
     session.add(
         CardFold(
             digest_id=digest_id,
@@ -156,15 +156,16 @@ async def fold(
             folded_at=now,
         )
     )
-    await _draw(session, digest_id, chat_id=chat_id, locale=locale, now=now)
+    await _draw(session, digest_id, chat_id=chat_id, locale=locale, now=now, first=opened)
     return True
 
 
 async def _take_line(
     session: AsyncSession, chat_id: int, open_id: int | None, now: datetime
-) -> int:
+) -> tuple[int, bool]:
     """A line in the open digest (its row locked by the UPDATE until commit, so concurrent
-    folds into one digest draw it one after the other), or in a new one when it is full."""
+    folds into one digest draw it one after the other), or in a new one when it is full;
+    returns the digest and whether it is new."""
     if open_id is not None:
         taken = await session.scalar(
             update(FoldDigest)
@@ -173,12 +174,12 @@ async def _take_line(
             .returning(col(FoldDigest.id))
         )
         if taken is not None:
-            return int(taken)
+            return int(taken), False
     digest = FoldDigest(chat_id=chat_id, opened_at=now, lines=1)
     session.add(digest)
     await session.flush()
     assert digest.id is not None
-    return digest.id
+    return digest.id, True
 
 
 def _digest_link(digest_id: int) -> Link:
@@ -186,9 +187,16 @@ def _digest_link(digest_id: int) -> Link:
 
 
 async def _draw(
-    session: AsyncSession, digest_id: int, *, chat_id: int, locale: str, now: datetime
+    session: AsyncSession,
+    digest_id: int,
+    *,
+    chat_id: int,
+    locale: str,
+    now: datetime,
+    first: bool = False,
 ) -> None:
-    """Queue the digest as it is now: the first drawing posts it, later ones edit it."""
+    """Queue the digest as it is now: the ``first`` drawing (of a digest just opened) posts
+    it, later ones edit it."""
     await session.flush()
     lines = (
         await session.execute(
@@ -204,38 +212,18 @@ async def _draw(
     context = {"items": items, "count": len(items), "released": released, "finished": finished}
     keyboard = None if finished else _keyboard([(f, c) for f, c in lines])
     link = _digest_link(digest_id)
-    posted = await session.scalar(
-        select(func.count())
-        .select_from(OutboxMessage)
-        .where(
-            col(OutboxMessage.chat_id) == chat_id,
-            col(OutboxMessage.link_subject_type) == DIGEST_SUBJECT,
-            col(OutboxMessage.link_subject_id) == str(digest_id),
-        )
+    enqueue(
+        session,
+        chat_id=chat_id,
+        locale=locale,
+        now=now,
+        method="sendMessage" if first else "editMessageText",
+        template="fold_digest.html",
+        context=context,
+        keyboard=keyboard,
+        link=link if first else None,
+        target=None if first else link,
     )
-    if posted:
-        enqueue(
-            session,
-            chat_id=chat_id,
-            locale=locale,
-            now=now,
-            method="editMessageText",
-            template="fold_digest.html",
-            context=context,
-            keyboard=keyboard,
-            target=link,
-        )
-    else:
-        enqueue(
-            session,
-            chat_id=chat_id,
-            locale=locale,
-            now=now,
-            template="fold_digest.html",
-            context=context,
-            keyboard=keyboard,
-            link=link,
-        )
 
 
 def _item(folded: CardFold, case: Case) -> dict[str, Any]:
