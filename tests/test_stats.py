@@ -123,6 +123,14 @@ async def load_fixture(factory: SessionFactory) -> dict[str, int]:
                 CaseEvent(case_id=ids["c3"], at=at(13), kind="rated", actor_role="resident",
                           department="cgzf", from_status=CaseStatus.ANSWERED,
                           to_status=CaseStatus.REOPENED),
+                # What the resident then says, and a co-reporter's rating, are recorded while
+                # the case stays reopened: not reopenings.
+                CaseEvent(case_id=ids["c3"], at=at(13.1), kind="commented",
+                          actor_role="resident", department="cgzf",
+                          to_status=CaseStatus.REOPENED, note="还是没修好"),
+                CaseEvent(case_id=ids["c3"], at=at(13.2), kind="co_rated",
+                          actor_role="resident", department="cgzf",
+                          from_status=CaseStatus.REOPENED, to_status=CaseStatus.REOPENED),
             ]
         )  # fmt: skip
     return ids

@@ -357,7 +357,12 @@ async def _count_reopened(
             select(col(CaseEvent.department), col(Case.department), col(Case.community))
             .join(Case, col(Case.id) == col(CaseEvent.case_id))
             .where(
+                # The move into "reopened", once per reopening: later events recorded while
+                # the case stays reopened (the resident's comment, a co-reporter's rating)
+                # carry the same resulting status and are not reopenings.
                 col(CaseEvent.to_status) == CaseStatus.REOPENED,
+                col(CaseEvent.from_status).is_not(None),
+                col(CaseEvent.from_status) != CaseStatus.REOPENED,
                 col(CaseEvent.at) >= start,
                 col(CaseEvent.at) < end,
             )
