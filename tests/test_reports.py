@@ -90,7 +90,10 @@ async def test_daily_weekly_and_monthly_reports_at_their_times(
     assert "满意率 66.7%（2/3）" in daily.text
     assert "黄牌 1 · 🟥 红牌 1 · 重办 1 · 超时 1" in daily.text
     assert "应哨用时中位数 25 分钟 · 答卷用时中位数 3.0 小时" in daily.text
-    assert "当前超时 1 件" in daily.text and "T-000004 城市管理综合执法局" in daily.text
+    # The overdue list is as of the report's sending (08:00), not as of the period's end:
+    # case 4 was dispatched at 14:00 yesterday.
+    assert "当前超时 1 件" in daily.text
+    assert "T-000004 城市管理综合执法局 — 派单已 18 小时" in daily.text
     # Every rate's definition is beside the figures.
     assert "响应率＝亮黄牌前应哨的件数 ÷ 派单件数" in daily.text
     assert "满意率＝评为满意或基本满意的件数 ÷ 居民评价的件数" in daily.text

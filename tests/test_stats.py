@@ -156,7 +156,11 @@ async def test_rates_on_known_fixture(factory: SessionFactory, district: Distric
     assert (whole.yellow, whole.red) == (1, 1)  # case 4 only; case 7's card the day before
     assert whole.reopened == 1
     assert whole.overdue == 1  # case 4 at midnight (case 7 was acknowledged, no deadline)
-    assert report.overdue_cases == (ids["c4"],)
+    # The list "当前超时" is as of a given moment: case 4 is late from its yellow card on.
+    async with transaction(factory) as session:
+        assert await stats.overdue_at(session, district, at(14.5)) == ()
+        assert await stats.overdue_at(session, district, at(15)) == (ids["c4"],)
+        assert await stats.overdue_at(session, district, at(15), department="kangle") == ()
     assert whole.median_ack == timedelta(minutes=25)  # 10, 20, 30, 90 min
     assert whole.median_answer == timedelta(hours=3)  # 1 h, 3 h, 5 h (3 was reopened)
 

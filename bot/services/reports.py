@@ -327,22 +327,23 @@ async def report_context(
     start = report.start.astimezone(tz)
     last = (report.end - timedelta(seconds=1)).astimezone(tz)
     overdue: list[dict[str, Any]] = []
-    at = min(now, report.end)
+    # "当前超时": the list is as of now, when the report is written (a daily report's period is
+    # yesterday, its overdue list is this morning's); the period's own figure stays in
+    # ``district.overdue``.
+    overdue_ids: tuple[int, ...] = ()
     if kind in {"daily", "stats"}:
-        cases = (
-            await session.scalars(
-                select(Case).where(col(Case.id).in_(report.overdue_cases[:OVERDUE_LISTED]))
-            )
-        ).all()
+        overdue_ids = await stats.overdue_at(session, district, now, department=scope)
+        listed = overdue_ids[:OVERDUE_LISTED]
+        cases = (await session.scalars(select(Case).where(col(Case.id).in_(listed)))).all()
         by_id = {c.id: c for c in cases}
-        for case_id in report.overdue_cases[:OVERDUE_LISTED]:
+        for case_id in listed:
             case = by_id[case_id]
             assert case.dispatched_at is not None
             overdue.append(
                 {
                     "number": case.number,
                     "department": case.department,
-                    "hours": round((at - case.dispatched_at) / timedelta(hours=1)),
+                    "hours": int((now - case.dispatched_at) / timedelta(hours=1)),
                     "status": case.status.value,
                 }
             )
@@ -357,7 +358,8 @@ async def report_context(
         "league": [{"code": code, **f.as_dict()} for code, f in league[:LEAGUE_LISTED]],
         "league_more": max(0, len(league) - LEAGUE_LISTED),
         "overdue": overdue,
-        "overdue_more": max(0, len(report.overdue_cases) - OVERDUE_LISTED),
+        "overdue_count": len(overdue_ids),
+        "overdue_more": max(0, len(overdue_ids) - OVERDUE_LISTED),
         "with_cards": kind in ("monthly", "stats"),
         "league_table": kind != "daily",
         "definitions": list(stats.DEFINITIONS.values()),

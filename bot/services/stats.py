@@ -127,8 +127,6 @@ class Report:
     departments: dict[str, Figures] = field(default_factory=dict)
     street_offices: dict[str, Figures] = field(default_factory=dict)
     communities: dict[str, Figures] = field(default_factory=dict)
-    # Open cases overdue at the end of the period, oldest dispatch first (case ids).
-    overdue_cases: tuple[int, ...] = ()
 
     def league(self) -> list[tuple[str, Figures]]:
         """Departments with cases in the period, best first (ties: more cases first)."""
@@ -287,7 +285,7 @@ async def compute(
 
     await _count_cards(session, district, units, start, end, scoped)
     await _count_reopened(session, units, start, end, scoped)
-    overdue = await _overdue(session, district, units, at, scoped)
+    await _overdue(session, district, units, at, scoped)
     return Report(
         start=start,
         end=end,
@@ -295,7 +293,6 @@ async def compute(
         departments={k: v.freeze() for k, v in sorted(units.departments.items())},
         street_offices={k: v.freeze() for k, v in sorted(units.street_offices.items())},
         communities={k: v.freeze() for k, v in sorted(units.communities.items())},
-        overdue_cases=overdue,
     )
 
 
@@ -371,6 +368,18 @@ async def _count_reopened(
     for event_dept, dept, community in rows:
         for tally in units.of(event_dept or dept, community):
             tally.reopened += 1
+
+
+async def overdue_at(
+    session: AsyncSession, district: District, at: datetime, department: str | None = None
+) -> tuple[int, ...]:
+    """The cases overdue at ``at`` (a report's "当前超时" list, as of when it is sent), oldest
+    dispatch first; ``department`` limits them to one department's."""
+
+    def scoped(query: Any) -> Any:
+        return query.where(col(Case.department) == department) if department else query
+
+    return await _overdue(session, district, _Units(district), at, scoped)
 
 
 async def _overdue(
