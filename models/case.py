@@ -150,6 +150,9 @@ class Case(SQLModel, table=True):
     triage_assist: list[str] = Field(default_factory=list, sa_type=JSON)
     triage_difficulty: str | None = Field(default=None, max_length=16)  # simple|complex|hard
     triage_step: str | None = Field(default=None, max_length=16)  # lead|assist|difficulty|time
+    # 协办 units that reported in (报到) on their card: code -> {"name": who, "at": ISO time}.
+    # The lead answers (主责部门牵头); an assisting unit reports in and follows the case.
+    assist_acks: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
     # Dispute early warning (seed 003): the strongest keyword category that matched.
     risk_category: str | None = Field(default=None, max_length=32)

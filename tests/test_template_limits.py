@@ -262,6 +262,11 @@ def _case_card(lang: str) -> Iterator[Variant]:
                 yield Variant(
                     f"{kind}/{label}/open311={open311}", context, TEXT_LIMIT, DESCRIPTION
                 )
+            # Up to three 协办 units are named one per line on a text card.
+            case.triage_assist = case.triage_assist[:3]
+            case.assist_acks = {case.triage_assist[0]: {"name": NAME, "at": MOMENT.isoformat()}}
+            context = notify.card_context(case, **extra)
+            yield Variant(f"{kind}/{label}/assist3", context, TEXT_LIMIT, DESCRIPTION)
 
 
 @fixture("center_card.html")
@@ -821,6 +826,7 @@ def _report_context(lang: str, kind: str, scope: str | None) -> dict[str, Any]:
         "league": league,
         "league_more": BIG,
         "overdue": overdue,
+        "overdue_count": BIG,
         "overdue_more": BIG,
         "with_cards": kind in ("monthly", "stats"),
         "league_table": kind != "daily",

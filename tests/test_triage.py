@@ -127,8 +127,49 @@ class TestOutcomes:
         [lead_card] = await api_server.wait_for_message(CGZF)
         [assist_card] = await api_server.wait_for_message(SCJG)
         assert "✅ 应哨" in lead_card.button_texts()
+        assert "🤝 协办单位已报到 0/1" in lead_card.caption  # under its photo: the short form
+        # The assisting unit's card says what its part is (report in, work with the lead,
+        # who answers), with its one button; no escalation time of the lead's ladder.
         assert assist_card.text.startswith("🤝 协办（主责：城市管理综合执法局）")
-        assert assist_card.button_texts() == []
+        assert "请报到协办：配合主责部门办理，答卷由主责部门作出。" in assist_card.text
+        assert "下一级督办" not in assist_card.text and "已吹哨" not in assist_card.text
+        assert assist_card.button_texts() == ["✋ 报到协办"]
+
+        # The assisting unit reports in: both cards say so, its button is gone.
+        answers = len(api_server.callback_answers)
+        data = assist_card.callback_data()[0]
+        api_server.press_button(CLERK, assist_card.message_id, data, chat_id=SCJG)
+        await api_server.wait_for(lambda s: len(s.callback_answers) > answers)
+        await settled(world)
+        assist_card = api_server.messages(SCJG)[-1]
+        assert "✅ 本单位已报到协办：" in assist_card.text
+        assert "请报到协办" not in assist_card.text and assist_card.button_texts() == []
+        assert "🤝 协办单位已报到 1/1" in api_server.messages(CGZF)[-1].caption
+        # A second press (a stale button on another client) changes nothing and says who did.
+        api_server.press_button(OUTSIDER, assist_card.message_id, data, chat_id=SCJG, force=True)
+        await api_server.wait_for(lambda s: len(s.callback_answers) > answers + 1)
+        assert "已为本单位报到协办" in (api_server.callback_answers[-1].text or "")
+        assert (await reload(world, case)).status is CaseStatus.DISPATCHED
+
+        # The lead's progress reaches the assisting card: acknowledged, then answered.
+        lead_card = api_server.messages(CGZF)[-1]
+        ack = lead_card.callback_data()[lead_card.button_texts().index("✅ 应哨")]
+        api_server.press_button(CLERK, lead_card.message_id, ack, chat_id=CGZF)
+        await api_server.wait_for(lambda s: "主责部门已应哨" in s.messages(SCJG)[-1].text)
+        async with transaction(world.factory) as session:
+            await cases.answer(
+                session,
+                world.district,
+                case_id=case.id,
+                department="cgzf",
+                actor=cases.Person(CLERK, "李明", "zh-Hans"),
+                text="井盖已补上",
+                photos=[],
+                now=world.clock.now(),
+            )
+        world.sender.wake()
+        await api_server.wait_for(lambda s: "主责部门已答卷" in s.messages(SCJG)[-1].text)
+        assert len(api_server.messages(SCJG)) == 1  # one living card, edited in place
         async with world.factory() as session:
             from sqlalchemy import select
 

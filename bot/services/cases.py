@@ -523,7 +523,10 @@ async def _repost_center_card(
 
 
 async def _case_of_department(session: AsyncSession, case_id: int, department: str) -> Case:
-    case = await get_case(session, case_id)
+    return _of_department(await get_case(session, case_id), department)
+
+
+def _of_department(case: Case, department: str) -> Case:
     if case.department != department or case.status not in (
         CaseStatus.DISPATCHED,
         CaseStatus.ACKNOWLEDGED,
@@ -543,13 +546,39 @@ async def acknowledge(
     actor: Person,
     now: datetime,
 ) -> Case:
-    case = await _case_of_department(session, case_id, department)
+    """应哨 on the card; on a 协办 unit's card, that unit reports in (报到) for its part."""
+    case = await get_case(session, case_id)
+    if department != case.department and department in case.triage_assist:
+        await _report_in(session, district, case, department, actor, now)
+        return case
+    _of_department(case, department)
     if case.status is not CaseStatus.DISPATCHED:
         raise UserError(N_("card.already-acknowledged"), name=case.acknowledged_by_name or "")
     await _acknowledge(session, district, case, actor, now)
     await refresh(session, district, case, now)
     await folding.changed(session, case=case, locale=district.default_language, now=now)
     return case
+
+
+async def _report_in(
+    session: AsyncSession, district: District, case: Case, unit: str, actor: Person, now: datetime
+) -> None:
+    """A 协办 unit reports in: the lead (主责部门) still answers the case (seed: 由主责部门牵头
+    予以解决); the assisting unit's part is to report in and work with it, and both cards show
+    who reported in."""
+    if case.status not in notify.OPEN:
+        raise UserError(N_("card.stale"))
+    earlier = case.assist_acks.get(unit)
+    if earlier is not None:
+        raise UserError(N_("card.assist-already"), name=earlier["name"])
+    case.assist_acks = {
+        **case.assist_acks,
+        unit: {"name": actor.name[:128], "at": now.isoformat()},
+    }
+    record(
+        session, case, kind="assist_reported", now=now, actor=actor, role="department", unit=unit
+    )
+    await refresh(session, district, case, now)
 
 
 async def _acknowledge(
@@ -1054,7 +1083,8 @@ async def close_unrated(session: AsyncSession, district: District, *, now: datet
 async def refresh(
     session: AsyncSession, district: District, case: Case, now: datetime, **extra: Any
 ) -> None:
-    """Edit the case's card in its department's group to the case's state."""
+    """Edit the case's card in its department's group to the case's state, and the 协办
+    units' cards with it."""
     if case.kind is CaseKind.HELP or not case.department:
         return
     chat_id = await chat_of(session, district, case.department)
@@ -1062,6 +1092,25 @@ async def refresh(
         notify.refresh_card(
             session, case=case, chat_id=chat_id, lang=district.default_language, now=now, **extra
         )
+    await assist_cards(session, district, case, now, post=False)
+
+
+async def assist_cards(
+    session: AsyncSession, district: District, case: Case, now: datetime, *, post: bool
+) -> None:
+    """Post (``post``) or edit the card of each 协办 unit of the case."""
+    for unit in case.triage_assist:
+        chat_id = await chat_of(session, district, unit) if unit != case.department else None
+        if chat_id is not None:
+            notify.assist_card(
+                session,
+                case=case,
+                unit=unit,
+                chat_id=chat_id,
+                lang=district.default_language,
+                now=now,
+                post=post,
+            )
 
 
 # -- reading ----------------------------------------------------------------------------------

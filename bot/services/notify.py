@@ -26,6 +26,9 @@ CARD_PHOTO = "card-photo"
 ANSWER_PROMPT = "answer-prompt"
 RETURN_PROMPT = "return-prompt"
 CENTER_CARD = "center-card"
+ASSIST_CARD = "assist-card"
+# A case a department still works on: its card has buttons.
+OPEN = (CaseStatus.DISPATCHED, CaseStatus.ACKNOWLEDGED, CaseStatus.REOPENED)
 HELP_CARD = "help-card"
 # Message ids that templates build from a value (``"kind." ~ kind``), listed so that the
 # catalogue check sees them.
@@ -86,6 +89,12 @@ def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str
         "claimed_by": case.claimed_by_name,
         "community": case.community,
         "skills": list(case.help_skills),
+        # The 协办 units and whether each reported in (shown on the lead's card).
+        "assist": [
+            {"code": unit, "reported": unit in case.assist_acks}
+            for unit in case.triage_assist
+            if unit != case.department
+        ],
         "caption": caption,
         **extra,
     }
@@ -93,7 +102,7 @@ def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str
 
 def card_keyboard(case: Case) -> dict[str, Any] | None:
     assert case.id is not None
-    if case.status not in (CaseStatus.DISPATCHED, CaseStatus.ACKNOWLEDGED, CaseStatus.REOPENED):
+    if case.status not in OPEN:
         return None
     row = []
     if case.status is CaseStatus.DISPATCHED:
@@ -240,6 +249,31 @@ def refresh_card(
         keyboard=card_keyboard(case),
         target=case_link(case, CARD),
     )
+
+
+def assist_card(
+    session: AsyncSession,
+    *,
+    case: Case,
+    unit: str,
+    chat_id: int,
+    lang: str,
+    now: datetime,
+    post: bool,
+) -> None:
+    """A 协办 unit's card: who leads, the unit's report-in button until it reported in, and
+    the lead's progress; no escalation times (the ladder is the lead's)."""
+    reported = case.assist_acks.get(unit)
+    keyboard = None
+    if case.status in OPEN and reported is None:
+        assert case.id is not None
+        report_in = button(N_("card.button.assist-report"), CaseAction("ack", case.id).pack())
+        keyboard = inline_keyboard([report_in])
+    context = card_context(case, assisting=True, lead=case.department, assist_reported=reported)
+    link = case_link(case, ASSIST_CARD)
+    where = {"link": link} if post else {"method": "editMessageText", "target": link}
+    enqueue(session, chat_id=chat_id, locale=lang, now=now, template="case_card.html",
+            context=context, keyboard=keyboard, **where)  # fmt: skip
 
 
 def reply_to_card(

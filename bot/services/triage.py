@@ -240,22 +240,10 @@ async def _finish(
     await cases.dispatch(
         session, district, case, case.triage_lead, now=now, actor=actor, role="center"
     )
-    lang = district.default_language
-    for code in assisting:
-        chat_id = await chat_of(session, district, code)
-        if chat_id is not None:
-            enqueue(
-                session,
-                chat_id=chat_id,
-                locale=lang,
-                now=now,
-                template="case_card.html",
-                context=notify.card_context(case, assisting=True, lead=case.triage_lead),
-                link=notify.case_link(case, "assist-card"),
-            )
     if difficulty == "hard":
         await _tell_leaders(session, district, case, assisting, now)
     await refresh(session, district, case, now)
+    await cases.assist_cards(session, district, case, now, post=True)
     expected = case.deadline_at.isoformat() if case.deadline_at else None
     notify.tell_reporters(
         session,
