@@ -82,7 +82,7 @@ from bot.logs import log_event
 from bot.metrics import Metrics
 from bot.pacing import Budget, Limits, LocalBudget, Pacer
 from bot.rendering import Renderer, RenderError
-from bot.services import folding, snapshots
+from bot.services import folding, notify, snapshots
 from models import Lane, MessageLink, OutboxFile, OutboxMessage, OutboxStatus
 from models.types import UTCDateTime
 
@@ -587,10 +587,11 @@ class OutboxSender:
         assert row.id is not None
         try:
             target = await self._resolve_target(row)
-            if target is None and await self._moot(row):
+            moot = await self._moot(row, target)
+            if moot is not None:
                 if ticket is not None:
                     await self.budget.cancel(ticket)
-                await self._finish_moot(row.id, "edit of a card folded into a digest")
+                await self._finish_moot(row.id, moot)
                 return 1
             upload = await self._upload(row)
             locale = await self._chat_locale(row)
@@ -679,13 +680,28 @@ class OutboxSender:
             )
         return message_id
 
-    async def _moot(self, row: OutboxMessage) -> bool:
-        """An edit of a card that was folded into a digest and never posted has nothing to
-        change (bot/services/folding.py)."""
-        if row.method not in EDIT_METHODS or row.target is None or "message_id" in row.target:
-            return False
+    async def _moot(self, row: OutboxMessage, target: int | None) -> str | None:
+        """Why the row has nothing left to say, if so: an edit of a card that was folded into
+        a digest and never posted (bot/services/folding.py), or a question about a case whose
+        state has moved on since it was queued (notify.WHILE: a rating question for an answer
+        the case's resident already rated)."""
+        folded_edit = (
+            target is None
+            and row.method in EDIT_METHODS
+            and row.target is not None
+            and "message_id" not in row.target
+        )
+        condition = row.context.get(notify.WHILE)
+        if not folded_edit and not condition:
+            return None
         async with transaction(self.factory) as session:
-            return await folding.moot_edit(session, chat_id=row.chat_id, target=row.target)
+            if folded_edit and await folding.moot_edit(
+                session, chat_id=row.chat_id, target=row.target or {}
+            ):
+                return "edit of a card folded into a digest"
+            if condition and await notify.moved_on(session, condition):
+                return "its case moved on"
+        return None
 
     async def _finish_moot(self, row_id: int, reason: str) -> None:
         now = self.clock.now()

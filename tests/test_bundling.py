@@ -447,12 +447,28 @@ class TestCoReporters:
                 rating=Rating.UNSATISFIED,
                 now=app.clock.now(),
             )
+        before = len(api_server.messages(NEIGHBOUR))
         app.sender.wake()
-        *_, reopened = await api_server.wait_for_message(NEIGHBOUR, count=4)
+        await until(api_server, lambda: "was not satisfied" in (texts(api_server, NEIGHBOUR) or [""])[-1])
+        acknowledged, answer, reopened = api_server.messages(NEIGHBOUR)[before:]
+        assert "has acknowledged it" in acknowledged.text  # answering implies acknowledging
+        assert "已处理" in answer.text
         assert reopened.text == (
             f"🔁 The resident who filed {case.number} was not satisfied; it has gone back to "
             "Urban Management and Law Enforcement Bureau."
         )
+        # The rating question, queued behind the co-reporter's chat pace, was for an answer the
+        # filer rated meanwhile: it is dropped, not sent.
+        assert all(m.button_texts() == [] for m in api_server.messages(NEIGHBOUR)[before:])
+        # A rating button of that answer (an old client, a forged press) does not act on the
+        # case once its state moved on.
+        moved_on = await press(api_server, answer, f"r1:{case.id}:s", NEIGHBOUR, force=True)
+        assert moved_on.text.startswith(f"The answer to {case.number} has already been rated")
+        async with transaction(app.factory) as session:
+            events = await session.scalars(
+                select(CaseEvent.kind).where(col(CaseEvent.case_id) == case.id)
+            )
+            assert "co_rated" not in events.all()
 
 
 # -- /bundle ------------------------------------------------------------------------------------

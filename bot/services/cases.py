@@ -891,9 +891,12 @@ async def _co_rate(
     """A co-reporter's rating of the latest answer: recorded, once per answer."""
     assert case.id is not None
     follower = await followers.get(session, case.id, resident_id)
-    rated = CaseStatus.ANSWERED, CaseStatus.REOPENED, CaseStatus.CLOSED
-    if follower is None or case.answered_at is None or case.status not in rated:
+    if follower is None or case.answered_at is None:
         raise UserError(N_("errors.stale-button"))
+    if case.status is not CaseStatus.ANSWERED:
+        # The resident who filed it rated first (or it closed unrated): the question was
+        # about an answer that is settled, and a button never acts on a settled case.
+        raise UserError(N_("rate.moved-on"), number=case.number)
     earlier = await session.scalar(
         select(col(CaseEvent.id)).where(
             col(CaseEvent.case_id) == case.id,

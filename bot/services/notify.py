@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from bot.callbacks import AssignCase, CaseAction, ClaimHelp, ProposeDeadline, RateCase
 from bot.district import District
@@ -48,6 +50,29 @@ ANSWER_PURPOSES = frozenset({CARD, CARD_PHOTO, ANSWER_PROMPT})
 def case_link(case: Case, purpose: str) -> Link:
     assert case.id is not None
     return Link("case", str(case.id), purpose)
+
+
+# An outbox context key: the state its case must still be in when the message is sent
+# (``{"case": id, "status": ..., "answered_at": ISO}``); otherwise the sender drops it.
+WHILE = "while_case"
+
+
+async def moved_on(session: AsyncSession, condition: dict[str, Any]) -> bool:
+    """Whether the case has left the state a queued message was written for."""
+    row = (
+        await session.execute(
+            select(col(Case.status), col(Case.answered_at)).where(
+                col(Case.id) == condition.get("case")
+            )
+        )
+    ).first()
+    if row is None:
+        return True
+    status, answered_at = row
+    if condition.get("status") and status.value != condition["status"]:
+        return True
+    expected = condition.get("answered_at")
+    return bool(expected) and (answered_at is None or answered_at.isoformat() != expected)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -449,6 +474,11 @@ def send_answer(
         [button(N_("rate.basically"), RateCase(case.id, "b").pack())],
         [button(N_("rate.unsatisfied"), RateCase(case.id, "u").pack())],
     )
+    # The question is dropped at send time if the case has moved on by then (its resident
+    # rated within seconds, before a co-reporter's paced chat reached it).
+    assert case.answered_at is not None
+    while_answered = {"case": case.id, "status": CaseStatus.ANSWERED.value,
+                      "answered_at": case.answered_at.isoformat()}  # fmt: skip
     for reporter in to:
         chat_id, lang = reporter.chat_id, reporter.lang
         if len(photos) == 1:
@@ -486,7 +516,7 @@ def send_answer(
             locale=lang,
             now=now,
             text_key=N_("rate.question"),
-            context={"number": case.number},
+            context={"number": case.number, WHILE: while_answered},
             keyboard=rate,
             link=case_link(case, "rating"),
         )
