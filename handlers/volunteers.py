@@ -383,7 +383,6 @@ def group_router() -> Router:
                 district,
                 case_id=case_id,
                 user_id=message.from_user.id,
-                first_name=message.from_user.first_name,
                 now=now,
             )
 
@@ -405,7 +404,6 @@ def group_router() -> Router:
             district,
             case_id=cb.case_id,
             user_id=query.from_user.id,
-            first_name=query.from_user.first_name,
             now=now,
         )
         _answer(session, query, lang, now)

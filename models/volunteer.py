@@ -42,6 +42,12 @@ class Volunteer(SQLModel, table=True):
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     decided_by: int | None = Field(default=None, sa_type=BigInteger)
 
+    @property
+    def name(self) -> str:
+        """How the volunteer is shown everywhere (cards, requesters, rankings, the dashboard):
+        the name they registered with; their Telegram first name only if they gave none."""
+        return self.display_name or self.first_name
+
 
 class HelpClaim(SQLModel, table=True):
     """One volunteer's claim on one help request. ``ended`` is ``released`` or ``done``."""

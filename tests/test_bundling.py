@@ -449,7 +449,9 @@ class TestCoReporters:
             )
         before = len(api_server.messages(NEIGHBOUR))
         app.sender.wake()
-        await until(api_server, lambda: "was not satisfied" in (texts(api_server, NEIGHBOUR) or [""])[-1])
+        await until(
+            api_server, lambda: "was not satisfied" in (texts(api_server, NEIGHBOUR) or [""])[-1]
+        )
         acknowledged, answer, reopened = api_server.messages(NEIGHBOUR)[before:]
         assert "has acknowledged it" in acknowledged.text  # answering implies acknowledging
         assert "已处理" in answer.text

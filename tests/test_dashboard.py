@@ -408,7 +408,7 @@ class TestAccess:
         await open_link(http, await sign_in_link(world, LEADER))
         status, text = await page_text(http, world.url("/dashboard/volunteers"))
         assert status == 200 and "志愿者与积分" in text
-        assert re.search(r"<span>小明</span> <span class=\"muted\">康乐社区</span>", text)
+        assert re.search(r"<span>热心的小明</span> <span class=\"muted\">康乐社区</span>", text)
         assert "15 分" in text
         world.clock.advance(timedelta(hours=11, minutes=59))
         assert (await page_text(http, world.url("/dashboard")))[0] == 200

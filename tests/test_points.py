@@ -52,7 +52,7 @@ async def add_volunteer(
     *,
     community: str = "kangle",
     contact: str | None = None,
-    first_name: str | None = None,
+    name: str | None = None,
     status: VolunteerStatus = VolunteerStatus.APPROVED,
     language: str = "zh-Hans",
 ) -> None:
@@ -60,8 +60,8 @@ async def add_volunteer(
         session.add(
             Volunteer(
                 user_id=user_id,
-                display_name=f"志愿者{user_id}",
-                first_name=first_name or f"热心人{user_id}",
+                display_name=name or f"志愿者{user_id}",
+                first_name=f"热心人{user_id}",  # never shown: the registered name is
                 language=language,
                 community=community,
                 skills=["代购"],
@@ -216,9 +216,7 @@ class TestCrediting:
 
         async def finish() -> None:
             async with transaction(factory) as session:
-                await volunteers.claim(
-                    session, district, case_id=case_id, user_id=HELPER, first_name="小李", now=NOW
-                )
+                await volunteers.claim(session, district, case_id=case_id, user_id=HELPER, now=NOW)
                 await volunteers.progress(
                     session, district, case_id=case_id, user_id=HELPER, action="done", now=NOW
                 )
@@ -497,7 +495,7 @@ class TestLedger:
     async def test_points_appear_after_confirmation_and_sum_to_the_balance(
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
-        await add_volunteer(world.factory, HELPER, first_name="小李")
+        await add_volunteer(world.factory, HELPER, name="小李")
         before = await ask(api_server, HELPER, "/points")
         assert "我的积分：0" in before.text and "还没有积分记录" in before.text
 
@@ -561,7 +559,7 @@ class TestLeaderboard:
         # Twelve kangle volunteers earned this week 100, 95, …; HELPER earned least.
         for index in range(12):
             user_id = 9100 + index
-            await add_volunteer(factory, user_id, first_name=f"K{index:02d}")
+            await add_volunteer(factory, user_id, name=f"K{index:02d}")
             case = await add_case(factory, resident=7000 + index)
             async with transaction(factory) as session:
                 session.add(
@@ -575,7 +573,7 @@ class TestLeaderboard:
                         at=NOW,
                     )
                 )
-        await add_volunteer(factory, HELPER, first_name="小李")
+        await add_volunteer(factory, HELPER, name="小李")
         await add_volunteer(factory, OTHER_HELPER, community="xinhua_community")
         async with transaction(factory) as session:
             # Last month counts for neither board; spending and adjustments are not earnings.
@@ -597,7 +595,7 @@ class TestLeaderboard:
         assert "志愿者9100" not in text  # first names only
 
     async def test_week_starts_on_monday(self, world: Whistle, api_server: BotAPIServer) -> None:
-        await add_volunteer(world.factory, HELPER, first_name="小李")
+        await add_volunteer(world.factory, HELPER, name="小李")
         async with transaction(world.factory) as session:
             session.add(
                 PointEntry(
@@ -627,7 +625,7 @@ class TestShop:
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
         factory = world.factory
-        await add_volunteer(factory, HELPER, first_name="小李")
+        await add_volunteer(factory, HELPER, name="小李")
         await give(factory, HELPER, 40)
         shop = await ask(api_server, HELPER, "/shop")
         assert "余额：40" in shop.text and "剩余 20 份" in shop.text
@@ -811,7 +809,7 @@ class TestAdjust:
     async def test_admin_adjusts_with_a_reason(
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
-        await add_volunteer(world.factory, HELPER, first_name="小李")
+        await add_volunteer(world.factory, HELPER, name="小李")
         done = await ask(api_server, ADMIN, f"/adjust {HELPER} +12 补记<上周>的帮助")
         assert "小李" in done.text and "+12" in done.text and "余额 12" in done.text
         [told] = await api_server.wait_for_message(HELPER)

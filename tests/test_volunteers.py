@@ -243,10 +243,13 @@ class TestClaiming:
         assert details.button_texts() == ["🚶 我在路上", "✅ 已完成", "↩️ 放弃认领"]
         [coming] = await api_server.wait_for_message(RESIDENT)
         assert "志愿者8101" in coming.text
+        # One name per volunteer: the card shows the name the requester heard (the registered
+        # one), not the Telegram first name.
         await until(
-            api_server, lambda: "热心人" in (api_server.messages(VOLUNTEERS)[0].text or "")
+            api_server, lambda: "志愿者8101" in (api_server.messages(VOLUNTEERS)[0].text or "")
         )
         edited = api_server.messages(VOLUNTEERS)[0]
+        assert "热心人" not in edited.text
         assert edited.button_texts() == [] and "13800000000" not in edited.text
         loaded = await reload(world, case.id)
         assert loaded.claimed_by == HELPERS[0] and loaded.status is CaseStatus.PUBLISHED
@@ -460,7 +463,7 @@ class TestTheCard:
         )
         [details] = await api_server.wait_for_message(HELPERS[0])
         assert "门牌：2单元501" in details.text and "13800000000" in details.text
-        await until(api_server, lambda: "热心人" in (card.text or ""))
+        await until(api_server, lambda: f"志愿者{HELPERS[0]}" in (card.text or ""))
         assert "501" not in card.text and "13800000000" not in card.text
 
     async def test_fifty_volunteers_reply_at_once_one_claim(

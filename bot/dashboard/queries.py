@@ -454,7 +454,7 @@ async def volunteers(
         }
         summary.top = [
             TopVolunteer(
-                people[user].first_name or people[user].display_name,
+                people[user].name,
                 people[user].community,
                 total,
             )

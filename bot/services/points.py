@@ -233,7 +233,7 @@ async def adjust(
         now=now,
         text_key=N_("points.adjust-done"),
         points=signed,
-        name=volunteer.first_name or volunteer.display_name,
+        name=volunteer.name,
         user_id=user_id,
         balance=current + points,
     )
@@ -345,7 +345,7 @@ async def leaderboard(
         rank = index + 1
         if standings and standings[-1].points == int(points):
             rank = standings[-1].rank
-        standings.append(Standing(rank, int(user_id), first_name or display_name, int(points)))
+        standings.append(Standing(rank, int(user_id), display_name or first_name, int(points)))
     return standings
 
 
@@ -637,7 +637,7 @@ async def check_code(
         now=now,
         text_key=N_("points.code-valid"),
         offer=_offer_name(district, redemption.merchant, redemption.offer, lang),
-        name=(volunteer.first_name or volunteer.display_name) if volunteer else "",
+        name=volunteer.name if volunteer else "",
         code=show_code(code),
     )
     if volunteer is not None:

@@ -121,7 +121,7 @@ async def register(
             now=now,
             text_key=N_("volunteer.application"),
             keyboard=keyboard,
-            name=volunteer.display_name,
+            name=volunteer.name,
             community=unit.names.get(district.default_language),
             skills="、".join(volunteer.skills) or "—",
             availability=volunteer.availability,
@@ -161,7 +161,7 @@ async def decide(
         locale=district.default_language,
         now=now,
         text_key=N_("volunteer.decision-recorded"),
-        name=volunteer.display_name,
+        name=volunteer.name,
     )
     return volunteer
 
@@ -228,10 +228,10 @@ async def claim(
     *,
     case_id: int,
     user_id: int,
-    first_name: str,
     now: datetime,
 ) -> Case:
-    """The volunteer takes the request, if nobody was first."""
+    """The volunteer takes the request, if nobody was first. The card, the requester and the
+    case's timeline show the volunteer's registered name (one name per volunteer)."""
     volunteer = await _approved(session, user_id)
     own = await session.scalar(select(col(Case.resident_id)).where(col(Case.id) == case_id))
     if own == user_id:
@@ -246,7 +246,7 @@ async def claim(
         )
         .values(
             claimed_by=user_id,
-            claimed_by_name=first_name[:128],
+            claimed_by_name=volunteer.name[:128],
             help_progress="claimed",
             help_due_at=None,
             updated_at=now,
@@ -265,7 +265,7 @@ async def claim(
         raise UserError(N_("help.already-taken"), name=case.claimed_by_name or "")
     assert case is not None and case.id is not None
     session.add(HelpClaim(case_id=case.id, volunteer_id=user_id, claimed_at=now))
-    actor = cases.Person(user_id, first_name, volunteer.language)
+    actor = cases.Person(user_id, volunteer.name, volunteer.language)
     cases.record(session, case, kind="claimed", now=now, actor=actor, role="volunteer")
     refresh_help_card(session, district, case, now)
     enqueue(
@@ -283,7 +283,7 @@ async def claim(
         case=case,
         now=now,
         text_key=N_("help.volunteer-coming"),
-        name=volunteer.display_name,
+        name=volunteer.name,
     )
     return case
 
@@ -333,7 +333,7 @@ async def progress(
     case = await _held_case(session, case_id, user_id)
     volunteer = await get(session, user_id)
     assert volunteer is not None
-    actor = cases.Person(user_id, volunteer.first_name, volunteer.language)
+    actor = cases.Person(user_id, volunteer.name, volunteer.language)
     assert case.id is not None
     if action == "rel":
         cases.record(session, case, kind="released", now=now, actor=actor, role="volunteer")
@@ -347,7 +347,7 @@ async def progress(
             claim_row.on_way_at = now
         cases.record(session, case, kind="on-way", now=now, actor=actor, role="volunteer")
         notify.tell_resident(
-            session, case=case, now=now, text_key=N_("help.on-way"), name=volunteer.display_name
+            session, case=case, now=now, text_key=N_("help.on-way"), name=volunteer.name
         )
         reply = N_("help.you-on-way")
     elif action == "done" and case.help_progress in ("claimed", "way"):
@@ -367,7 +367,7 @@ async def progress(
                 ],
                 [button(N_("help.button.not-helped"), HelpConfirm(case.id, "n").pack())],
             ),
-            name=volunteer.display_name,
+            name=volunteer.name,
         )
         reply = N_("help.you-done")
     else:
@@ -600,7 +600,7 @@ async def share_photo(
         context={"number": case.number, "name": volunteer.display_name},
         params={"photo": file_id},
     )
-    actor = cases.Person(user_id, volunteer.first_name, volunteer.language)
+    actor = cases.Person(user_id, volunteer.name, volunteer.language)
     cases.record(
         session, case, kind="photo", now=now, actor=actor, role="volunteer", photo=file_id
     )
