@@ -350,6 +350,9 @@ class TestAskForHelp:
         assert "电话号码" in refused.text
         refused = await say(api_server, "5号楼2单元501室")
         assert "门牌号" in refused.text
+        # Both at once: one refusal names both, rather than one now and the other next time.
+        refused = await say(api_server, "5号楼2单元501室 13912345678")
+        assert "不要写电话号码和门牌号" in refused.text
         door = await say(api_server, "5号楼")
         assert "只告诉接单的志愿者" in door.text and door.button_texts() == ["⏭ 跳过"]
         when = await say(api_server, "2单元501")

@@ -269,9 +269,13 @@ _FLAT = re.compile(
 def check_building(text: str) -> str:
     """The public part of a help request's place: a building, with no phone or flat."""
     text = check_text(text, MAX_BUILDING)
-    if _PHONE.search(text):
+    # One answer names every problem, so the resident fixes them in one go.
+    phone, flat = _PHONE.search(text), _FLAT.search(text)
+    if phone and flat:
+        raise UserError(N_("ask.where-has-phone-and-flat"))
+    if phone:
         raise UserError(N_("ask.where-has-phone"))
-    if _FLAT.search(text):
+    if flat:
         raise UserError(N_("ask.where-has-flat"))
     return text
 
