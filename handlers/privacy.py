@@ -15,7 +15,7 @@ from bot.callbacks import ForgetMe
 from bot.district import District
 from bot.i18n import N_
 from bot.logs import log_event
-from bot.services import privacy
+from bot.services import erasure, privacy
 from bot.services.errors import UserError
 from bot.services.outbox import answer_callback, button, enqueue, inline_keyboard, send_text
 from handlers.filters import CallbackOf
@@ -46,15 +46,30 @@ def router() -> Router:
 
     @r.callback_query(CallbackOf(ForgetMe))
     async def forget_answered(
-        query: CallbackQuery, cb: ForgetMe, session: AsyncSession, lang: str, now: Any
+        query: CallbackQuery,
+        cb: ForgetMe,
+        session: AsyncSession,
+        district: District,
+        lang: str,
+        now: Any,
     ) -> None:
         if cb.answer not in ("y", "n") or query.message is None:
             raise UserError(N_("errors.stale-button"))
         user_id = query.from_user.id
+        params: dict[str, Any]
         if cb.answer == "y":
-            count = await privacy.forget(session, user_id=user_id, now=now)
-            log_event(logger, "user.forgotten", user_id=user_id, cases=count)
-            text_key, params = N_("forget.done"), {"count": count}
+            done = await erasure.forget(session, district, user_id=user_id, now=now)
+            log_event(
+                logger, "user.forgotten", user_id=user_id, cases=done.cases, edits=done.messages
+            )
+            days = district.privacy.retention_days
+            text_key = N_("forget.done") if days is None else N_("forget.done-retention")
+            params = {
+                "count": done.cases,
+                "messages": done.messages,
+                "district": district.district.names.get(lang),
+                "days": days,
+            }
         else:
             text_key, params = N_("forget.kept"), {}
         answer_callback(session, chat_id=user_id, callback_query_id=query.id, locale=lang, now=now)

@@ -31,6 +31,7 @@ from scheduler import jobs
 from tests.conftest import AppFactory, settled
 
 RESIDENT = 7700
+PHOTO = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 NEIGHBOUR = 7701
 ADMIN = 100000002  # 张晓燕, a district admin in config.example.toml
 CENTER_HEAD = 100000001  # staff, but not an admin
@@ -214,6 +215,66 @@ class TestForgetMe:
             ]
         # The resident's list is empty now: the cases are no longer theirs.
         assert (await say(api_server, RESIDENT, "/my")).text.startswith("您还没有提交过案件")
+
+    async def test_the_groups_cards_lose_the_name_and_the_photos(
+        self, world: Whistle, api_server: BotAPIServer
+    ) -> None:
+        cgzf, scratch = -1001000000021, -1005558
+        api_server.create_group(cgzf, "城管", members=[CENTER_HEAD])
+        api_server.create_group(scratch, "Scratch", members=[RESIDENT])
+        photos = [
+            api_server.send_photo(RESIDENT, PHOTO + bytes([n]), chat_id=scratch)["photo"][-1][
+                "file_id"
+            ]
+            for n in range(3)
+        ]
+        filed = []
+        for shot in (photos[:1], photos[1:]):  # a card under one photo; two and a text card
+            async with transaction(world.factory) as session:
+                case = await cases.submit(
+                    session,
+                    world.district,
+                    resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
+                    now=world.clock.now(),
+                    draft=cases.Draft(
+                        kind=CaseKind.REPORT,
+                        photos=shot,
+                        description="王晓霞家楼下飞线充电",
+                        category="flying_wire",
+                        address="康乐小区5号楼2单元",
+                    ),
+                )
+            filed.append(case)
+            world.sender.wake()
+            await api_server.wait_for_message(RESIDENT)  # the receipt
+        await settled(world)
+        shown = [m for m in api_server.messages(cgzf) if not m.deleted]
+        assert len(shown) == 4  # photo card; two photos and a text card
+        assert all("王晓霞" in (m.content or "") for m in (shown[0], shown[3]))
+        for case in filed:
+            await close(world, case.id)
+
+        question = await say(api_server, RESIDENT, "/forgetme")
+        await settled(world)
+        api_server.press_button(RESIDENT, question.message_id, question.callback_data()[0])
+        await api_server.wait_for(lambda _s: "已删除" in (question.text or ""), timeout=5)
+        await settled(world)
+        # The closing answer says what went, what the groups were changed to, and what the
+        # district keeps and why, with the retention period of the district file.
+        assert "2 件案件已匿名" in question.text
+        assert "工作群里 4 条显示过这些信息的消息已改为匿名，照片已撤下" in question.text
+        assert "海勃湾区仍保留：案件编号、类别、承办单位" in question.text
+        assert "“三率”" in question.text and "办结 365 天后删除" in question.text
+        # In the department's group: the two photos under the second card are gone, and
+        # both cards are edited to the anonymised case.
+        messages = api_server.messages(cgzf)
+        assert [m.deleted for m in messages] == [False, True, True, False]
+        for card in (messages[0], messages[3]):
+            text = card.content or ""
+            assert "王晓霞" not in text and "飞线充电" in text  # the category stays
+            assert "康乐小区" not in text and "2单元" not in text
+            assert "居民个人信息已删除" in text
+            assert filed[0].number in text or filed[1].number in text
 
     async def test_refused_while_a_case_is_open_and_keep_changes_nothing(
         self, world: Whistle, api_server: BotAPIServer

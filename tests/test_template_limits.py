@@ -296,7 +296,7 @@ def _triage_card(lang: str) -> Iterator[Variant]:
                 case.triage_step = step
                 yield Variant(
                     f"{status}/{step}/open311={open311}",
-                    triage._context(case, district(), bundle_number=number()),
+                    triage.context(case, district(), bundle_number=number()),
                     TEXT_LIMIT,
                     DESCRIPTION,
                 )

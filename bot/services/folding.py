@@ -186,6 +186,13 @@ def _digest_link(digest_id: int) -> Link:
     return Link(DIGEST_SUBJECT, str(digest_id), DIGEST_PURPOSE)
 
 
+async def redraw(
+    session: AsyncSession, digest_id: int, *, chat_id: int, locale: str, now: datetime
+) -> None:
+    """Edit a digest to what its lines' cases show now (a resident's data was erased)."""
+    await _draw(session, digest_id, chat_id=chat_id, locale=locale, now=now)
+
+
 async def _draw(
     session: AsyncSession,
     digest_id: int,

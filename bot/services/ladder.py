@@ -525,6 +525,7 @@ async def _push_to_supervision(
         now=now,
         template="ladder_supervision.html",
         context={**notify.card_context(case), **context, "timeline": timeline},
+        link=notify.case_link(case, notify.SUPERVISION),
     )
 
 

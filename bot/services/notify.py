@@ -29,6 +29,7 @@ ANSWER_PROMPT = "answer-prompt"
 RETURN_PROMPT = "return-prompt"
 CENTER_CARD = "center-card"
 ASSIST_CARD = "assist-card"
+SUPERVISION = "supervision"  # a case pushed to the supervision chat by the ladder
 # A case a department still works on: its card has buttons.
 OPEN = (CaseStatus.DISPATCHED, CaseStatus.ACKNOWLEDGED, CaseStatus.REOPENED)
 HELP_CARD = "help-card"
@@ -114,6 +115,8 @@ def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str
         "claimed_by": case.claimed_by_name,
         "community": case.community,
         "skills": list(case.help_skills),
+        # The resident had their data erased (/forgetme, retention): the card says so.
+        "erased": case.anonymised_at is not None,
         # The 协办 units and whether each reported in (shown on the lead's card).
         "assist": [
             {"code": unit, "reported": unit in case.assist_acks}

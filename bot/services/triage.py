@@ -63,7 +63,7 @@ def _post_card(
         lang=district.default_language,
         now=now,
         template="triage_card.html",
-        context=_context(case, district),
+        context=context(case, district),
         keyboard=_keyboard(case, district),
         purpose=TRIAGE_CARD,
     )
@@ -94,7 +94,7 @@ def proposed_assistants(district: District, text: str, lead: str | None) -> list
     ]
 
 
-def _context(case: Case, district: District, **extra: Any) -> dict[str, Any]:
+def context(case: Case, district: District, **extra: Any) -> dict[str, Any]:
     return notify.card_context(
         case,
         step=case.triage_step,
@@ -203,7 +203,7 @@ async def refresh(
         now=now,
         method="editMessageText",
         template="triage_card.html",
-        context=_context(case, district, **extra),
+        context=context(case, district, **extra),
         keyboard=_keyboard(case, district),
         target=notify.case_link(case, TRIAGE_CARD),
     )
