@@ -155,6 +155,7 @@ class Whistle:
             clock=self.clock,
             catalogues=self.catalogues,
             on_commit=self.sender.wake,
+            flood_limit=self.settings.flood_limit,
         )
         self.sender.metrics = self.metrics
         self.policy = UpdatePolicy(give_up=self.unit_of_work.give_up, metrics=self.metrics)

@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.db import SessionFactory, current_session, writer_turn
+from bot.flood import LIMIT as FLOOD_LIMIT
+from bot.flood import FloodWatch
 from bot.fsm import dialog_key, preload_dialog, write_dialogs
 from bot.i18n import N_, Catalogues
 from bot.logs import log_event
@@ -75,11 +77,13 @@ class UnitOfWork(BaseMiddleware):
         clock: Clock,
         catalogues: Catalogues,
         on_commit: Callable[[], None],
+        flood_limit: int = FLOOD_LIMIT,
     ) -> None:
         self.factory = factory
         self.clock = clock
         self.catalogues = catalogues
         self.on_commit = on_commit
+        self.flood = FloodWatch(limit=flood_limit)
         self.in_flight = 0  # units of work begun and not yet committed or rolled back
         self.most_in_flight = 0
 
@@ -120,9 +124,15 @@ class UnitOfWork(BaseMiddleware):
                     if dialog is not None:
                         preload_dialog(session, dialog, claim.dialog)
                     user = data.get("user")
+                    flood = self._flood(event, data)
                     if user is not None and user.blocked_at is not None:
                         # No handler runs; the notice (if any) commits with the claim.
                         self._refuse_blocked(session, event, data, user)
+                    elif flood is not None:
+                        # Part of a flood: no handler runs; one notice a minute.
+                        log_event(logger, "update.flood", update_id=event.update_id)
+                        if flood == "notice":
+                            self._answer(session, event, data, N_("flood.notice"), {})
                     else:
                         result = await handler(event, data)
                         await write_dialogs(session, now)
@@ -176,6 +186,14 @@ class UnitOfWork(BaseMiddleware):
             t=self.catalogues.translator(lang),
             now=now,
         )
+
+    def _flood(self, event: Update, data: dict[str, Any]) -> str | None:
+        """Whether a private message is part of a flood (bot/flood.py)."""
+        message = event.message
+        if message is None or message.chat.type != "private" or message.from_user is None:
+            return None
+        date = int(message.date.timestamp())
+        return self.flood.check(message.from_user.id, date, message.media_group_id)
 
     def _refuse_blocked(
         self, session: AsyncSession, event: Update, data: dict[str, Any], user: User

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     send_group_per_minute: int = Field(default=20, alias="SEND_GROUP_PER_MINUTE", ge=1)
     send_private_per_second: float = Field(default=1.0, alias="SEND_PRIVATE_PER_SECOND", gt=0)
     send_burst: int = Field(default=3, alias="SEND_BURST", ge=1)
+    # A person's private messages (an album counts once) within 5 seconds beyond which the
+    # rest of the burst is not handled and one notice is sent (bot/flood.py).
+    flood_limit: int = Field(default=10, alias="FLOOD_LIMIT", ge=1)
     # Several replicas (DEPLOYMENT.md): with REDIS_URL the replicas share the pacing budget and
     # lock each user's updates in Redis; unset, both live in the process (one replica).
     redis_url: str | None = Field(default=None, alias="REDIS_URL")

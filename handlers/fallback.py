@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from aiogram import F, Router
@@ -10,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import N_
 from bot.services import menu
-from bot.services.outbox import answer_callback, send_text
+from bot.services.outbox import answer_callback, send_text, told_since
+
+FALLBACK_EVERY = timedelta(minutes=1)
 
 
 def router() -> Router:
@@ -19,14 +22,19 @@ def router() -> Router:
     @r.message(F.chat.type == "private")
     async def not_understood(message: Message, session: AsyncSession, lang: str, now: Any) -> None:
         is_command = (message.text or "").startswith("/")
+        text_key = N_("fallback.unknown-command") if is_command else N_("fallback.not-understood")
+        # The same fallback at most once a minute: a burst of messages nobody understood gets
+        # one answer, not one each.
+        if await told_since(
+            session, chat_id=message.chat.id, text_key=text_key, since=now - FALLBACK_EVERY
+        ):
+            return
         send_text(
             session,
             chat_id=message.chat.id,
             locale=lang,
             now=now,
-            text_key=N_("fallback.unknown-command")
-            if is_command
-            else N_("fallback.not-understood"),
+            text_key=text_key,
             keyboard=menu.MAIN_MENU,
         )
 

@@ -280,8 +280,10 @@ class TestBadInputUnderLoad:
             greetings = [t for t in sent if f"居民{person}" in t]
             assert len(greetings) == 5, (person, sent)  # no good update lost, none twice
             others = [t for t in sent if t not in greetings]
-            # The sticker, the unknown command and the die: one answer each, never two.
-            assert len(others) == 3, (person, others)
+            # The sticker and the unknown command: one answer each, never two; the die,
+            # thrown within the minute of the sticker, would get the same "not understood",
+            # which is said at most once a minute.
+            assert len(others) == 2, (person, others)
         failed = [
             (r.params.get("callback_query_id"), r.description, r.status)
             for r in api_server.requests

@@ -6,11 +6,15 @@ talking HTTP to it. Runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+from sqlalchemy import func, select
 
 from bot.app import Whistle
 from bot.testserver import BotAPIServer
-from models import User
+from models import ProcessedUpdate, User
+from tests.conftest import settled
 
 RESIDENT = 7001
 
@@ -142,3 +146,40 @@ class TestBadInput:
         api_server.send_text(RESIDENT, "/start")  # a private message as a marker
         await api_server.wait_for_message(RESIDENT)
         assert api_server.messages(-100555) == []
+
+
+class TestFlood:
+    async def test_a_flood_gets_one_answer_and_one_notice_and_others_are_answered(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        neighbour = RESIDENT + 1
+        api_server.add_user(RESIDENT, first_name="王晓霞", language_code="zh-hans")
+        api_server.add_user(neighbour, first_name="李明", language_code="zh-hans")
+        async with app.factory() as session:
+            before = await session.scalar(select(func.count()).select_from(ProcessedUpdate))
+        # Fifty messages at once (faster than anyone types), and a neighbour's /start among
+        # them.
+        for index in range(50):
+            api_server.send_text(RESIDENT, f"在吗{index}")
+            if index == 25:
+                api_server.send_text(neighbour, "/start")
+        [greeting] = await api_server.wait_for_message(neighbour)
+        assert "海勃湾区" in greeting.text
+
+        async def handled() -> int:
+            async with app.factory() as session:
+                count = await session.scalar(select(func.count()).select_from(ProcessedUpdate))
+            return int(count or 0) - int(before or 0)
+
+        deadline = asyncio.get_running_loop().time() + 20
+        while await handled() < 51:
+            assert asyncio.get_running_loop().time() < deadline, "updates not handled"
+            await asyncio.sleep(0.05)
+        await settled(app)
+        # The first messages are handled as usual, yet "not understood" is said once; the
+        # rest of the burst is not handled, and one notice says so.
+        texts = [m.text for m in api_server.messages(RESIDENT)]
+        assert texts == [
+            "没看懂您的意思。请用下方菜单选择要做的事，或发送 /help 查看帮助。",
+            "您发得太快了，刚才连续发来的消息没有处理。请稍等几秒，再一条一条发送。",
+        ]

@@ -67,6 +67,22 @@ def reply_keyboard(*rows: list[str], persistent: bool = True) -> dict[str, Any]:
 REMOVE_KEYBOARD: dict[str, Any] = {"remove": True}
 
 
+async def told_since(
+    session: AsyncSession, *, chat_id: int, text_key: str, since: datetime
+) -> bool:
+    """Whether the chat was sent (or is about to be sent) this text after ``since``."""
+    found = await session.scalar(
+        select(col(OutboxMessage.id))
+        .where(
+            col(OutboxMessage.chat_id) == chat_id,
+            col(OutboxMessage.text_key) == text_key,
+            col(OutboxMessage.created_at) > since,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 def enqueue(
     session: AsyncSession,
     *,
