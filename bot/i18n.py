@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import gettext
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -83,6 +84,47 @@ def match_language(telegram_code: str | None, supported: tuple[str, ...]) -> str
     return None
 
 
+# Right-to-left letters (Hebrew, Arabic, Syriac, Thaana, N'Ko and their presentation forms,
+# the historic RTL scripts) and the direction controls. A user value with any of them is
+# isolated where it is placed in a sentence, so it cannot turn the rest of the line around
+# (a first name ending in U+202E RIGHT-TO-LEFT OVERRIDE would reverse the greeting after it).
+_DIRECTIONAL = re.compile(
+    "[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff\U00010800-\U00010fff\U0001e800-\U0001efff"
+    "\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]"
+)
+FSI, PDI = "\u2068", "\u2069"  # FIRST STRONG ISOLATE ... POP DIRECTIONAL ISOLATE
+_OPENS = frozenset("\u2066\u2067\u2068")
+
+
+def isolate(value: str) -> str:
+    """``value`` between FSI and PDI when it could change the direction of the text around it
+    (otherwise as it is: isolating left-to-right text changes nothing on screen). Isolates the
+    value opened and left open are closed first, so the value cannot escape its own."""
+    if not _DIRECTIONAL.search(value):
+        return value
+    open_isolates = 0
+    for char in value:
+        if char in _OPENS:
+            open_isolates += 1
+        elif char == PDI and open_isolates:
+            open_isolates -= 1
+    return f"{FSI}{value}{PDI * open_isolates}{PDI}"
+
+
+def _isolated(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Message parameters with every plain string (user values: names, descriptions) isolated;
+    ``Markup`` is the bot's own text."""
+    return {
+        key: isolate(value) if isinstance(value, str) and not isinstance(value, Markup) else value
+        for key, value in params.items()
+    }
+
+
+def _finalize(value: Any) -> Any:
+    """What a template prints directly: plain strings isolated like message parameters."""
+    return isolate(value) if type(value) is str else value
+
+
 @dataclass(frozen=True)
 class Translator:
     """Messages of one language, with fallback to the default language."""
@@ -104,14 +146,14 @@ class Translator:
     def __call__(self, message_id: str, **params: Any) -> str:
         """Plain text (not HTML): for button labels, callback answers, command descriptions."""
         text = self.raw(message_id)
-        return text % params if params else text
+        return text % _isolated(params) if params else text
 
     def html(self, message_id: str, **params: Any) -> Markup:
         """HTML: the catalogue text is trusted markup, every parameter is escaped."""
         text = self.raw(message_id)
         if not params:
             return Markup(text)
-        return Markup(text) % params
+        return Markup(text) % _isolated(params)
 
 
 @dataclass
@@ -160,6 +202,7 @@ class Catalogues:
                 trim_blocks=True,
                 lstrip_blocks=True,
                 keep_trailing_newline=False,
+                finalize=_finalize,
             )
             translator = self.translator(language)
             env.install_gettext_callables(  # type: ignore[attr-defined]
@@ -167,6 +210,9 @@ class Catalogues:
                 ngettext=lambda s, p, n: translator.raw(s if n == 1 else p),
                 newstyle=True,
             )
+            # ``_()`` in a template: the catalogue text as markup, each parameter escaped and
+            # (a user value) isolated, exactly as outside templates.
+            env.globals["_"] = env.globals["gettext"] = translator.html
             env.globals["lang"] = language
             env.globals.update(self.template_globals)
             env.globals.update(

@@ -43,6 +43,26 @@ class TestStart:
         assert reply_labels(reply)[:4] == ["📷 随手拍", "🗣 我有话说", "🤝 邻里互助", "📋 我的案件"]
         assert sorted(reply_labels(reply)[4:]) == sorted(["中文", "English", "ᠮᠣᠩᠭᠣᠯ"])
 
+    async def test_a_name_cannot_turn_the_greeting_around(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        # U+202E (right-to-left override) in a first name, and a left-open U+2067 (right-to-
+        # left isolate): each is closed inside its own isolate (U+2068 … U+2069), so the rest
+        # of the sentence keeps its direction.
+        api_server.add_user(RESIDENT, first_name="Eve\u202e", language_code="en")
+        api_server.send_text(RESIDENT, "/start")
+        [reply] = await api_server.wait_for_message(RESIDENT)
+        assert "Hello, \u2068Eve\u202e\u2069!" in reply.text
+        api_server.add_user(RESIDENT + 1, first_name="\u2067Mallory", language_code="en")
+        api_server.send_text(RESIDENT + 1, "/start")
+        [reply] = await api_server.wait_for_message(RESIDENT + 1)
+        assert "Hello, \u2068\u2067Mallory\u2069\u2069!" in reply.text
+        # An ordinary name is left as it is.
+        api_server.add_user(RESIDENT + 2, first_name="Alice", language_code="en")
+        api_server.send_text(RESIDENT + 2, "/start")
+        [reply] = await api_server.wait_for_message(RESIDENT + 2)
+        assert reply.text.startswith("Hello, Alice!")
+
     async def test_greets_in_english_when_the_app_is_in_english(
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
