@@ -6,18 +6,68 @@ from datetime import timedelta
 from typing import Any
 
 from aiogram import F, Router
+from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import N_
 from bot.services import menu
 from bot.services.outbox import answer_callback, send_text, told_since
+from handlers.groups import GROUPS, InUnitGroup
 
 FALLBACK_EVERY = timedelta(minutes=1)
 
 
+# Commands that exist but work only in a group, and where (asked in a private chat).
+GROUP_ONLY = {
+    "bind": N_("command.where.bind"),
+    "bundle": N_("command.where.bundle"),
+    "reload_keywords": N_("command.where.reload-keywords"),
+}
+# Commands of the private chat, asked in a work group: said where they work (in other groups
+# the bot stays silent).
+PRIVATE_ONLY = (
+    "dashboard", "points", "top", "shop", "redeem", "adjust", "forgetme", "block", "unblock",
+    "volunteer", "report", "say", "ask", "my",
+)  # fmt: skip
+
+
 def router() -> Router:
     r = Router(name="fallback")
+
+    @r.message(F.chat.type == "private", Command(*GROUP_ONLY))
+    async def group_only(
+        message: Message, command: CommandObject, session: AsyncSession, lang: str, now: Any
+    ) -> None:
+        send_text(
+            session,
+            chat_id=message.chat.id,
+            locale=lang,
+            now=now,
+            text_key=GROUP_ONLY[command.command.lower()],
+        )
+
+    @r.message(F.chat.type == "private", Command("skip"))
+    async def nothing_to_skip(
+        message: Message, session: AsyncSession, lang: str, now: Any
+    ) -> None:
+        send_text(
+            session, chat_id=message.chat.id, locale=lang, now=now, text_key=N_("command.no-skip")
+        )
+
+    @r.message(F.chat.type.in_(GROUPS), Command(*PRIVATE_ONLY), InUnitGroup())
+    async def private_only(
+        message: Message, command: CommandObject, session: AsyncSession, lang: str, now: Any
+    ) -> None:
+        send_text(
+            session,
+            chat_id=message.chat.id,
+            locale=lang,
+            now=now,
+            text_key=N_("command.private-only"),
+            command=f"/{command.command.lower()}",
+            reply_to=message.message_id,
+        )
 
     @r.message(F.chat.type == "private")
     async def not_understood(message: Message, session: AsyncSession, lang: str, now: Any) -> None:

@@ -157,6 +157,27 @@ class TestBadInput:
         assert replies[2].text.startswith("You have not filed any cases yet.")
         assert "/report — Photo report of a problem" in replies[3].text
 
+    async def test_a_command_that_works_elsewhere_says_where(
+        self, app: Whistle, api_server: BotAPIServer
+    ) -> None:
+        api_server.add_user(RESIDENT, first_name="王晓霞", language_code="zh-hans")
+        api_server.send_text(RESIDENT, "/bind cgzf")
+        [bind] = await api_server.wait_for_message(RESIDENT)
+        assert bind.text.startswith("/bind 要在工作群里使用")
+        api_server.send_text(RESIDENT, "/bundle HB-000001 HB-000002")
+        [bundle] = await api_server.wait_for_message(RESIDENT)
+        assert bundle.text.startswith("/bundle 要在街道或综治中心的工作群里使用")
+        api_server.send_text(RESIDENT, "/skip")
+        [skip] = await api_server.wait_for_message(RESIDENT)
+        assert skip.text == "现在没有可以跳过的步骤。"
+        # A private chat's command in a work group is told where it works, as a reply.
+        cgzf = -1001000000021
+        api_server.create_group(cgzf, "城管", members=[RESIDENT])
+        sent = api_server.send_text(RESIDENT, "/dashboard", chat_id=cgzf)
+        [where] = await api_server.wait_for_message(cgzf)
+        assert where.text.startswith("/dashboard 请私聊机器人使用")
+        assert where.reply_to_message_id == sent["message_id"]
+
     async def test_group_messages_get_no_answer(
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:

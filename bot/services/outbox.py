@@ -156,7 +156,7 @@ def send_text(
     text_key: str,
     keyboard: dict[str, Any] | None = None,
     link: Link | None = None,
-    reply_to: Link | None = None,
+    reply_to: Link | int | None = None,
     bulk: bool = False,
     **context: Any,
 ) -> OutboxMessage:
