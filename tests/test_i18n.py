@@ -4,6 +4,7 @@ every language, with the same placeholders."""
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,33 @@ class TestCatalogues:
             except Exception as error:
                 refused.append((message_id, str(error)))
         assert refused == []
+
+    def test_the_glossary_is_followed(self) -> None:
+        # Each term of the platform in one word per language: every message whose Chinese
+        # text holds the term uses the glossary's word (locales/mn_Mong/glossary.toml).
+        with (ROOT / "locales" / "mn_Mong" / "glossary.toml").open("rb") as source:
+            terms = tomllib.load(source)["terms"]
+        assert {"吹哨", "应哨", "答卷", "黄牌", "红牌", "督办", "协办", "网格员"} <= set(terms)
+        default = catalogue("zh-Hans")
+        others = {"mn": catalogue("mn-Mong"), "en": catalogue("en")}
+        astray = []
+        for term, words in terms.items():
+            using = [message_id for message_id, text in default.items() if term in text]
+            assert using, f"nothing says {term}"
+            for language, word in words.items():
+                for message_id in using:
+                    if word.lower() not in others[language][message_id].lower():
+                        astray.append((term, language, message_id))
+        assert astray == []
+
+    @pytest.mark.parametrize("language", [code for code in LANGUAGES if code != "zh-Hans"])
+    def test_titles_follow_each_languages_convention(self, language: str) -> None:
+        # 【…】 titles are Chinese typography: English writes [Photo report], Mongolian «…»;
+        # the brackets live in each catalogue, never in a template.
+        chinese = [k for k, text in catalogue(language).items() if "【" in text or "】" in text]
+        assert chinese == []
+        templates = ROOT / "bot" / "templates"
+        assert [p.name for p in templates.glob("*.html") if "【" in p.read_text()] == []
 
     @pytest.mark.parametrize("language", LANGUAGES)
     def test_command_descriptions_fit_telegram(self, language: str) -> None:
