@@ -171,6 +171,14 @@ async def test_the_whole_loop_in_the_page(playground: PlaygroundWeb) -> None:
         browser = await playwright.chromium.launch(executable_path=BROWSER, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+            missing_files: list[str] = []
+            page.on(
+                "response",
+                lambda response: (
+                    missing_files.append(response.url) if response.status == 404 else None
+                ),
+            )
+            page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
             await page.goto(playground.url)
             await page.wait_for_selector("body[data-ready='1']")
             assert await page.locator("#chat-title").inner_text() == "居民私聊"
@@ -183,6 +191,16 @@ async def test_the_whole_loop_in_the_page(playground: PlaygroundWeb) -> None:
             await page.locator("#messages .msg.mine img").wait_for()
             await say(page, "楼道里有人飞线充电")
             await press(page, "飞线充电")
+            # The bot's hint names what the page shows: 📎, then 位置.
+            hint = page.locator("#messages .msg.bot").last
+            assert "📎 → 位置" in await hint.inner_text()
+            assert await page.locator("#attach").inner_text() == "📎"
+            assert not await page.locator("#location-open").is_visible()
+            await page.click("#attach")
+            assert "位置" in await page.locator("#location-open").inner_text()
+            await page.click("#location-open")
+            assert await page.locator("#location-panel").is_visible()
+            await page.click("#location-cancel")
             await say(page, "康乐小区3号楼北侧")
             await press(page, "确认提交")
             receipt = page.locator("#messages .msg.bot", has_text="HB-000001").last
@@ -251,9 +269,22 @@ async def test_the_whole_loop_in_the_page(playground: PlaygroundWeb) -> None:
             await card.wait_for()
             assert "黄牌" not in await card.inner_text()
             before = await page.locator("#clock-now").inner_text()
+            server = playground.playground.server
+
+            def shown() -> int:
+                """Messages sent and edits made, in every chat."""
+                return sum(1 + len(m.edits) for m in server.messages())
+
             for _ in range(8):
+                seen = shown()
                 await page.click("#jump")
-                await page.locator("#toast", has_text="已跳到").wait_for()
+                toast = page.locator("#toast", has_text="已跳到")
+                await toast.wait_for()
+                # Every press changes something someone sees.
+                await server.wait_for(lambda _s, seen=seen: shown() > seen)
+                # The toast writes the moment the way the clock does.
+                jumped = (await toast.inner_text()).removeprefix("已跳到").strip()
+                assert re.fullmatch(r"\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}:\d{2}", jumped)
                 try:
                     await card.filter(has_text="🟨 黄牌").wait_for(timeout=3000)
                     break
@@ -262,6 +293,31 @@ async def test_the_whole_loop_in_the_page(playground: PlaygroundWeb) -> None:
             assert "🟨 黄牌" in await card.inner_text()
             assert await page.locator("#clock-now").inner_text() != before
             await page.screenshot(path=str(ARTIFACTS / "playground-yellow-card.png"))
+
+            # Messages are stamped with the simulated time the header shows.
+            await open_chat(page, "[data-key='residents']")
+            await say(page, "/help")
+            clock = await page.locator("#clock-now").inner_text()
+            stamp = await page.locator("#messages .msg.bot").last.locator("time").inner_text()
+            assert stamp[:5] in clock, (stamp, clock)
+
+            # Starting over leaves no stale badge: each tab's count is what it holds.
+            assert await page.locator(".chat-tab .badge").count() > 0
+            await page.click("#reset")
+            await page.locator("#messages .msg.bot", has_text="李明，您好").wait_for()
+            await page.locator("#messages .msg.mine", has_text="/help").wait_for(state="detached")
+            tabs = page.locator(".chat-tab")
+            for index in range(await tabs.count()):
+                tab = tabs.nth(index)
+                badge = tab.locator(".badge")
+                if await badge.count():
+                    count = int(await badge.inner_text())
+                    await tab.click()
+                    await page.wait_for_function(
+                        "n => document.querySelectorAll('#messages .msg.bot').length >= n",
+                        arg=count,
+                    )
+            assert missing_files == []  # the favicon too
         finally:
             await browser.close()
     print(f"playground browser test: {time.perf_counter() - started:.1f} s")

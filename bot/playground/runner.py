@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from bot.app import Whistle
@@ -23,11 +23,14 @@ from bot.playground.world import VOLUNTEERS, populate
 from bot.services import cases, volunteers
 from bot.settings import Settings
 from bot.testserver import BotAPIServer
-from models import Case, CaseKind, CaseStatus, Escalation, EscalationState
+from models import Case, CaseKind, CaseStatus, Escalation, EscalationState, OutboxMessage
 from scheduler import jobs
 
 logger = logging.getLogger(__name__)
 TOKEN = "700000001:PLAYGROUND-whistle"
+# Due times a jump may pass over before one that changes something (a jump that finds nothing
+# to show within this many stops there).
+JUMP_TRIES = 20
 # While the clock runs fast the due jobs run this often (the scheduler's own ticks are minutes).
 FAST_TICK = 2.0
 
@@ -37,8 +40,12 @@ class Playground:
         self.settings = settings
         self.district = district
         self.data_dir = data_dir
+        # Messages are dated by the playground's clock, the one the page's header shows.
         self.server = BotAPIServer(
-            tokens=[TOKEN], username="whistle_playground_bot", first_name="吹哨 Whistle"
+            tokens=[TOKEN],
+            username="whistle_playground_bot",
+            first_name="吹哨 Whistle",
+            dates=lambda: int(self.clock.now().timestamp()),
         )
         self.clock = PlaygroundClock()
         self.app: Whistle | None = None
@@ -140,16 +147,28 @@ class Playground:
 
     async def jump(self) -> datetime | None:
         """Jump to the next due time (a rung of the ladder, a help request's next step, a
-        rating's deadline, a scheduled report) and run what is due at once."""
+        rating's deadline, a scheduled report) and run what is due at once. A due time whose
+        jobs change nothing anyone sees (a rung that raises no card, a time already past) is
+        passed over for the next one, so one press always shows something."""
         async with self._lock:
             app = self.app
             if app is None:
                 return None
-            due = await self.next_due()
-            if due is not None:
-                self.clock.jump_to(due + timedelta(seconds=1))
-            await self.run_due()
+            due: datetime | None = None
+            for _ in range(JUMP_TRIES):
+                before = await self._outbox_size(app)
+                due = await self.next_due()
+                if due is not None and due > self.clock.now():
+                    self.clock.jump_to(due + timedelta(seconds=1))
+                await self.run_due()
+                if due is None or await self._outbox_size(app) > before:
+                    break
             return due
+
+    @staticmethod
+    async def _outbox_size(app: Whistle) -> int:
+        async with app.factory() as session:
+            return int(await session.scalar(select(func.max(col(OutboxMessage.id)))) or 0)
 
     async def next_due(self) -> datetime | None:
         app = self.app

@@ -25,7 +25,6 @@ from .world import (
     StoredMessage,
     User,
     member_dict,
-    unix_now,
 )
 
 _SERVICE_KEYS = (
@@ -413,7 +412,7 @@ class UserActions:
         entities = plain_entities(text)
         if entities:
             raw["entities"] = entities
-        raw["edit_date"] = unix_now()
+        raw["edit_date"] = self._core.unix_now()
         stored.raw = raw
         self._core.emit(state, "edited_message", copy.deepcopy(raw))
         return raw
@@ -515,7 +514,7 @@ class UserActions:
             {
                 "chat": chat,
                 "from": actor.to_dict(),
-                "date": unix_now(),
+                "date": self._core.unix_now(),
                 "old_chat_member": member_dict(bot_user, old),
                 "new_chat_member": member_dict(bot_user, new),
             },
@@ -584,7 +583,7 @@ class UserActions:
             "message_id": history.allocate_id(),
             "from": sender.to_dict(),
             "chat": chat.to_dict() if chat is not None else sender.private_chat(),
-            "date": unix_now(),
+            "date": self._core.unix_now(),
         }
         if reply_to is not None:
             replied = history.get(reply_to)

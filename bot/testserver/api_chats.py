@@ -12,7 +12,7 @@ from typing import Any
 
 from .api_common import READ, WRITE, Call, api_method, resolve_chat, tdlib_error
 from .errors import bad_request
-from .world import Member, member_dict, unix_now
+from .world import Member, member_dict
 
 _GIFT_TYPES = {
     "unlimited_gifts": True,
@@ -139,7 +139,7 @@ async def leave_chat(call: Call) -> Any:
         {
             "chat": chat.to_dict(),
             "from": bot_user,
-            "date": unix_now(),
+            "date": call.core.unix_now(),
             "old_chat_member": member_dict(bot_user, old),
             "new_chat_member": member_dict(bot_user, Member("left")),
         },

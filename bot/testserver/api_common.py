@@ -32,7 +32,7 @@ from .files import TYPE_NAMES, StoredFile, compatible
 from .formatting import format_text
 from .params import Params, UploadedFile
 from .records import BotMessage
-from .world import BotState, Chat, StoredMessage, User, unix_now
+from .world import BotState, Chat, StoredMessage, User
 
 # Access levels, from strongest to weakest: SEND also requires that a private chat's user
 # has started the bot and not blocked it; WRITE and EDIT need group membership; READ only
@@ -418,7 +418,7 @@ def build_message(
         "message_id": history.allocate_id(),
         "from": call.bot.user_dict(),
         "chat": chat_dict(call, target),
-        "date": unix_now(),
+        "date": call.core.unix_now(),
     }
     if reply_to is not None:
         raw["reply_to_message"] = reply_copy(reply_to)

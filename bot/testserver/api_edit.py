@@ -29,7 +29,7 @@ from .api_common import (
 )
 from .errors import NOT_MODIFIED, ApiError, bad_request
 from .formatting import format_text
-from .world import StoredMessage, unix_now
+from .world import StoredMessage
 
 _MEDIA_FIELDS = ("photo", "document", "video", "audio", "animation", "voice")
 _COPYABLE = (
@@ -88,7 +88,7 @@ def _apply_edit(
         raw.pop("reply_markup", None)
     else:
         raw["reply_markup"] = markup
-    raw["edit_date"] = unix_now()
+    raw["edit_date"] = call.core.unix_now()
     stored.raw = raw
     record = stored.record
     if record is not None:
@@ -266,7 +266,7 @@ async def copy_message(call: Call) -> Any:
 async def forward_message(call: Call) -> Any:
     source, stored = _source_message(call, "forward")
     content = {k: copy.deepcopy(v) for k, v in stored.raw.items() if k in _COPYABLE}
-    origin: dict[str, Any] = {"type": "user", "date": stored.raw.get("date", unix_now())}
+    origin: dict[str, Any] = {"type": "user", "date": stored.raw.get("date", call.core.unix_now())}
     origin["sender_user"] = stored.raw.get("from")
     if source.chat is not None and source.chat.type != "group" and source.chat.username:
         origin = {

@@ -31,7 +31,6 @@ from .api_common import (
 from .errors import bad_request
 from .files import StoredFile, guess_mime
 from .formatting import format_text
-from .world import unix_now
 
 
 @api_method("sendMessage")
@@ -290,6 +289,10 @@ async def send_chat_action(call: Call) -> Any:
         raise bad_request("wrong parameter action in request")
     target = resolve_chat(call, SEND)
     call.core.add_event(
-        "chat_action", bot_id=call.bot.id, chat_id=target.chat_id, action=action, date=unix_now()
+        "chat_action",
+        bot_id=call.bot.id,
+        chat_id=target.chat_id,
+        action=action,
+        date=call.core.unix_now(),
     )
     return True

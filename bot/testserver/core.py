@@ -18,7 +18,7 @@ from .errors import ControlError
 from .faults import FaultPlan
 from .ratelimit import RateLimiter
 from .records import BotMessage, CallbackAnswer, RequestRecord
-from .world import BotState, World
+from .world import BotState, World, unix_now
 
 EVENT_LOG_SIZE = 10_000
 
@@ -44,9 +44,16 @@ class WebhookKicker(Protocol):
 
 
 class ServerCore:
-    def __init__(self, config: ServerConfig, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        clock: Callable[[], float],
+        unix_now: Callable[[], int] = unix_now,
+    ) -> None:
         self.config = config
         self.clock = clock
+        # What messages are dated with (Unix seconds): the wall clock, or a simulated one.
+        self.unix_now = unix_now
         self.world = World()
         self.requests: list[RequestRecord] = []
         self.callback_answers: list[CallbackAnswer] = []

@@ -25,7 +25,7 @@ from .fault_controls import FaultControls
 from .http_api import BotApiHttp
 from .inspection import Inspection
 from .webhook import WebhookDeliverer
-from .world import BotState, WebhookBalance
+from .world import BotState, WebhookBalance, unix_now
 
 _TOKEN = re.compile(r"^\d{1,19}:[A-Za-z0-9_-]+$")
 MAX_UPLOAD = 64 * 1024 * 1024
@@ -48,7 +48,10 @@ class BotAPIServer(UserActions, Inspection, FaultControls):
         webhook_max_retry_delay: float = 1.0,
         webhook_timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        dates: Callable[[], int] = unix_now,
     ) -> None:
+        """``clock`` paces (monotonic seconds); ``dates`` is what messages are dated with
+        (Unix seconds: the wall clock unless a simulation has its own)."""
         config = ServerConfig(
             default_username=username,
             default_first_name=first_name,
@@ -58,7 +61,7 @@ class BotAPIServer(UserActions, Inspection, FaultControls):
             webhook_max_retry_delay=webhook_max_retry_delay,
             webhook_timeout=webhook_timeout,
         )
-        self._core = ServerCore(config, clock)
+        self._core = ServerCore(config, clock, dates)
         self._core.webhook_changed = self._webhook_changed
         self._host = host
         self._port = port

@@ -25,7 +25,7 @@ import aiohttp
 
 from .core import ServerCore
 from .params import Params
-from .world import BotState, WebhookBalance, WebhookConfig, unix_now
+from .world import BotState, WebhookBalance, WebhookConfig
 
 Executor = Callable[[BotState, str, Params], Awaitable[Any]]
 _NOT_ALLOWED_IN_REPLY = ("deletewebhook", "setwebhook", "close", "logout")
@@ -81,7 +81,7 @@ class WebhookDeliverer:
                     await self._run_reply(reply)
                 continue
             failures += 1
-            webhook.last_error_date = unix_now()
+            webhook.last_error_date = self._core.unix_now()
             webhook.last_error_message = error
             self._core.stats["webhook_errors"] += 1
             self._core.add_event("webhook_error", bot_id=self._bot.id, error=error)
@@ -134,7 +134,7 @@ class WebhookDeliverer:
                 if error is None:
                     break
                 failures += 1
-                webhook.last_error_date = unix_now()
+                webhook.last_error_date = self._core.unix_now()
                 webhook.last_error_message = error
                 self._core.stats["webhook_errors"] += 1
                 self._core.add_event("webhook_error", bot_id=self._bot.id, error=error)

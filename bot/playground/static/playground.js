@@ -25,6 +25,17 @@ async function api(path, body) {
   return data;
 }
 
+// One way to write a moment on the page (the clock, the toasts), in the district's zone.
+function moment(ms) {
+  return new Intl.DateTimeFormat(lang, {
+    timeZone: state.timezone, dateStyle: "medium", timeStyle: "medium",
+  }).format(new Date(ms));
+}
+
+function forgetUnread() {
+  for (const key of Object.keys(unread)) delete unread[key];
+}
+
 function toast(text) {
   const box = $("toast");
   box.textContent = text;
@@ -43,7 +54,7 @@ async function loadState() {
   $("acting-label").textContent = s("acting-as");
   $("text").placeholder = s("placeholder");
   $("send").textContent = s("send");
-  $("photo-text").textContent = "📷 " + s("photo");
+  $("photo-text").textContent = "🖼 " + s("photo");
   $("location-open").textContent = "📍 " + s("location");
   $("location-send").textContent = s("location.send");
   $("location-cancel").textContent = s("cancel");
@@ -361,9 +372,7 @@ function setClock(clock) {
 function tickClock() {
   if (!clockBase || !state) return;
   const now = clockBase.virtual + (Date.now() - clockBase.real) * clockBase.speed;
-  $("clock-now").textContent = new Intl.DateTimeFormat(lang, {
-    timeZone: state.timezone, dateStyle: "medium", timeStyle: "medium",
-  }).format(new Date(now));
+  $("clock-now").textContent = moment(now);
 }
 
 // -- live updates ----------------------------------------------------------------------------
@@ -375,7 +384,7 @@ function listen() {
   const source = new EventSource("/api/events");
   source.onmessage = (event) => {
     const data = JSON.parse(event.data);
-    if (data.kind === "reset") { loadState(); return; }
+    if (data.kind === "reset") { forgetUnread(); loadState(); return; }
     if (data.kind === "callback_answer") { toast(data.text); return; }
     if (data.chat_id === undefined || !state) return;
     if (view && chatIdOf(view) === data.chat_id) { scheduleHistory(); return; }
@@ -405,7 +414,18 @@ function wire() {
     loadHistory();
   });
   $("reply-cancel").addEventListener("click", clearReply);
-  $("location-open").addEventListener("click", () => { $("location-panel").hidden = false; drawOutline(); });
+  // 📎 opens the attachment menu, as in Telegram (the bot's hints say "📎 → 位置").
+  const attachMenu = (open) => {
+    $("attach-menu").hidden = !open;
+    $("attach").setAttribute("aria-expanded", String(open));
+  };
+  $("attach").addEventListener("click", () => attachMenu($("attach-menu").hidden));
+  $("photo").addEventListener("click", () => attachMenu(false));
+  $("location-open").addEventListener("click", () => {
+    attachMenu(false);
+    $("location-panel").hidden = false;
+    drawOutline();
+  });
   $("location-cancel").addEventListener("click", () => { $("location-panel").hidden = true; });
   $("location-send").addEventListener("click", async () => {
     const latitude = Number($("latitude").value);
@@ -423,12 +443,13 @@ function wire() {
   $("jump").addEventListener("click", async () => {
     const data = await api("/api/clock", { jump: true });
     if (data.clock) setClock(data.clock);
-    toast(data.jumped_to ? `${s("clock.jumped")} ${new Date(data.jumped_to).toLocaleString(lang, { timeZone: state.timezone })}` : s("clock.nothing-due"));
+    toast(data.jumped_to ? `${s("clock.jumped")} ${moment(Date.parse(data.jumped_to))}` : s("clock.nothing-due"));
   });
   $("reset").addEventListener("click", async () => {
     if (!window.confirm(s("reset.confirm"))) return;
     const data = await api("/api/reset", {});
     if (data.clock) setClock(data.clock);
+    forgetUnread();
     await loadState();
   });
   $("lang").addEventListener("change", () => {
