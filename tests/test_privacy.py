@@ -211,7 +211,7 @@ class TestForgetMe:
             )
             assert sorted((row.method, row.text_key or "") for row in rows.all()) == [
                 ("answerCallbackQuery", ""),
-                ("editMessageText", "forget.done"),
+                ("editMessageText", "forget.done-retention"),
             ]
         # The resident's list is empty now: the cases are no longer theirs.
         assert (await say(api_server, RESIDENT, "/my")).text.startswith("您还没有提交过案件")

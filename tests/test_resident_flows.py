@@ -41,7 +41,9 @@ async def app(api_server: BotAPIServer, make_app: AppFactory, district: District
     for chat_id in district.configured_chat_ids():
         api_server.create_group(chat_id, f"group {chat_id}", members=[STAFF])
     api_server.create_group(SCRATCH, "scratch", members=[STAFF])
-    return await make_app()
+    # These tests play a resident faster than anyone types (eleven messages in a few seconds);
+    # what a flood gets is tested in test_front_door.
+    return await make_app(env={"FLOOD_LIMIT": 1000})
 
 
 # -- helpers ----------------------------------------------------------------------------------
