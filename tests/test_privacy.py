@@ -262,7 +262,7 @@ class TestForgetMe:
         # The closing answer says what went, what the groups were changed to, and what the
         # district keeps and why, with the retention period of the district file.
         assert "2 件案件已匿名" in question.text
-        assert "工作群里 4 条显示过这些信息的消息已改为匿名，照片已撤下" in question.text
+        assert "工作群里 4 条显示过这些信息的消息已改为匿名或撤下" in question.text
         assert "海勃湾区仍保留：案件编号、类别、承办单位" in question.text
         assert "“三率”" in question.text and "办结 365 天后删除" in question.text
         # In the department's group: the two photos under the second card are gone, and
