@@ -39,7 +39,7 @@ from bot.services import (
     reports,
     resident,
     stats,
-    triage,
+    triage_card,
 )
 from bot.warning import load_library
 from bot.warning.library import DEFAULT_KEYWORDS_PATH
@@ -289,14 +289,14 @@ def _center_card(lang: str) -> Iterator[Variant]:
 
 @fixture("triage_card.html")
 def _triage_card(lang: str) -> Iterator[Variant]:
-    for step in (*triage.STEPS, None):
+    for step in (*triage_card.STEPS, None):
         for status in (CaseStatus.TRIAGE, CaseStatus.DISPATCHED, CaseStatus.BUNDLED):
             for open311 in (False, True):
                 case = a_case(lang, status=status, photos=cases.MAX_PHOTOS, open311=open311)
                 case.triage_step = step
                 yield Variant(
                     f"{status}/{step}/open311={open311}",
-                    triage.context(case, district(), bundle_number=number()),
+                    triage_card.context(case, district(), bundle_number=number()),
                     TEXT_LIMIT,
                     DESCRIPTION,
                 )
@@ -928,7 +928,7 @@ CALLBACK_VALUES: dict[type[callbacks.Callback], dict[str, list[str]]] = {
     callbacks.CallOutcome: {"outcome": list(ladder.OUTCOMES)},
     callbacks.TriageStep: {
         "action": ["lead", "assist", "next", "back", "diff", "due"],
-        "value": [CODE, *triage.DIFFICULTIES, *triage.DEADLINE_DAYS, "-"],
+        "value": [CODE, *triage_card.DIFFICULTIES, *triage_card.DEADLINE_DAYS, "-"],
     },
     callbacks.ProposeDeadline: {},
     callbacks.DecideDeadline: {"decision": ["y", "n"]},

@@ -28,7 +28,7 @@ from sqlmodel import col
 from bot.callbacks import BundleDecision
 from bot.district import District
 from bot.i18n import N_
-from bot.services import cases, followers, ladder, notify, triage
+from bot.services import cases, followers, ladder, notify, triage_card
 from bot.services.errors import UserError
 from bot.services.outbox import answer_callback, button, enqueue, inline_keyboard, send_text
 from bot.services.routing import CENTER, chat_of
@@ -435,7 +435,7 @@ async def _retire_cards(
         return
     if member.triage_step:  # in a street office's 三审 wizard: it ends here
         member.triage_step = None
-        await triage.refresh(session, district, member, now, bundle_number=lead.number)
+        await triage_card.refresh(session, district, member, now, bundle_number=lead.number)
         return
     center = await chat_of(session, district, CENTER)
     if center is not None:

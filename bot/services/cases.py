@@ -21,7 +21,7 @@ from sqlmodel import col
 
 from bot.district import CASE_NUMBER_DIGITS, District
 from bot.i18n import N_
-from bot.services import folding, followers, ladder, notify, privacy
+from bot.services import folding, followers, ladder, notify, privacy, triage_card
 from bot.services.errors import UserError
 from bot.services.outbox import enqueue
 from bot.services.routing import CENTER, chat_of
@@ -278,11 +278,9 @@ async def submit(
         )
         return case
     if category is not None and category.triage:
-        from bot.services import triage  # triage dispatches through this module
-
         unit = category.triage_by or CENTER
         if await chat_of(session, district, unit) is not None:
-            await triage.open_triage(session, district, case, unit=unit, now=now)
+            await triage_card.open_triage(session, district, case, unit=unit, now=now)
             notify.tell_resident(
                 session,
                 case=case,

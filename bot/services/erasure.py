@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from bot.district import District
-from bot.services import folding, notify, privacy, triage
+from bot.services import folding, notify, privacy, triage_card
 from bot.services.outbox import enqueue
 from models import CardFold, Case, MessageLink, OutboxMessage
 
@@ -92,8 +92,8 @@ async def _redraw(
             edit("case_card.html", notify.card_context(case, assisting=True, lead=case.department))
         elif purpose == notify.CENTER_CARD:
             edit("center_card.html", notify.card_context(case))
-        elif purpose == triage.TRIAGE_CARD:
-            edit("triage_card.html", triage.context(case, district))
+        elif purpose == triage_card.TRIAGE_CARD:
+            edit("triage_card.html", triage_card.context(case, district))
         elif purpose == notify.HELP_CARD:
             edit("help_card.html", notify.card_context(case))
         elif purpose == SUPERVISION:
