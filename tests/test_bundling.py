@@ -243,7 +243,7 @@ class TestSimilarReport:
 
         assert offer.text.startswith("🔎 A resident recently reported a similar problem nearby")
         assert f"{case.number} · Flying-wire e-bike charging" in offer.text
-        assert "Status: sent to the department, awaiting acknowledgement" in offer.text
+        assert "Status: whistled to the department, awaiting acknowledgement" in offer.text
         assert "Reported: 2026-01-05 09:00" in offer.text
         assert "楼道里有人飞线充电" in offer.text
         assert "王晓霞" not in offer.text and "wangxx" not in offer.text
