@@ -8,6 +8,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bot", "handlers", "models", "scheduler")
 
@@ -105,3 +107,25 @@ def test_the_checker_sees_imports_and_cycles() -> None:
 
 def test_no_import_cycles() -> None:
     assert cycles(import_graph()) == []
+
+
+def test_the_router_order_is_checked_and_a_catch_all_cannot_move_ahead() -> None:
+    from handlers import ORDER, check_order
+
+    check_order(ORDER)  # the order the application uses
+    names = [slot.name for slot in ORDER]
+    assert names[-2:] == ["department", "fallback"]
+    for slot in ORDER:
+        if not slot.catch_all:
+            continue
+        index = names.index(slot.name)
+        for earlier in range(index):
+            moved = [*ORDER[:earlier], slot, *ORDER[earlier:index], *ORDER[index + 1 :]]
+            with pytest.raises(ValueError, match=slot.name):
+                check_order(moved)
+    # The resident's dialogs after the volunteer dialog whose texts they would take.
+    resident = names.index("resident")
+    swapped = list(ORDER)
+    swapped.insert(names.index("volunteers"), swapped.pop(resident))
+    with pytest.raises(ValueError, match="'resident' must come after"):
+        check_order(swapped)
