@@ -100,7 +100,10 @@ async def _redraw(
             context = await _last_context(session, chat_id, link.message_id)
             if context is None:
                 continue
-            edit("ladder_supervision.html", {**context, **notify.card_context(case)})
+            edit(
+                "ladder_supervision.html",
+                {**context, **notify.card_context(case), "reporter_hidden": True},
+            )
         else:
             continue  # reminders, prompts, notes: they name the case, not the resident
         touched += 1

@@ -524,7 +524,15 @@ async def _push_to_supervision(
         locale=district.default_language,
         now=now,
         template="ladder_supervision.html",
-        context={**notify.card_context(case), **context, "timeline": timeline},
+        # The supervision platform watches the department's response, not the resident: the
+        # push never says who reported.
+        context={
+            **notify.card_context(case),
+            **context,
+            "timeline": timeline,
+            "resident_name": None,
+            "reporter_hidden": True,
+        },
         link=notify.case_link(case, notify.SUPERVISION),
     )
 
