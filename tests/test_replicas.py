@@ -10,14 +10,17 @@ rotation, kills one, and counts every case and every ladder message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -188,12 +191,24 @@ class TestUserLocks:
         make_app: AppFactory,
         api_server: BotAPIServer,
         redis_env: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """While one replica handles a user's update the user's lock is in Redis, so another
         replica's update of the same user waits; afterwards no lock is left."""
         app: Whistle = await make_app(polling=False, env=redis_env)
         isolation = app.dispatcher.fsm.events_isolation
         assert type(isolation).__name__ == "RedisEventIsolation"
+        # Signalled when the update asks for the user's lock, before it is granted.
+        asked = asyncio.Event()
+        taking = isolation.lock
+
+        @contextlib.asynccontextmanager
+        async def lock(key: Any) -> AsyncIterator[None]:
+            asked.set()
+            async with taking(key):
+                yield
+
+        monkeypatch.setattr(isolation, "lock", lock)
         client = Redis.from_url(redis_env["REDIS_URL"])
         try:
             api_server.add_user(7700, first_name="Lin", language_code="en")
@@ -206,8 +221,8 @@ class TestUserLocks:
                 message = api_server.send_text(7700, "/start")
                 update = Update.model_validate({"update_id": 771, "message": message})
                 handling = asyncio.create_task(app.dispatcher.feed_update(app.bot, update))
-                await asyncio.sleep(0.3)
-                assert not handling.done()  # waits for the lock
+                await asyncio.wait_for(asked.wait(), timeout=5)
+                assert not handling.done()  # it asked for the lock, held here: it waits
             await asyncio.wait_for(handling, timeout=5)
             await settled(app)
             [greeting] = api_server.messages(7700)
