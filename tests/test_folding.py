@@ -33,6 +33,7 @@ from bot.services import cases, folding
 from bot.testserver import BotAPIServer
 from models import CardFold, Case, CaseKind, CaseStatus, FoldDigest, OutboxMessage, OutboxStatus
 from tests.conftest import AppFactory
+from tests.test_pacing import telegram_limits_kept
 
 CGZF = -1001000000021  # 城管执法局's group in config.example.toml
 CLERK = 7301
@@ -291,6 +292,7 @@ class TestFoldingAtTelegramsLimits:
         print(f"filed → visible: p50 {waits[len(waits) // 2]:.1f} s, max {waits[-1]:.1f} s")
         assert waits[-1] <= 60
         assert api_server.stats["429"] == 0
+        assert telegram_limits_kept(api_server) == []  # counted from what the server got
         messages = api_server.sent_in(CGZF)
         # Far fewer messages than cases: the rest are lines of the digest.
         assert len(messages) < 45
