@@ -305,6 +305,34 @@ class TestWebhookDelivery:
         await settled(app)  # the sender has nothing left to send
         assert len(api_server.messages(RESIDENT)) == 1
 
+    async def test_the_server_posts_updates_of_different_chats_at_once(
+        self, app: Whistle, api_server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The test server, like Telegram, posts up to max_connections updates at once (one at
+        a time per chat): while one person's update is held in the bot, another person's is
+        delivered and answered, and the held person's next update waits its turn."""
+        held, release = asyncio.Event(), asyncio.Event()
+        process = app.policy.process
+
+        async def slow_stranger(bot: Any, dispatcher: Any, update: Any) -> Any:
+            message = update.message
+            if message is not None and message.text == "/start" and message.chat.id == STRANGER:
+                held.set()
+                await release.wait()
+            return await process(bot, dispatcher, update)
+
+        monkeypatch.setattr(app.policy, "process", slow_stranger)
+        api_server.send_text(STRANGER, "/start")
+        await asyncio.wait_for(held.wait(), timeout=10)
+        api_server.send_text(STRANGER, "/help")  # the same chat: after the held one
+        api_server.send_text(RESIDENT, "/start")  # another chat: posted at once
+        [greeting] = await api_server.wait_for_message(RESIDENT, timeout=10)
+        assert "王晓霞" in greeting.text
+        assert api_server.messages(STRANGER) == []  # both of the held chat's updates wait
+        release.set()
+        first, second = await api_server.wait_for_message(STRANGER, count=2, timeout=10)
+        assert first.text.startswith("Hello, Li!") and second.text.startswith("Commands:")
+
     async def test_different_people_are_handled_at_once_one_person_in_order(
         self,
         app: Whistle,

@@ -1,9 +1,10 @@
 """Webhook delivery: POSTing pending updates to a bot's webhook URL.
 
-Owns one delivery task per bot with a webhook.  Updates go out one at a time in update order
-as ``application/json`` with the ``X-Telegram-Bot-Api-Secret-Token`` header; anything but a
-2xx answer is recorded as ``last_error_date``/``last_error_message`` (Telegram's wording) and
-retried with exponential backoff.  Like telegram-bot-api, a 2xx JSON answer containing a
+Owns one delivery task per bot with a webhook.  Like telegram-bot-api, updates go out up to
+the webhook's ``max_connections`` at once but one at a time per chat (so each chat's updates
+arrive in order), as ``application/json`` with the ``X-Telegram-Bot-Api-Secret-Token`` header;
+anything but a 2xx answer is recorded as ``last_error_date``/``last_error_message``
+(Telegram's wording) and retried with exponential backoff.  A 2xx JSON answer containing a
 ``method`` field is executed as a Bot API call ("reply to the webhook").
 
 With a :class:`~.world.WebhookBalance` set (``BotAPIServer.balance_webhook``) the server stands
@@ -56,8 +57,6 @@ class WebhookDeliverer:
             await self._task
 
     async def _run(self) -> None:
-        failures = 0
-        config = self._core.config
         while True:
             webhook = self._bot.webhook
             if webhook is None:
@@ -65,37 +64,25 @@ class WebhookDeliverer:
             if self._bot.balance is not None:
                 await self._run_balanced(self._bot.balance)
                 continue
-            queue = self._bot.queue
-            if not queue.pending:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            update = queue.pending[0]
-            error, reply = await self._post(webhook, update)
-            if error is None:
-                failures = 0
-                queue.confirm(update["update_id"] + 1)
-                self._core.stats["webhook_deliveries"] += 1
-                self._core.notify()
-                if reply is not None:
-                    await self._run_reply(reply)
-                continue
-            failures += 1
-            webhook.last_error_date = self._core.unix_now()
-            webhook.last_error_message = error
-            self._core.stats["webhook_errors"] += 1
-            self._core.add_event("webhook_error", bot_id=self._bot.id, error=error)
-            delay = min(
-                config.webhook_retry_delay * 2 ** (failures - 1), config.webhook_max_retry_delay
-            )
-            await asyncio.sleep(delay)
+            # One receiver: the webhook's own URL, max_connections at once, never repeated.
+            own = WebhookBalance(urls=[webhook.url], parallel=webhook.max_connections)
+            await self._run_balanced(own, webhook=webhook)
 
-    async def _run_balanced(self, balance: WebhookBalance) -> None:
-        """Deliver through the balance until the webhook or the balance changes."""
+    async def _run_balanced(
+        self, balance: WebhookBalance, *, webhook: WebhookConfig | None = None
+    ) -> None:
+        """Deliver through the balance until the webhook or the balance changes (``webhook``:
+        the balance stands for that webhook alone, until it changes)."""
         tasks: dict[int, asyncio.Task[None]] = {}
         busy: set[Hashable] = set()
+
+        def current() -> bool:
+            if webhook is not None:
+                return self._bot.webhook is webhook and self._bot.balance is None
+            return self._bot.webhook is not None and self._bot.balance is balance
+
         try:
-            while self._bot.webhook is not None and self._bot.balance is balance:
+            while current():
                 self._wake.clear()
                 seen: set[Hashable] = set()
                 for update in itertools.islice(self._bot.queue.pending, BALANCE_SCAN):
@@ -124,11 +111,12 @@ class WebhookDeliverer:
         busy: set[Hashable],
     ) -> None:
         config = self._core.config
+        own = len(balance.urls) == 1 and self._bot.balance is None
         try:
             failures = 0
             while True:
                 webhook = self._bot.webhook
-                if webhook is None or self._bot.balance is not balance:
+                if webhook is None or self._bot.balance is not (None if own else balance):
                     return
                 error, reply = await self._post(webhook, update, balance.next_url())
                 if error is None:
