@@ -19,11 +19,11 @@ from bot.district import (
     GovernanceCenter,
     Role,
     StreetOffice,
-    _KeyLines,  # the most fragile internal piece, tested directly
     load_district,
     parse_district,
     resolve_district_path,
 )
+from bot.district.locate import _KeyLines  # the most fragile internal piece, tested directly
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
