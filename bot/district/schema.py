@@ -460,7 +460,7 @@ class Category(_Frozen):
     triage_by: Code | None = None
 
 
-class Person(_Frozen):
+class StaffMember(_Frozen):
     """Someone with a role in the district, or staff of departments (``departments`` alone:
     they may sign in to the dashboard for those departments' cases)."""
 
@@ -501,7 +501,7 @@ class District(_Frozen):
     street_offices: tuple[StreetOffice, ...] = ()
     departments: tuple[Department, ...] = ()
     categories: tuple[Category, ...] = ()
-    people: tuple[Person, ...] = ()
+    people: tuple[StaffMember, ...] = ()
     ladder: Annotated[
         tuple[Rung, ...], AfterValidator(_check_not_empty), AfterValidator(_check_rungs_ordered)
     ] = DEFAULT_LADDER
@@ -521,7 +521,7 @@ class District(_Frozen):
     _street_offices: dict[str, StreetOffice] = PrivateAttr(default_factory=dict)
     _departments: dict[str, Department] = PrivateAttr(default_factory=dict)
     _categories: dict[str, Category] = PrivateAttr(default_factory=dict)
-    _people: dict[int, Person] = PrivateAttr(default_factory=dict)
+    _people: dict[int, StaffMember] = PrivateAttr(default_factory=dict)
     _units_by_chat: dict[int, Unit] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="wrap")
@@ -617,13 +617,13 @@ class District(_Frozen):
         """Departments (mostly communities) that belong to the given street office."""
         return tuple(d for d in self.departments if d.street_office == street_office)
 
-    def person(self, telegram_id: int) -> Person | None:
+    def person(self, telegram_id: int) -> StaffMember | None:
         return self._people.get(telegram_id)
 
-    def people_with_role(self, role: Role | str) -> tuple[Person, ...]:
+    def people_with_role(self, role: Role | str) -> tuple[StaffMember, ...]:
         return tuple(person for person in self.people if role in person.roles)
 
-    def people_of_department(self, code: str) -> tuple[Person, ...]:
+    def people_of_department(self, code: str) -> tuple[StaffMember, ...]:
         return tuple(person for person in self.people if code in person.departments)
 
     def merchant(self, code: str) -> Merchant | None:
