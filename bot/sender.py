@@ -53,11 +53,10 @@ import functools
 import json
 import logging
 import os
-import random
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiogram import Bot
@@ -70,9 +69,8 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import BufferedInputFile, Message
-from sqlalchemy import bindparam, case, delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from aiogram.types import BufferedInputFile
+from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
@@ -80,6 +78,7 @@ from bot.clock import Clock
 from bot.db import SessionFactory, transaction
 from bot.logs import log_event
 from bot.metrics import Metrics
+from bot.outcomes import DeadHook, OutcomeRecorder, wall_now
 from bot.pacing import Budget, Limits, LocalBudget, Pacer
 from bot.rendering import Renderer, RenderError
 from bot.services import folding, notify, snapshots
@@ -100,10 +99,9 @@ CLAIM_TTL = 30.0  # seconds a claim lasts unless renewed (a dead replica's chats
 _RUNNING: set[str] = set()
 
 # (session, rows that just died, now, ids of rows being sent right now) → None
-DeadHook = Callable[[AsyncSession, list[OutboxMessage], datetime, Collection[int]], Awaitable[Any]]
 
 
-class OutboxSender:
+class OutboxSender(OutcomeRecorder):
     def __init__(
         self,
         *,
@@ -256,7 +254,7 @@ class OutboxSender:
                             col(OutboxMessage.claimed_by) == self.owner,
                             col(OutboxMessage.status) == OutboxStatus.PENDING,
                         )
-                        .values(claimed_until=_wall_now() + timedelta(seconds=self.claim_ttl))
+                        .values(claimed_until=wall_now() + timedelta(seconds=self.claim_ttl))
                         .execution_options(synchronize_session=False)
                     )
             except asyncio.CancelledError:
@@ -274,7 +272,7 @@ class OutboxSender:
                 select(col(OutboxMessage.claimed_by))
                 .where(
                     col(OutboxMessage.status) == OutboxStatus.PENDING,
-                    col(OutboxMessage.claimed_until) >= _wall_now(),
+                    col(OutboxMessage.claimed_until) >= wall_now(),
                     col(OutboxMessage.claimed_by) != self.owner,
                 )
                 .distinct()
@@ -306,7 +304,7 @@ class OutboxSender:
         free = self.answer_concurrency - len(self._answering)
         if free <= 0:
             return self.idle_interval  # a finishing answer wakes the loop
-        wall, business_now = _wall_now(), self.clock.now()
+        wall, business_now = wall_now(), self.clock.now()
         answers = [
             col(OutboxMessage.status) == OutboxStatus.PENDING,
             col(OutboxMessage.lane) == Lane.ANSWER,
@@ -456,7 +454,7 @@ class OutboxSender:
         go out in order, one at a time over all replicas). Callback answers are claimed in
         :meth:`_dispatch_answers`."""
         assert row.id is not None
-        wall = _wall_now()
+        wall = wall_now()
         async with transaction(self.factory) as session:
             claimed: OutboxMessage | None = await session.scalar(
                 _message_claim(),
@@ -499,7 +497,7 @@ class OutboxSender:
         """Rows no other sender holds a live claim on."""
         return or_(
             col(OutboxMessage.claimed_until).is_(None),
-            col(OutboxMessage.claimed_until) < _wall_now(),
+            col(OutboxMessage.claimed_until) < wall_now(),
             col(OutboxMessage.claimed_by) == self.owner,
         )
 
@@ -703,151 +701,6 @@ class OutboxSender:
                 return "its case moved on"
         return None
 
-    async def _finish_moot(self, row_id: int, reason: str) -> None:
-        now = self.clock.now()
-        async with transaction(self.factory) as session:
-            row = await session.get(OutboxMessage, row_id)
-            if row is None or row.status is not OutboxStatus.PENDING:
-                return
-            row.mark_moot(reason=reason, now=now)
-            row.claimed_by = row.claimed_until = None
-        log_event(logger, "outbox.moot", outbox_id=row_id, reason=reason)
-
-    async def _finish_delivered(self, row_id: int, result: Any) -> None:
-        messages: list[Message] = []
-        if isinstance(result, Message):
-            messages = [result]
-        elif isinstance(result, list):
-            messages = [m for m in result if isinstance(m, Message)]
-        now = self.clock.now()
-        async with transaction(self.factory) as session:
-            row = await session.get(OutboxMessage, row_id)
-            if row is None or row.status is not OutboxStatus.PENDING:
-                return
-            row.mark_delivered(message_id=messages[0].message_id if messages else None, now=now)
-            row.claimed_by = row.claimed_until = None
-            uploaded = row.params.get("upload")
-            if uploaded is not None:
-                # Telegram holds the file now; the bytes were kept only for retries.
-                await session.execute(delete(OutboxFile).where(col(OutboxFile.key) == uploaded))
-            if row.link_subject_type and row.link_subject_id:
-                for message in messages:
-                    await session.merge(
-                        MessageLink(
-                            chat_id=message.chat.id,
-                            message_id=message.message_id,
-                            subject_type=row.link_subject_type,
-                            subject_id=row.link_subject_id,
-                            purpose=row.link_purpose or "message",
-                            created_at=now,
-                        )
-                    )
-        log_event(
-            logger,
-            "outbox.delivered",
-            outbox_id=row_id,
-            chat_id=row.chat_id,
-            method=row.method,
-            attempts=row.attempts,
-        )
-
-    async def _retry(self, row_id: int, error: str, retry_after: int | None) -> None:
-        now = self.clock.now()
-        async with transaction(self.factory) as session:
-            row = await session.get(OutboxMessage, row_id)
-            if row is None or row.status is not OutboxStatus.PENDING:
-                return
-            row.claimed_by = row.claimed_until = None
-            if row.attempts + 1 >= self.max_attempts:
-                row.mark_dead(
-                    reason=f"gave up after {row.attempts + 1} attempts: {error}", now=now
-                )
-                await self._dead_hook(session, [row], now)
-                level, event = logging.WARNING, "outbox.dead"
-            else:
-                if retry_after is not None:
-                    delay = float(retry_after)
-                else:
-                    delay = min(self.retry_cap, self.retry_base * 2**row.attempts)
-                    delay *= random.uniform(0.8, 1.2)
-                row.schedule_retry(error=error, delay=timedelta(seconds=delay), now=now)
-                level, event = logging.INFO, "outbox.retry"
-            attempts, chat_id = row.attempts, row.chat_id
-        log_event(
-            logger, event, level, outbox_id=row_id, chat_id=chat_id, attempts=attempts, error=error
-        )
-
-    async def _finish_dead(self, row_id: int, reason: str, *, whole_chat: bool = False) -> None:
-        """The row is dead; with ``whole_chat`` (the chat refuses the bot) so is every other
-        pending message of its chat, with the same reason: retrying them could only fail
-        again (callback answers are not messages to the chat and are left to go out)."""
-        now = self.clock.now()
-        async with transaction(self.factory) as session:
-            row = await session.get(OutboxMessage, row_id)
-            if row is None or row.status is not OutboxStatus.PENDING:
-                return
-            row.mark_dead(reason=reason, now=now)
-            row.claimed_by = row.claimed_until = None
-            dead = [row]
-            if whole_chat:
-                others = await session.scalars(
-                    select(OutboxMessage)
-                    .where(
-                        col(OutboxMessage.chat_id) == row.chat_id,
-                        col(OutboxMessage.status) == OutboxStatus.PENDING,
-                        col(OutboxMessage.lane) != Lane.ANSWER,
-                        col(OutboxMessage.id) != row_id,
-                    )
-                    .order_by(col(OutboxMessage.id))
-                )
-                for other in others.all():
-                    other.mark_dead(reason=reason, now=now)
-                    dead.append(other)
-            await self._dead_hook(session, dead, now)
-            chat_id = row.chat_id
-        log_event(
-            logger,
-            "outbox.dead",
-            logging.WARNING,
-            outbox_id=row_id,
-            chat_id=chat_id,
-            count=len(dead),
-            error=reason,
-        )
-
-    async def _dead_hook(
-        self, session: AsyncSession, rows: list[OutboxMessage], now: datetime
-    ) -> None:
-        if self.on_dead is not None:
-            self._stale = True  # a queued report may have changed
-            # Rows being sent here or by another replica can no longer change.
-            claimed = await session.scalars(
-                select(col(OutboxMessage.id)).where(
-                    col(OutboxMessage.status) == OutboxStatus.PENDING,
-                    col(OutboxMessage.claimed_until) >= _wall_now(),
-                )
-            )
-            busy = (
-                frozenset(self._in_flight.values())
-                | self._answering
-                | {i for i in claimed.all() if i}
-            )
-            await self.on_dead(session, rows, now, busy)
-
-    async def _migrate(self, old_chat_id: int, new_chat_id: int) -> None:
-        """A group became a supergroup: its queue moves to the new id and is sent there."""
-        self._stale = True
-        async with transaction(self.factory) as session:
-            await session.execute(
-                update(OutboxMessage)
-                .where(
-                    col(OutboxMessage.chat_id) == old_chat_id,
-                    col(OutboxMessage.status) == OutboxStatus.PENDING,
-                )
-                .values(chat_id=new_chat_id, claimed_by=None, claimed_until=None)
-            )
-        log_event(logger, "outbox.chat_migrated", old_chat_id=old_chat_id, chat_id=new_chat_id)
-
 
 @functools.cache
 def _message_claim() -> Any:
@@ -909,10 +762,6 @@ def _may_be_alive(owner: str) -> bool:
     except OSError:
         return True  # exists, owned by someone else
     return True
-
-
-def _wall_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _reason(error: TelegramAPIError) -> str:

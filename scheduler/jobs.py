@@ -24,14 +24,14 @@ from bot.logs import log_event
 
 # triage registers how its folded cards are drawn again (folding.reposts) when imported.
 from bot.services import (
-    cases,
+    closure,
     dashboard,
     folding,
     ladder,
     points,
     privacy,
     reports,
-    triage,  # noqa: F401
+    triage,  # noqa: F401,
     volunteers,
 )
 from bot.services.updates import prune_processed_updates as prune
@@ -58,10 +58,10 @@ async def close_unrated_cases(
 ) -> int:
     """Answered cases past their rating due time close as unrated."""
     now = clock.now()
-    if not await _anything_due(factory, lambda session: cases.any_unrated_due(session, now=now)):
+    if not await _anything_due(factory, lambda session: closure.any_unrated_due(session, now=now)):
         return 0
     async with transaction(factory) as session:
-        closed = await cases.close_unrated(session, district, now=clock.now())
+        closed = await closure.close_unrated(session, district, now=clock.now())
     if closed:
         on_commit()
         log_event(logger, "job.close_unrated_cases", closed=closed)

@@ -19,7 +19,7 @@ from bot.app import Whistle
 from bot.clock import ManualClock
 from bot.db import transaction
 from bot.district import District
-from bot.services import bundling, cases
+from bot.services import bundling, cases, closure
 from bot.services.errors import UserError
 from bot.testserver import BotAPIServer, BotMessage
 from models import (
@@ -284,7 +284,7 @@ class TestSimilarReport:
         assert case.id is not None
         async with transaction(app.factory) as session:
             with pytest.raises(UserError) as refused:
-                await cases.withdraw(
+                await closure.withdraw(
                     session, app.district, case_id=case.id, resident_id=FILER, now=app.clock.now()
                 )
         assert refused.value.message_id == "withdraw.shared"
@@ -439,7 +439,7 @@ class TestCoReporters:
                 photos=[],
                 now=app.clock.now(),
             )
-            await cases.rate(
+            await closure.rate(
                 session,
                 app.district,
                 case_id=case.id,
@@ -630,7 +630,7 @@ class TestBundle:
         second = await file_case(app, api_server, resident=RESIDENTS[1], at=None, address="别处")
         assert second.id is not None
         async with transaction(app.factory) as session:
-            await cases.withdraw(
+            await closure.withdraw(
                 session,
                 app.district,
                 case_id=second.id,

@@ -12,7 +12,7 @@ import pytest
 from bot.app import Whistle
 from bot.clock import ManualClock
 from bot.db import transaction
-from bot.services import cases
+from bot.services import cases, closure
 from bot.testserver import BotAPIServer
 from models import Case, CaseEvent, CaseKind, CaseStatus, Rating
 from scheduler import jobs
@@ -481,7 +481,7 @@ class TestWithdrawnCards:
         async with transaction(world.factory) as session:
             for case in (say, help_request):
                 assert case.id is not None
-                await cases.withdraw(
+                await closure.withdraw(
                     session,
                     world.district,
                     case_id=case.id,

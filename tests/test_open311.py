@@ -22,7 +22,7 @@ from bot.app import Whistle
 from bot.clock import ManualClock
 from bot.db import transaction
 from bot.district import DistrictError, parse_district
-from bot.services import cases
+from bot.services import cases, closure
 from bot.testserver import BotAPIServer
 from models import Case, CaseKind, CaseStatus, OutboxMessage, OutboxStatus
 from tests.conftest import AppFactory, settled
@@ -177,7 +177,7 @@ class TestFilingAndFollowing:
         assert request["status_notes"] == "部门已答卷，等待评价"
         world.clock.advance(timedelta(hours=73))  # type: ignore[attr-defined]
         async with transaction(world.factory) as session:
-            await cases.close_unrated(session, world.district, now=world.clock.now())
+            await closure.close_unrated(session, world.district, now=world.clock.now())
         [request] = await get(world, http, "/requests/HB-000001.json")
         assert (request["status"], request["status_notes"]) == ("closed", "已办结")
         assert_no_personal_data(request)
@@ -382,7 +382,7 @@ class TestListing:
         withdrawn = await resident_report(world, api_server)  # HB-000003, day 4
         assert withdrawn.id is not None
         async with transaction(world.factory) as session:
-            await cases.withdraw(
+            await closure.withdraw(
                 session,
                 world.district,
                 case_id=withdrawn.id,

@@ -16,7 +16,7 @@ from sqlmodel import col
 from bot.app import Whistle
 from bot.db import transaction
 from bot.district import District
-from bot.services import cases
+from bot.services import cases, closure
 from bot.testserver import BotAPIServer, BotMessage
 from models import Case, CaseKind, CaseStatus
 from tests.conftest import AppFactory
@@ -563,7 +563,7 @@ class TestRating:
         skipped = await say(api_server, "/skip")
         assert skipped.text == "好的，谢谢您的评价。"
         [row] = await case_rows(app)
-        assert (row.status, row.rating) == (CaseStatus.CLOSED, cases.RATINGS["s"])
+        assert (row.status, row.rating) == (CaseStatus.CLOSED, closure.RATINGS["s"])
         assert row.rating_comment is None
         later = await say(api_server, "你好")  # no dialog and nothing reopened
         assert later.text.startswith("没看懂您的意思")

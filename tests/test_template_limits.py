@@ -30,6 +30,7 @@ from bot.rendering import district_globals
 from bot.services import (
     bundling,
     cases,
+    closure,
     deadlines,
     folding,
     ladder,
@@ -274,7 +275,7 @@ def _case_card(lang: str) -> Iterator[Variant]:
 @fixture("center_card.html")
 def _center_card(lang: str) -> Iterator[Variant]:
     # notify.post_center_card after a return (the reason is cut to 500 characters),
-    # cases.assign, cases.withdraw, bundling._retire_cards.
+    # cases.assign, closure.withdraw, bundling._retire_cards.
     for status in STATUSES:
         for open311 in (False, True):
             case = a_case(lang, status=status, photos=cases.MAX_PHOTOS, open311=open311)
@@ -919,7 +920,7 @@ CALLBACK_VALUES: dict[type[callbacks.Callback], dict[str, list[str]]] = {
     callbacks.LanguageChoice: {"code": ["zh-Hans", "mn-Mong", *LANGUAGES]},
     callbacks.CaseAction: {"action": ["ack", "ans", "ret"]},
     callbacks.AssignCase: {"unit": [_longest_unit_code(), CODE]},
-    callbacks.RateCase: {"rating": list(cases.RATINGS)},
+    callbacks.RateCase: {"rating": list(closure.RATINGS)},
     callbacks.MyCasesPage: {},
     callbacks.ViewCase: {},
     callbacks.WithdrawCase: {},

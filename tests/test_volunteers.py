@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from bot.app import Whistle
 from bot.clock import ManualClock
 from bot.db import transaction
-from bot.services import cases, volunteers
+from bot.services import cases, closure, volunteers
 from bot.services.errors import UserError
 from bot.testserver import BotAPIServer
 from models import (
@@ -405,7 +405,7 @@ class TestRefusals:
         await settled(world)
         async with transaction(world.factory) as session:
             assert case.id is not None
-            await cases.withdraw(
+            await closure.withdraw(
                 session,
                 world.district,
                 case_id=case.id,

@@ -6,7 +6,7 @@ it instead of filing another. A street office or the governance center bundles c
 ``/bundle HB-000001 HB-000002 …`` and confirms: the first case leads. A bundle is dispatched,
 escalated and closed once, through its lead: the other cases leave their departments (their
 ladders stop, their cards say where they went), their residents follow the lead, and closing
-the lead closes them (:func:`bot.services.cases.rate`, ``close_unrated``).
+the lead closes them (:func:`bot.services.closure.rate`, ``close_unrated``).
 
 Residents following a case never learn who filed it: they see its number, category, status,
 filing time and a shortened description.

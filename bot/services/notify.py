@@ -21,6 +21,7 @@ from bot.callbacks import AssignCase, CaseAction, ClaimHelp, ProposeDeadline, Ra
 from bot.district import District
 from bot.i18n import N_
 from bot.services.outbox import Link, button, enqueue, inline_keyboard
+from bot.services.routing import chat_of
 from models import Case, CaseFollower, CaseStatus
 
 CARD = "card"
@@ -468,7 +469,7 @@ def send_answer(
     session: AsyncSession, *, case: Case, to: Iterable[Reporter], now: datetime
 ) -> None:
     """The department's answer (with its photos), then the rating question, to every reporter.
-    Co-reporters rate too; only the resident's rating moves the case (see cases.rate)."""
+    Co-reporters rate too; only the resident's rating moves the case (see closure.rate)."""
     assert case.id is not None
     context = {"number": case.number, "department": case.department, "text": case.answer_text}
     photos = case.answer_photos
@@ -523,3 +524,21 @@ def send_answer(
             keyboard=rate,
             link=case_link(case, "rating"),
         )
+
+
+async def assist_cards(
+    session: AsyncSession, district: District, case: Case, now: datetime, *, post: bool
+) -> None:
+    """Post (``post``) or edit the card of each 协办 unit of the case."""
+    for unit in case.triage_assist:
+        chat_id = await chat_of(session, district, unit) if unit != case.department else None
+        if chat_id is not None:
+            assist_card(
+                session,
+                case=case,
+                unit=unit,
+                chat_id=chat_id,
+                lang=district.default_language,
+                now=now,
+                post=post,
+            )

@@ -21,7 +21,7 @@ from sqlmodel import col
 from bot.callbacks import ConfirmWithdraw, DraftAction, MyCasesPage, ViewCase, WithdrawCase
 from bot.district import District
 from bot.i18n import N_, Translator
-from bot.services import bundling, cases, early_warning, followers, privacy
+from bot.services import bundling, cases, closure, early_warning, followers, my_cases, privacy
 from bot.services.errors import UserError
 from bot.services.outbox import (
     answer_callback,
@@ -531,13 +531,13 @@ async def show_cases(
     chat: ResidentChat, *, resident_id: int, page: int, message_id: int | None = None
 ) -> None:
     """A page of the resident's cases, newest first; paging edits the same message."""
-    rows, total = await cases.cases_of(
+    rows, total = await my_cases.cases_of(
         chat.session, resident_id, page=max(page, 0), page_size=PAGE_SIZE
     )
     pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
     if not rows and total and page > 0:  # a page that no longer exists
         page = pages - 1
-        rows, total = await cases.cases_of(
+        rows, total = await my_cases.cases_of(
             chat.session, resident_id, page=page, page_size=PAGE_SIZE
         )
     if not rows:
@@ -614,14 +614,14 @@ async def show_timeline(
     confirm_withdraw: bool = False,
 ) -> None:
     """A case's facts and what happened to it, in place of the list."""
-    case, events = await cases.timeline(chat.session, case_id=case_id, resident_id=resident_id)
+    case, events = await my_cases.timeline(chat.session, case_id=case_id, resident_id=resident_id)
     own = case.resident_id == resident_id
     shown = [
         _timeline_line(event, own=own, reader=resident_id)
         for event in events
         if event.kind in _TIMELINE_KINDS
     ][-MAX_TIMELINE_EVENTS:]
-    withdrawable = own and case.status in WITHDRAWABLE and not cases.is_shared(case)
+    withdrawable = own and case.status in WITHDRAWABLE and not closure.is_shared(case)
     if confirm_withdraw and not withdrawable:
         raise UserError(N_("withdraw.too-late"), number=case.number)
     context = {
@@ -682,7 +682,7 @@ def _timeline_line(event: CaseEvent, *, own: bool, reader: int) -> dict[str, Any
 
 
 async def withdraw(chat: ResidentChat, *, resident_id: int, case_id: int, message_id: int) -> Case:
-    case = await cases.withdraw(
+    case = await closure.withdraw(
         chat.session, chat.district, case_id=case_id, resident_id=resident_id, now=chat.now
     )
     await show_timeline(chat, resident_id=resident_id, case_id=case_id, message_id=message_id)
@@ -703,10 +703,10 @@ async def rate(
 ) -> bool:
     """评卷 from the rating buttons; the question then shows the rating. Returns whether a
     comment was asked for: from the case's own resident only, whose rating decides."""
-    rating = cases.RATINGS.get(code)
+    rating = closure.RATINGS.get(code)
     if rating is None:
         raise UserError(N_("errors.stale-button"))
-    case = await cases.rate(
+    case = await closure.rate(
         chat.session,
         chat.district,
         case_id=case_id,
@@ -728,7 +728,7 @@ async def rate(
 
 
 async def comment(chat: ResidentChat, *, resident_id: int, case_id: int, text: str) -> Case:
-    return await cases.comment_on_rating(
+    return await closure.comment_on_rating(
         chat.session,
         chat.district,
         case_id=case_id,

@@ -97,7 +97,7 @@ async def _finish(
     if difficulty == "hard":
         await _tell_leaders(session, district, case, assisting, now)
     await refresh(session, district, case, now)
-    await cases.assist_cards(session, district, case, now, post=True)
+    await notify.assist_cards(session, district, case, now, post=True)
     expected = case.deadline_at.isoformat() if case.deadline_at else None
     notify.tell_reporters(
         session,
