@@ -129,3 +129,13 @@ def test_the_router_order_is_checked_and_a_catch_all_cannot_move_ahead() -> None
     swapped.insert(names.index("volunteers"), swapped.pop(resident))
     with pytest.raises(ValueError, match="'resident' must come after"):
         check_order(swapped)
+
+
+def test_no_module_outside_the_test_server_is_over_800_lines() -> None:
+    too_long = {
+        name: lines
+        for name, path in modules().items()
+        if not name.startswith("bot.testserver")
+        and (lines := len(path.read_text(encoding="utf-8").splitlines())) > 800
+    }
+    assert too_long == {}
