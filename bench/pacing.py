@@ -30,6 +30,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from sqlmodel import col
 from bot.app import Whistle
 from bot.db import transaction
 from bot.district import load_district
-from bot.pacing import Limits, Pacer
+from bot.pacing import Limits
 from bot.services.outbox import send_text
 from bot.settings import Settings
 from bot.testserver import BotAPIServer
@@ -71,32 +72,17 @@ async def settle(app: Whistle, within: float) -> None:
 
 
 def ideal_seconds(chats: list[int], limits: Limits) -> float:
-    """The shortest time the limits allow for these sends (one per entry, in order per chat):
-    the pacer's own schedule on a simulated clock with answers arriving at once."""
-    now = [0.0]
-    pacer = Pacer(limits, clock=lambda: now[0])
-    queues: dict[int, int] = {}
-    for chat in chats:
-        queues[chat] = queues.get(chat, 0) + 1
-    first: float | None = None
-    last = 0.0
-    while queues:
-        progressed = False
-        for chat in list(queues):
-            if pacer.global_wait(now[0]) != 0:
-                break
-            if pacer.chat_wait(chat, now[0]) != 0:
-                continue
-            pacer.release(pacer.take(chat, now[0]))
-            first = now[0] if first is None else first
-            last = now[0]
-            queues[chat] -= 1
-            if not queues[chat]:
-                del queues[chat]
-            progressed = True
-        if not progressed:
-            now[0] += 0.001
-    return last - (first or 0.0)
+    """The shortest span between the first and the last of these sends that Telegram's limits
+    allow, worked out from the limits alone (not by the service's own pacer): at most
+    ``global_per_second`` calls in any second, ``group_per_minute`` messages to one group in
+    any minute, and one chat's messages at ``private_per_second`` after a burst of ``burst``."""
+    counts = Counter(chats)
+    bounds: list[float] = [math.floor((len(chats) - 1) / limits.global_per_second)]
+    for chat, sent in counts.items():
+        if chat < 0:
+            bounds.append(math.floor((sent - 1) / limits.group_per_minute) * 60.0)
+        bounds.append(max(0.0, (sent - limits.burst) / limits.private_per_second))
+    return float(max(bounds))
 
 
 async def run_once(
