@@ -81,7 +81,7 @@ from bot.metrics import Metrics
 from bot.outcomes import DeadHook, OutcomeRecorder, wall_now
 from bot.pacing import Budget, Limits, LocalBudget, Pacer
 from bot.rendering import Renderer, RenderError
-from bot.services import folding, notify, snapshots
+from bot.services import folding, notify, users
 from models import Lane, MessageLink, OutboxFile, OutboxMessage, OutboxStatus
 from models.types import UTCDateTime
 
@@ -654,10 +654,9 @@ class OutboxSender(OutcomeRecorder):
         if row.chat_id >= 0 or row.method == "answerCallbackQuery":
             return None
         async with self.factory() as session:
-            chosen = (await snapshots.chat_languages(session)).get(row.chat_id)
-        if chosen is None or chosen not in self.renderer.catalogues.languages:
-            return None
-        return chosen
+            return await users.chosen_chat_language(
+                session, row.chat_id, self.renderer.catalogues.languages
+            )
 
     async def _resolve_target(self, row: OutboxMessage) -> int | None:
         if row.target is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -97,12 +97,19 @@ def set_language(user: User, language: str, supported: tuple[str, ...]) -> None:
     user.language = language
 
 
+async def chosen_chat_language(
+    session: AsyncSession, chat_id: int, supported: Collection[str]
+) -> str | None:
+    """The language a group's admins chose with /lang, if any (and still supported)."""
+    chosen = (await snapshots.chat_languages(session)).get(chat_id)
+    return chosen if chosen in supported else None
+
+
 async def chat_language(
     session: AsyncSession, chat_id: int, supported: tuple[str, ...], default: str
 ) -> str:
     """A group chat's language: the one its admins chose with /lang, else the district's."""
-    chosen = (await snapshots.chat_languages(session)).get(chat_id)
-    return chosen if chosen in supported else default
+    return await chosen_chat_language(session, chat_id, supported) or default
 
 
 async def set_chat_language(
