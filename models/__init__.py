@@ -6,11 +6,14 @@ from models.case import (
     CaseFollower,
     CaseKind,
     CaseStatus,
+    Difficulty,
     Escalation,
     EscalationState,
     GroupBinding,
+    HelpStage,
     InvalidTransition,
     Rating,
+    TriageStage,
 )
 from models.dashboard import DashboardSession, LoginLink
 from models.dialog import DialogState
@@ -35,6 +38,7 @@ __all__ = [
     "ChatLanguage",
     "DashboardSession",
     "DialogState",
+    "Difficulty",
     "EntryKind",
     "Escalation",
     "EscalationState",
@@ -42,6 +46,7 @@ __all__ = [
     "GroupBinding",
     "GroupRefusal",
     "HelpClaim",
+    "HelpStage",
     "InvalidTransition",
     "Lane",
     "LoginLink",
@@ -56,6 +61,7 @@ __all__ = [
     "Rating",
     "Redemption",
     "ReportRun",
+    "TriageStage",
     "User",
     "Volunteer",
     "VolunteerStatus",

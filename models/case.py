@@ -45,6 +45,29 @@ class CaseStatus(StrEnum):
     BUNDLED = "bundled"  # 打包: handled as part of another case's bundle, closed with it
 
 
+class TriageStage(StrEnum):
+    """Where the 三审 wizard on a triage card stands."""
+
+    LEAD = "lead"  # 一审职责: the lead department
+    ASSIST = "assist"  # 一审职责: the assisting ones
+    DIFFICULTY = "difficulty"  # 二审难度
+    TIME = "time"  # 三审时效
+
+
+class Difficulty(StrEnum):
+    SIMPLE = "simple"  # the community alone
+    COMPLEX = "complex"  # a lead department, others assisting
+    HARD = "hard"  # many departments: the leader in charge coordinates
+
+
+class HelpStage(StrEnum):
+    """Where the volunteer holding a help request says they are."""
+
+    CLAIMED = "claimed"
+    ON_THE_WAY = "way"
+    DONE = "done"
+
+
 class Rating(StrEnum):
     SATISFIED = "satisfied"
     BASICALLY = "basically"
@@ -148,8 +171,8 @@ class Case(SQLModel, table=True):
     triage_unit: str | None = Field(default=None, max_length=32)
     triage_lead: str | None = Field(default=None, max_length=32)
     triage_assist: list[str] = Field(default_factory=list, sa_type=JSON)
-    triage_difficulty: str | None = Field(default=None, max_length=16)  # simple|complex|hard
-    triage_step: str | None = Field(default=None, max_length=16)  # lead|assist|difficulty|time
+    triage_difficulty: Difficulty | None = Field(default=None, sa_type=_enum(Difficulty))
+    triage_step: TriageStage | None = Field(default=None, sa_type=_enum(TriageStage))
     # 协办 units that reported in (报到) on their card: code -> {"name": who, "at": ISO time}.
     # The lead answers (主责部门牵头); an assisting unit reports in and follows the case.
     assist_acks: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
@@ -165,10 +188,10 @@ class Case(SQLModel, table=True):
     reporters: int = 1
 
     # 邻里互助: the volunteer holding a help request (set only by a conditional update, so
-    # one claim wins), their first name for the card, and their progress: claimed | way | done.
+    # one claim wins), their registered name for the card, and their progress.
     claimed_by: int | None = Field(default=None, sa_type=BigInteger)
     claimed_by_name: str | None = Field(default=None, max_length=128)
-    help_progress: str | None = Field(default=None, max_length=16)
+    help_progress: HelpStage | None = Field(default=None, sa_type=_enum(HelpStage))
     # Where the requester lives: the community (its volunteer chat gets the card) and, for the
     # volunteer who takes the request only, the exact door (the card shows the building).
     community: str | None = Field(default=None, max_length=32)

@@ -22,7 +22,7 @@ from bot.services.triage_card import (
     STEPS,
     refresh,
 )
-from models import Case, CaseStatus, User
+from models import Case, CaseStatus, Difficulty, TriageStage, User
 
 
 async def step(
@@ -53,8 +53,8 @@ async def step(
     elif action == "back" and current != "lead":
         case.triage_step = STEPS[STEPS.index(current) - 1]
     elif action == "diff" and current == "difficulty" and value in DIFFICULTIES:
-        case.triage_difficulty = value
-        case.triage_step = "time"
+        case.triage_difficulty = Difficulty(value)
+        case.triage_step = TriageStage.TIME
     elif action == "due" and current == "time" and value in ("0", *DEADLINE_DAYS):
         await _finish(session, district, case, days=int(value), actor=actor, now=now)
         return

@@ -19,12 +19,12 @@ from bot.i18n import N_
 from bot.services import folding, notify
 from bot.services.outbox import button, enqueue
 from bot.services.routing import CENTER, chat_of
-from models import CardFold, Case, CaseStatus
+from models import CardFold, Case, CaseStatus, Difficulty, TriageStage
 
 TRIAGE_CARD = "triage-card"
-DIFFICULTIES = ("simple", "complex", "hard")
+DIFFICULTIES = tuple(Difficulty)
 DEADLINE_DAYS = ("3", "7", "15", "30")
-STEPS = ("lead", "assist", "difficulty", "time")
+STEPS = tuple(TriageStage)
 DIFFICULTY_LABELS = (N_("triage.difficulty.simple"), N_("triage.difficulty.complex"),
                      N_("triage.difficulty.hard"))  # fmt: skip
 
@@ -37,7 +37,7 @@ async def open_triage(
     case.triage_unit = unit
     case.triage_lead = category.department if category else None
     case.triage_assist = proposed_assistants(district, case.description, case.triage_lead)
-    case.triage_step = "lead"
+    case.triage_step = TriageStage.LEAD
     chat_id = await chat_of(session, district, unit)
     assert chat_id is not None
     lang = district.default_language

@@ -20,7 +20,15 @@ from bot.i18n import N_
 from bot.services import cases, notify, points, routing
 from bot.services.errors import UserError
 from bot.services.outbox import button, enqueue, inline_keyboard, send_text
-from models import Case, CaseKind, CaseStatus, HelpClaim, Volunteer, VolunteerStatus
+from models import (
+    Case,
+    CaseKind,
+    CaseStatus,
+    HelpClaim,
+    HelpStage,
+    Volunteer,
+    VolunteerStatus,
+)
 
 HELP_CARD = notify.HELP_CARD
 DETAILS = "help-details"  # the winner's private copy, with the door and contact
@@ -247,7 +255,7 @@ async def claim(
         .values(
             claimed_by=user_id,
             claimed_by_name=volunteer.name[:128],
-            help_progress="claimed",
+            help_progress=HelpStage.CLAIMED,
             help_due_at=None,
             updated_at=now,
         )
@@ -341,7 +349,7 @@ async def progress(
         notify.tell_resident(session, case=case, now=now, text_key=N_("help.released"))
         reply = N_("help.you-released")
     elif action == "way" and case.help_progress == "claimed":
-        case.help_progress = "way"
+        case.help_progress = HelpStage.ON_THE_WAY
         claim_row = await _open_claim(session, case)
         if claim_row is not None:
             claim_row.on_way_at = now
@@ -351,7 +359,7 @@ async def progress(
         )
         reply = N_("help.you-on-way")
     elif action == "done" and case.help_progress in ("claimed", "way"):
-        case.help_progress = "done"
+        case.help_progress = HelpStage.DONE
         # A requester who does not answer is taken to have been helped (fire_due).
         case.help_due_at = now + district.volunteers.confirm_delay
         cases.record(session, case, kind="done", now=now, actor=actor, role="volunteer")
