@@ -10,6 +10,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.district import District
 from bot.i18n import N_
 from bot.services import menu
 from bot.services.outbox import answer_callback, send_text, told_since
@@ -57,12 +58,17 @@ def router() -> Router:
 
     @r.message(F.chat.type.in_(GROUPS), Command(*PRIVATE_ONLY), InUnitGroup())
     async def private_only(
-        message: Message, command: CommandObject, session: AsyncSession, lang: str, now: Any
+        message: Message,
+        command: CommandObject,
+        session: AsyncSession,
+        district: District,
+        now: Any,
     ) -> None:
+        # Said to the group: in the group's language (the sender applies its /lang choice).
         send_text(
             session,
             chat_id=message.chat.id,
-            locale=lang,
+            locale=district.default_language,
             now=now,
             text_key=N_("command.private-only"),
             command=f"/{command.command.lower()}",
