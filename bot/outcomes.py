@@ -28,6 +28,12 @@ logger = logging.getLogger("bot.sender")
 DeadHook = Callable[[AsyncSession, list[OutboxMessage], datetime, Collection[int]], Awaitable[Any]]
 
 
+async def _pending(session: AsyncSession, row_id: int) -> OutboxMessage | None:
+    """The row, while its outcome is still to be recorded (not by another sender already)."""
+    row = await session.get(OutboxMessage, row_id)
+    return row if row is not None and row.status is OutboxStatus.PENDING else None
+
+
 def wall_now() -> datetime:
     return datetime.now(UTC)
 
@@ -48,8 +54,8 @@ class OutcomeRecorder:
     async def _finish_moot(self, row_id: int, reason: str) -> None:
         now = self.clock.now()
         async with transaction(self.factory) as session:
-            row = await session.get(OutboxMessage, row_id)
-            if row is None or row.status is not OutboxStatus.PENDING:
+            row = await _pending(session, row_id)
+            if row is None:
                 return
             row.mark_moot(reason=reason, now=now)
             row.claimed_by = row.claimed_until = None
@@ -63,8 +69,8 @@ class OutcomeRecorder:
             messages = [m for m in result if isinstance(m, Message)]
         now = self.clock.now()
         async with transaction(self.factory) as session:
-            row = await session.get(OutboxMessage, row_id)
-            if row is None or row.status is not OutboxStatus.PENDING:
+            row = await _pending(session, row_id)
+            if row is None:
                 return
             row.mark_delivered(message_id=messages[0].message_id if messages else None, now=now)
             row.claimed_by = row.claimed_until = None
@@ -96,8 +102,8 @@ class OutcomeRecorder:
     async def _retry(self, row_id: int, error: str, retry_after: int | None) -> None:
         now = self.clock.now()
         async with transaction(self.factory) as session:
-            row = await session.get(OutboxMessage, row_id)
-            if row is None or row.status is not OutboxStatus.PENDING:
+            row = await _pending(session, row_id)
+            if row is None:
                 return
             row.claimed_by = row.claimed_until = None
             if row.attempts + 1 >= self.max_attempts:
@@ -125,8 +131,8 @@ class OutcomeRecorder:
         again (callback answers are not messages to the chat and are left to go out)."""
         now = self.clock.now()
         async with transaction(self.factory) as session:
-            row = await session.get(OutboxMessage, row_id)
-            if row is None or row.status is not OutboxStatus.PENDING:
+            row = await _pending(session, row_id)
+            if row is None:
                 return
             row.mark_dead(reason=reason, now=now)
             row.claimed_by = row.claimed_until = None

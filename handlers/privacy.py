@@ -62,14 +62,7 @@ def router() -> Router:
             log_event(
                 logger, "user.forgotten", user_id=user_id, cases=done.cases, edits=done.messages
             )
-            days = district.privacy.retention_days
-            text_key = N_("forget.done") if days is None else N_("forget.done-retention")
-            params = {
-                "count": done.cases,
-                "messages": done.messages,
-                "district": district.district.names.get(lang),
-                "days": days,
-            }
+            text_key, params = done.answer(district, lang)
         else:
             text_key, params = N_("forget.kept"), {}
         answer_callback(session, chat_id=user_id, callback_query_id=query.id, locale=lang, now=now)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from bot.district import District
+from bot.i18n import N_
 from bot.services import folding, notify, privacy, triage_card
 from bot.services.outbox import enqueue
 from models import CardFold, Case, MessageLink, OutboxMessage
@@ -33,6 +35,18 @@ SUPERVISION = notify.SUPERVISION
 class Forgotten:
     cases: int  # cases anonymised
     messages: int  # messages in groups edited or deleted
+
+    def answer(self, district: District, lang: str) -> tuple[str, dict[str, Any]]:
+        """The closing answer's message and parameters: what was erased, what changed in the
+        groups, and what the district keeps (with its retention period, if it has one)."""
+        days = district.privacy.retention_days
+        text_key = N_("forget.done") if days is None else N_("forget.done-retention")
+        return text_key, {
+            "count": self.cases,
+            "messages": self.messages,
+            "district": district.district.names.get(lang),
+            "days": days,
+        }
 
 
 async def forget(
@@ -69,46 +83,56 @@ async def _redraw(
     ).all()
     touched = 0
     for link in links:
-        chat_id, purpose = link.chat_id, link.purpose
-
-        def edit(template: str, context: dict[str, object], caption: bool = False) -> None:
+        if link.purpose.endswith("-photo") or link.purpose == LOCATION:
+            enqueue(session, chat_id=link.chat_id, locale=lang, now=now, method="deleteMessage",
+                    target=link.message_id)  # fmt: skip
+        else:
+            drawn = await _drawing(session, district, case, link, one_photo)
+            if drawn is None:
+                continue  # reminders, prompts, notes: they name the case, not the resident
+            template, context = drawn
+            caption = link.purpose == notify.CARD and one_photo
             enqueue(
                 session,
-                chat_id=chat_id,  # noqa: B023 - used at once, inside the loop
+                chat_id=link.chat_id,
                 locale=lang,
                 now=now,
                 method="editMessageCaption" if caption else "editMessageText",
                 template=template,
                 context=context,
-                target=link.message_id,  # noqa: B023
+                target=link.message_id,
             )
-
-        if purpose.endswith("-photo") or purpose == LOCATION:
-            enqueue(session, chat_id=chat_id, locale=lang, now=now, method="deleteMessage",
-                    target=link.message_id)  # fmt: skip
-        elif purpose == notify.CARD:
-            edit("case_card.html", notify.card_context(case, caption=one_photo), one_photo)
-        elif purpose == notify.ASSIST_CARD:
-            edit("case_card.html", notify.card_context(case, assisting=True, lead=case.department))
-        elif purpose == notify.CENTER_CARD:
-            edit("center_card.html", notify.card_context(case))
-        elif purpose == triage_card.TRIAGE_CARD:
-            edit("triage_card.html", triage_card.context(case, district))
-        elif purpose == notify.HELP_CARD:
-            edit("help_card.html", notify.card_context(case))
-        elif purpose == SUPERVISION:
-            context = await _last_context(session, chat_id, link.message_id)
-            if context is None:
-                continue
-            edit(
-                "ladder_supervision.html",
-                {**context, **notify.card_context(case), "reporter_hidden": True},
-            )
-        else:
-            continue  # reminders, prompts, notes: they name the case, not the resident
         touched += 1
     touched += await _redraw_digests(session, case, lang, now)
     return touched
+
+
+async def _drawing(
+    session: AsyncSession, district: District, case: Case, link: MessageLink, one_photo: bool
+) -> tuple[str, dict[str, object]] | None:
+    """The template and context a linked message is drawn with again, or None for a message
+    that shows nothing of the resident."""
+    purpose = link.purpose
+    if purpose == notify.CARD:
+        return "case_card.html", notify.card_context(case, caption=one_photo)
+    if purpose == notify.ASSIST_CARD:
+        return "case_card.html", notify.card_context(case, assisting=True, lead=case.department)
+    if purpose == notify.CENTER_CARD:
+        return "center_card.html", notify.card_context(case)
+    if purpose == triage_card.TRIAGE_CARD:
+        return "triage_card.html", triage_card.context(case, district)
+    if purpose == notify.HELP_CARD:
+        return "help_card.html", notify.card_context(case)
+    if purpose == SUPERVISION:
+        context = await _last_context(session, link.chat_id, link.message_id)
+        if context is None:
+            return None
+        return "ladder_supervision.html", {
+            **context,
+            **notify.card_context(case),
+            "reporter_hidden": True,
+        }
+    return None
 
 
 async def _last_context(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -244,10 +244,7 @@ async def compute(
     Overdue cases are counted at ``min(end, now)``."""
     units = _Units(district)
     at = min(end, now)
-
-    def scoped(query: Any) -> Any:
-        return query.where(col(Case.department) == department) if department else query
-
+    scoped = _scope(department)
     cohort = await session.execute(
         scoped(
             select(
@@ -375,11 +372,16 @@ async def overdue_at(
 ) -> tuple[int, ...]:
     """The cases overdue at ``at`` (a report's "当前超时" list, as of when it is sent), oldest
     dispatch first; ``department`` limits them to one department's."""
+    return await _overdue(session, district, _Units(district), at, _scope(department))
+
+
+def _scope(department: str | None) -> Callable[[Any], Any]:
+    """A query limited to one department's cases, or left as it is."""
 
     def scoped(query: Any) -> Any:
         return query.where(col(Case.department) == department) if department else query
 
-    return await _overdue(session, district, _Units(district), at, scoped)
+    return scoped
 
 
 async def _overdue(

@@ -95,7 +95,7 @@ class WebhookDeliverer:
                         continue
                     busy.add(key)
                     tasks[update_id] = asyncio.create_task(
-                        self._deliver_balanced(balance, update, key, tasks, busy)
+                        self._deliver_balanced(balance, update, key, tasks, busy, current)
                     )
                 await self._wake.wait()
         finally:
@@ -109,14 +109,14 @@ class WebhookDeliverer:
         key: Hashable,
         tasks: dict[int, asyncio.Task[None]],
         busy: set[Hashable],
+        current: Callable[[], bool],
     ) -> None:
         config = self._core.config
-        own = len(balance.urls) == 1 and self._bot.balance is None
         try:
             failures = 0
             while True:
                 webhook = self._bot.webhook
-                if webhook is None or self._bot.balance is not (None if own else balance):
+                if webhook is None or not current():
                     return
                 error, reply = await self._post(webhook, update, balance.next_url())
                 if error is None:
