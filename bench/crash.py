@@ -304,6 +304,8 @@ class Resident:
         self.confirmed: list[str] = []  # descriptions whose Confirm press reached the server
         self.receipts = 0
         self.stuck: str | None = None  # what the resident waited for in vain
+        # Each report from its photo to its receipt (time.monotonic()): what a kill cut into.
+        self.spans: list[tuple[float, float]] = []
 
     def description(self, n: int) -> str:
         return f"楼道里飞线充电（R{self.user_id}-{n}）"
@@ -319,6 +321,7 @@ class Resident:
                 return
 
     async def file_report(self, n: int) -> None:
+        began = time.monotonic()
         photo = f"photo {self.user_id}-{n}".encode()
         self.server.send_photo(self.user_id, photo, caption=self.description(n))
         question = await self._next(_has_button(CATEGORY_LABEL), "the category question")
@@ -330,6 +333,7 @@ class Resident:
         self.confirmed.append(self.description(n))
         await self._next(lambda m: "HB-" in (m.text or ""), "the receipt")
         self.receipts += 1
+        self.spans.append((began, time.monotonic()))
 
     def _press(self, message: BotMessage, label: str) -> None:
         data = _button_data(message, label)
@@ -409,6 +413,10 @@ class CrashFigures:
     residents: int
     kills: int = 0
     kills_during_start_up: int = 0
+    kill_moments: list[float] = field(default_factory=list)  # time.monotonic()
+    # Kills that cut into no report (no resident between a photo and its receipt): a kill
+    # that tested nothing.
+    kills_between_reports: int = 0
     self_exits: dict[str, int] = field(default_factory=dict)
     reports: int = 0
     cases: int = 0
@@ -465,6 +473,7 @@ class CrashFigures:
                 "kills (SIGKILL)",
                 f"{self.kills} ({self.kills_during_start_up} during start-up)",
             ),
+            ("kills that cut into a report", f"{self.kills - self.kills_between_reports}"),
             ("exits on its own", _counts(self.self_exits)),
             ("reports confirmed", str(self.reports)),
             ("cases", str(self.cases)),
@@ -609,6 +618,7 @@ async def run_crash(
                 continue
             await processes.kill()
             figures.kills += 1
+            figures.kill_moments.append(time.monotonic())
             if not _started_since(server, first_request):
                 figures.kills_during_start_up += 1
             if figures.kills % 10 == 0:
@@ -749,6 +759,10 @@ async def _count(
             )
         ).all()
     confirmed = [d for person in people for d in person.confirmed]
+    spans = [span for person in people for span in person.spans]
+    figures.kills_between_reports = sum(
+        1 for moment in figures.kill_moments if not any(a < moment < b for a, b in spans)
+    )
     figures.stuck_residents = [person.stuck for person in people if person.stuck]
     filed = Counter(descriptions)
     figures.reports = len(confirmed)

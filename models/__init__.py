@@ -1,6 +1,7 @@
 """SQLModel tables. Importing this package registers every table on ``SQLModel.metadata``."""
 
 from models.case import (
+    CardColour,
     Case,
     CaseEvent,
     CaseFollower,
@@ -10,6 +11,7 @@ from models.case import (
     Escalation,
     EscalationState,
     GroupBinding,
+    HelpRequest,
     HelpStage,
     InvalidTransition,
     Rating,
@@ -29,6 +31,7 @@ from models.user import ChatLanguage, User
 from models.volunteer import HelpClaim, Volunteer, VolunteerStatus
 
 __all__ = [
+    "CardColour",
     "CardFold",
     "Case",
     "CaseEvent",
@@ -46,6 +49,7 @@ __all__ = [
     "GroupBinding",
     "GroupRefusal",
     "HelpClaim",
+    "HelpRequest",
     "HelpStage",
     "InvalidTransition",
     "Lane",

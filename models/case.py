@@ -22,9 +22,9 @@ def _values(members: Any) -> list[str]:
     return [m.value for m in members]
 
 
-def _enum(kind: type[StrEnum]) -> Enum:
+def _enum(kind: type[StrEnum], length: int = 16) -> Enum:
     # Stored as the value in a plain VARCHAR: no database enum type to migrate.
-    return Enum(kind, native_enum=False, length=16, values_callable=_values)
+    return Enum(kind, native_enum=False, length=length, values_callable=_values)
 
 
 class CaseKind(StrEnum):
@@ -66,6 +66,14 @@ class HelpStage(StrEnum):
     CLAIMED = "claimed"
     ON_THE_WAY = "way"
     DONE = "done"
+
+
+class CardColour(StrEnum):
+    """The card a case shows on the ladder (亮牌); the district file's rungs name them."""
+
+    NONE = "none"
+    YELLOW = "yellow"
+    RED = "red"
 
 
 class Rating(StrEnum):
@@ -113,22 +121,11 @@ class InvalidTransition(Exception):
         self.wanted = wanted
 
 
-class Case(SQLModel, table=True):
-    __tablename__ = "cases"
-    __table_args__ = (
-        Index("ix_cases_resident_created", "resident_id", "created_at"),
-        Index("ix_cases_status_rating_due", "status", "rating_due_at"),
-        # Similar-case detection reads open cases of one category filed recently.
-        Index("ix_cases_category_status_created", "category", "status", "created_at"),
-    )
+class Intake(SQLModel):
+    """What was filed, by whom, and where: every kind of case has it."""
 
-    id: int | None = Field(default=None, primary_key=True)
-    number: str = Field(default="", max_length=20, index=True)
     kind: CaseKind = Field(sa_type=_enum(CaseKind))
-    status: CaseStatus = Field(sa_type=_enum(CaseStatus))
     category: str | None = Field(default=None, max_length=32)
-    department: str | None = Field(default=None, max_length=32)
-
     resident_id: int = Field(sa_type=BigInteger)
     resident_language: str = Field(max_length=16)
     # Shown to a department only when the resident is not anonymous.
@@ -136,16 +133,26 @@ class Case(SQLModel, table=True):
     anonymous: bool = False
     # Given only with the resident's consent (help requests: shared with the volunteer).
     contact: str | None = Field(default=None, max_length=128)
-
     description: str = Field(default="", max_length=2000)
     photos: list[str] = Field(default_factory=list, sa_type=JSON)
     latitude: float | None = None
     longitude: float | None = None
     address: str | None = Field(default=None, max_length=300)
-    needed_when: str | None = Field(default=None, max_length=200)
+    # SOURCE_TELEGRAM, or "open311:<code>" for a case filed by an integrating system; such a
+    # case's resident fields hold what the system sent about the caller (personal data, never
+    # shown), and an external ``media_url`` it gave instead of Telegram photos.
+    source: str = Field(
+        default=SOURCE_TELEGRAM, max_length=40, sa_column_kwargs={"server_default": "telegram"}
+    )
+    media_url: str | None = Field(default=None, max_length=500)
+    # When the resident's personal data was removed from the case (/forgetme, or the district's
+    # retention period after closing); the case stays in the statistics.
+    anonymised_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
-    created_at: datetime = Field(sa_type=UTCDateTime)
-    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+class Answer(SQLModel):
+    """应哨 and 答卷, then 评卷: who acknowledged, what was answered, how the resident rated it."""
+
     acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     acknowledged_by: int | None = Field(default=None, sa_type=BigInteger)
     acknowledged_by_name: str | None = Field(default=None, max_length=128)
@@ -159,15 +166,22 @@ class Case(SQLModel, table=True):
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     reopen_count: int = 0
 
-    # The card ladder (亮牌): when the current department was whistled, how many times the
-    # case has been dispatched (each dispatch starts a new ladder), and the card it shows.
+
+class Ladder(SQLModel):
+    """The card ladder (亮牌): when the current unit was whistled, how many times the case has
+    been dispatched (each dispatch starts a new ladder), the card it shows, and when the next
+    rung and the agreed completion date (三审时效) fall."""
+
     dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     dispatch_count: int = 0
-    card_colour: str = Field(default="none", max_length=8)  # none | yellow | red
+    card_colour: CardColour = Field(default=CardColour.NONE, sa_type=_enum(CardColour, 8))
     next_rung_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     deadline_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
-    # 三审 triage by a street office (or the center): where it waits, and what was decided.
+
+class Triage(SQLModel):
+    """三审 by a street office (or the center): where the case waits, and what was decided."""
+
     triage_unit: str | None = Field(default=None, max_length=32)
     triage_lead: str | None = Field(default=None, max_length=32)
     triage_assist: list[str] = Field(default_factory=list, sa_type=JSON)
@@ -177,43 +191,49 @@ class Case(SQLModel, table=True):
     # The lead answers (主责部门牵头); an assisting unit reports in and follows the case.
     assist_acks: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
-    # Dispute early warning (seed 003): the strongest keyword category that matched.
+
+class Grouping(SQLModel):
+    """打包 and the dispute early warning: the lead case of the bundle this case belongs to (a
+    lead points at itself), how many residents reported the problem (kept with the followers
+    so every card shows it without a query), and the strongest keyword category that matched
+    (seed 003)."""
+
+    bundle_id: int | None = Field(default=None, foreign_key="cases.id", index=True)
+    reporters: int = 1
     risk_category: str | None = Field(default=None, max_length=32)
     risk_level: int | None = None
 
-    # 打包 bundling: the lead case of the bundle this case belongs to (a lead points at
-    # itself), and how many residents reported the problem (the filer and its followers),
-    # kept with the followers so every card shows it without a query.
-    bundle_id: int | None = Field(default=None, foreign_key="cases.id", index=True)
-    reporters: int = 1
 
-    # 邻里互助: the volunteer holding a help request (set only by a conditional update, so
-    # one claim wins), their registered name for the card, and their progress.
-    claimed_by: int | None = Field(default=None, sa_type=BigInteger)
-    claimed_by_name: str | None = Field(default=None, max_length=128)
-    help_progress: HelpStage | None = Field(default=None, sa_type=_enum(HelpStage))
-    # Where the requester lives: the community (its volunteer chat gets the card) and, for the
-    # volunteer who takes the request only, the exact door (the card shows the building).
-    community: str | None = Field(default=None, max_length=32)
-    help_door: str | None = Field(default=None, max_length=200)
-    help_skills: list[str] = Field(default_factory=list, sa_type=JSON)
-    # The next durable step of a help request, read by the scheduler: while unclaimed, the
-    # re-announcement (stage 0) and the community office's notice (stage 1); after Done, the
-    # confirmation that counts as "helped" when the requester does not answer.
-    help_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
-    help_stage: int = 0
+class Case(Intake, Answer, Ladder, Triage, Grouping, table=True):
+    """One case, its lifecycle (``status``) and the unit that answers for it.
 
-    # SOURCE_TELEGRAM, or "open311:<code>" for a case filed by an integrating system; such a
-    # case's resident fields hold what the system sent about the caller (personal data, never
-    # shown), and an external ``media_url`` it gave instead of Telegram photos.
-    source: str = Field(
-        default=SOURCE_TELEGRAM, max_length=40, sa_column_kwargs={"server_default": "telegram"}
+    The parts every report and post go through are groups of columns in this one row
+    (:class:`Intake`, :class:`Answer`, :class:`Ladder`, :class:`Triage`, :class:`Grouping`):
+    each card, timeline and statistic reads several of them at once, so one row read keeps
+    an update at one statement. What only a help request has is its own table,
+    :class:`HelpRequest`: nothing outside the volunteer flow reads it, the claim race is a
+    conditional update of that small row, and the scheduler scans its due times alone.
+
+    ``unit`` is the unit whistled (吹哨) to answer for the case: a department, a community
+    or a street office, by its district-file code; for a help request, the requester's
+    community, whose volunteer group gets the card.
+    """
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        Index("ix_cases_resident_created", "resident_id", "created_at"),
+        Index("ix_cases_status_rating_due", "status", "rating_due_at"),
+        # Similar-case detection reads open cases of one category filed recently.
+        Index("ix_cases_category_status_created", "category", "status", "created_at"),
     )
-    media_url: str | None = Field(default=None, max_length=500)
 
-    # When the resident's personal data was removed from the case (/forgetme, or the district's
-    # retention period after closing); the case stays in the statistics.
-    anonymised_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(default="", max_length=20, index=True)
+    status: CaseStatus = Field(sa_type=_enum(CaseStatus))
+    department: str | None = Field(default=None, max_length=32)
+    community: str | None = Field(default=None, max_length=32)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
 
     def can_become(self, status: CaseStatus) -> bool:
         return status in TRANSITIONS[self.status]
@@ -225,7 +245,6 @@ class Case(SQLModel, table=True):
         previous, self.status, self.updated_at = self.status, status, now
         if status is CaseStatus.CLOSED or status is CaseStatus.WITHDRAWN:
             self.closed_at = now
-            self.help_due_at = None
         return previous
 
     @property
@@ -241,6 +260,33 @@ class Case(SQLModel, table=True):
     def integration(self) -> str | None:
         """The code of the integrating system that filed the case, if one did."""
         return self.source.removeprefix(OPEN311_PREFIX) if not self.from_telegram else None
+
+
+class HelpRequest(SQLModel, table=True):
+    """The 邻里互助 part of a case (``Case.kind`` is help, and only then): when help is
+    needed, the requester's door (for the volunteer who takes it only), the skills wanted, the
+    volunteer who holds it (set only by a conditional update, so one claim wins) with their
+    registered name and progress, and the next durable step the scheduler reads: while
+    unclaimed, the re-announcement (stage 0) and the community office's notice (stage 1);
+    after Done, the confirmation that counts as "helped" when the requester does not answer."""
+
+    __tablename__ = "help_requests"
+
+    case_id: int = Field(
+        foreign_key="cases.id", primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    needed_when: str | None = Field(default=None, max_length=200)
+    door: str | None = Field(default=None, max_length=200)
+    skills: list[str] = Field(default_factory=list, sa_type=JSON)
+    volunteer_id: int | None = Field(default=None, sa_type=BigInteger, index=True)
+    volunteer_name: str | None = Field(default=None, max_length=128)
+    progress: HelpStage | None = Field(default=None, sa_type=_enum(HelpStage))
+    due_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    stage: int = 0
+
+    def let_go(self) -> None:
+        """Nobody holds the request any more."""
+        self.volunteer_id = self.volunteer_name = self.progress = None
 
 
 class CaseEvent(SQLModel, table=True):

@@ -4,7 +4,8 @@ stored and scoped, handled updates are remembered and pruned."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,18 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from pydantic import ValidationError
-from sqlalchemy import Connection, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Connection,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    Table,
+    inspect,
+    text,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import SQLModel, func, select
 
@@ -64,6 +76,115 @@ class TestMigrations:
             tables = await connection.run_sync(lambda c: set(c.dialect.get_table_names(c)))
         await engine.dispose()
         assert {"outbox", "message_links", "dialog_states", "processed_updates", "users"} <= tables
+
+    async def test_help_requests_move_to_their_own_table_and_back(self, database_url: str) -> None:
+        """Migration 0020 on a populated database: each help case's own part moves, value for
+        value, from ``cases`` to ``help_requests``; other cases get none; and back down."""
+        await migrate(database_url, "0019")
+        engine = create_engine(database_url)
+        at = datetime(2026, 12, 1, 8, 30, tzinfo=UTC).replace(tzinfo=None)  # stored naive, UTC
+        claimed = {
+            "needed_when": "周六上午",
+            "help_door": "2单元501",
+            "help_skills": ["代购", "陪诊"],
+            "claimed_by": 8_100_000_001,
+            "claimed_by_name": "志愿者小李",
+            "help_progress": "way",
+            "help_due_at": at,
+            "help_stage": 1,
+        }
+        unclaimed = {"help_skills": [], "help_stage": 0, "help_due_at": at}
+        rows = [
+            (1, "help", "published", claimed),
+            (2, "help", "published", unclaimed),
+            (3, "report", "dispatched", {}),
+        ]
+
+        def fill(connection: Connection) -> None:
+            cases = Table("cases", MetaData(), autoload_with=connection)
+            for case_id, kind, status, extra in rows:
+                values: dict[str, object] = {
+                    "id": case_id,
+                    "number": f"A-{case_id}",
+                    "kind": kind,
+                    "status": status,
+                    "resident_id": 7000 + case_id,
+                    "resident_language": "zh-Hans",
+                    "created_at": at,
+                    "updated_at": at,
+                    **extra,
+                }
+                for column in cases.columns:  # every other required column, at its zero value
+                    if column.name in values or column.nullable or column.server_default:
+                        continue
+                    values[column.name] = _zero(column.type)
+                connection.execute(cases.insert().values(**values))
+
+        async with engine.begin() as connection:
+            await connection.run_sync(fill)
+        await migrate(database_url)
+        async with engine.connect() as connection:
+            moved = {
+                row.case_id: row._asdict()
+                for row in await connection.execute(text("SELECT * FROM help_requests"))
+            }
+            columns = await connection.run_sync(
+                lambda c: {column["name"] for column in inspect(c).get_columns("cases")}
+            )
+        assert set(moved) == {1, 2}  # the report has no help part
+        assert {k: v for k, v in moved[1].items() if k not in ("skills", "due_at")} == {
+            "case_id": 1,
+            "needed_when": "周六上午",
+            "door": "2单元501",
+            "volunteer_id": 8_100_000_001,
+            "volunteer_name": "志愿者小李",
+            "progress": "way",
+            "stage": 1,
+        }
+        assert _json(moved[1]["skills"]) == ["代购", "陪诊"]
+        assert _naive(moved[1]["due_at"]) == at and _naive(moved[2]["due_at"]) == at
+        assert moved[2]["volunteer_id"] is None and _json(moved[2]["skills"]) == []
+        assert not columns & set(claimed)  # nothing of it is left in cases
+
+        await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0019")
+        async with engine.connect() as connection:
+            back = (
+                await connection.execute(
+                    text(
+                        "SELECT id, claimed_by, claimed_by_name, help_progress, help_door,"
+                        " needed_when, help_stage FROM cases ORDER BY id"
+                    )
+                )
+            ).all()
+        await engine.dispose()
+        assert [tuple(row) for row in back] == [
+            (1, 8_100_000_001, "志愿者小李", "way", "2单元501", "周六上午", 1),
+            (2, None, None, None, None, None, 0),
+            (3, None, None, None, None, None, 0),
+        ]
+
+
+def _zero(kind: object) -> object:
+    if isinstance(kind, JSON):
+        return []
+    if isinstance(kind, Boolean):
+        return False
+    if isinstance(kind, (Integer, Float)):
+        return 0
+    if isinstance(kind, DateTime):
+        return datetime(2026, 12, 1, tzinfo=UTC).replace(tzinfo=None)
+    return ""
+
+
+def _json(value: object) -> object:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _naive(value: object) -> object:
+    if isinstance(value, str):  # SQLite hands a DATETIME back as its text
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=None)
 
 
 class TestCaseFollowers:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from bot import callbacks
 from bot.app import Whistle
@@ -27,7 +28,7 @@ from bot.db import transaction
 from bot.district import District
 from bot.services import cases
 from bot.testserver import BotAPIServer
-from models import Case, CaseKind, HelpClaim, PointEntry, User, Volunteer
+from models import Case, CaseKind, HelpClaim, HelpRequest, PointEntry, User, Volunteer
 from tests.conftest import AppFactory, settled
 
 RESIDENT = 7900  # sends the hostile input
@@ -417,13 +418,17 @@ async def snapshot(app: Whistle) -> dict[str, Any]:
             await session.scalars(select(Case).where(Case.resident_id == NEIGHBOUR))  # type: ignore[arg-type]
         ).all()
         resident = await session.get(User, RESIDENT)
+        held = await session.execute(
+            select(col(HelpRequest.case_id), col(HelpRequest.volunteer_id))
+        )
+        holders = dict(held.all())
         return {
             "cases": await count(Case),
             "claims": await count(HelpClaim),
             "volunteers": await count(Volunteer),
             "points": await count(PointEntry),
             "theirs": sorted(
-                (c.id, c.status, c.claimed_by, c.rating, c.department, c.description)
+                (c.id, c.status, holders.get(c.id), c.rating, c.department, c.description)
                 for c in theirs
             ),
             "language": resident.language if resident else None,

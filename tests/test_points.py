@@ -23,6 +23,8 @@ from models import (
     CaseKind,
     CaseStatus,
     EntryKind,
+    HelpRequest,
+    HelpStage,
     OfferStock,
     PointEntry,
     Redemption,
@@ -91,12 +93,12 @@ async def add_case(
             description="帮忙买药",
             created_at=when,
             updated_at=when,
-            help_skills=skills or [],
-            help_progress="done",
         )
         session.add(case)
         await session.flush()
+        assert case.id is not None
         case.number = f"HB-{case.id:06d}"
+        session.add(HelpRequest(case_id=case.id, skills=skills or [], progress=HelpStage.DONE))
     return case
 
 

@@ -18,7 +18,7 @@ from bot.db import transaction
 from bot.district import District
 from bot.services import cases, closure
 from bot.testserver import BotAPIServer, BotMessage
-from models import Case, CaseKind, CaseStatus
+from models import Case, CaseKind, CaseStatus, HelpRequest
 from tests.conftest import AppFactory
 
 RESIDENT = 7101
@@ -90,6 +90,13 @@ async def until(api_server: BotAPIServer, check: Any) -> Any:
 async def case_rows(app: Whistle) -> list[Case]:
     async with transaction(app.factory) as session:
         return list((await session.scalars(select(Case).order_by(col(Case.id)))).all())
+
+
+async def help_part(app: Whistle, case: Case) -> HelpRequest:
+    async with transaction(app.factory) as session:
+        request = await session.get(HelpRequest, case.id)
+        assert request is not None
+        return request
 
 
 async def photo_report_to_summary(api_server: BotAPIServer, description: str) -> BotMessage:
@@ -385,13 +392,14 @@ class TestAskForHelp:
         assert api_server.messages(VOLUNTEERS) == []  # not the district's group
         [case] = await case_rows(app)
         assert (case.kind, case.status) == (CaseKind.HELP, CaseStatus.PUBLISHED)
-        assert (case.community, case.address, case.help_door, case.help_skills) == (
+        request = await help_part(app, case)
+        assert (case.community, case.address, request.door, request.skills) == (
             "kangle",
             "5号楼",
             "2单元501",
             ["代购"],
         )
-        assert (case.needed_when, case.contact) == ("周六上午", "@wangxx")
+        assert (request.needed_when, case.contact) == ("周六上午", "@wangxx")
 
     async def test_contact_can_be_withheld_from_the_summary(
         self, app: Whistle, api_server: BotAPIServer
@@ -414,7 +422,8 @@ class TestAskForHelp:
         await press(api_server, summary, "确认提交")
         await api_server.wait_for_message(RESIDENT)
         [case] = await case_rows(app)
-        assert case.contact is None and case.help_door is None and case.help_skills == []
+        request = await help_part(app, case)
+        assert case.contact is None and request.door is None and request.skills == []
 
 
 # -- /my, timelines, withdrawal -----------------------------------------------------------------

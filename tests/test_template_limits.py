@@ -46,7 +46,16 @@ from bot.testserver.formatting import CAPTION_LIMIT, TEXT_LIMIT
 from bot.testserver.markup_html import parse_html
 from bot.warning import load_library
 from bot.warning.library import DEFAULT_KEYWORDS_PATH
-from models import Case, CaseEvent, CaseKind, CaseStatus, Rating
+from models import (
+    CardColour,
+    Case,
+    CaseEvent,
+    CaseKind,
+    CaseStatus,
+    HelpRequest,
+    HelpStage,
+    Rating,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_DISTRICT = ROOT / "config.example.toml"
@@ -165,7 +174,6 @@ def a_case(
         latitude=-89.123456,
         longitude=-179.123456,
         address=text(resident.MAX_BUILDING if help_ else cases.MAX_ADDRESS),
-        needed_when=text(resident.MAX_WHEN) if help_ else None,
         created_at=MOMENT,
         updated_at=MOMENT,
         acknowledged_at=MOMENT,
@@ -175,7 +183,7 @@ def a_case(
         answer_text=text(cases.MAX_ANSWER),
         rating=rating(lang),
         reopen_count=BIG,
-        card_colour="red",
+        card_colour=CardColour.RED,
         next_rung_at=MOMENT,
         deadline_at=MOMENT,
         reporters=BIG,
@@ -183,16 +191,24 @@ def a_case(
         triage_lead=department(lang),
         triage_assist=[d.code for d in district().departments if d.code != department(lang)],
         triage_difficulty="complex",
-        claimed_by=TELEGRAM_ID,
-        claimed_by_name=NAME,
-        help_progress="way",
         community=community(lang) if help_ else None,
-        help_door=text(resident.MAX_DOOR) if help_ else None,
-        help_skills=list(district().volunteers.skills) if help_ else [],
         source=f"open311:{integration}" if open311 else "telegram",
         media_url=f"https://example.org/?a=<&b={'m' * MAX_MEDIA_URL}"[:MAX_MEDIA_URL]
         if open311
         else None,
+    )
+
+
+def a_request() -> HelpRequest:
+    """A help request's own part, every field at its longest, held by a volunteer."""
+    return HelpRequest(
+        case_id=ROW_ID,
+        needed_when=text(resident.MAX_WHEN),
+        door=text(resident.MAX_DOOR),
+        skills=list(district().volunteers.skills),
+        volunteer_id=TELEGRAM_ID,
+        volunteer_name=NAME,
+        progress=HelpStage.ON_THE_WAY,
     )
 
 
@@ -336,24 +352,24 @@ def _help_card(lang: str) -> Iterator[Variant]:
     # cases._publish_help and volunteers.refresh_help_card, as the request moves.
     for status in (CaseStatus.PUBLISHED, CaseStatus.CLOSED, CaseStatus.WITHDRAWN):
         case = a_case(lang, kind=CaseKind.HELP, status=status)
-        context = notify.card_context(case, thanked=True)
+        context = notify.help_context(case, a_request(), thanked=True)
         yield Variant(str(status), context, TEXT_LIMIT, DESCRIPTION)
 
 
 @fixture("help_details.html")
 def _help_details(lang: str) -> Iterator[Variant]:
     # volunteers.claim: the winner's private copy.
-    case = a_case(lang, kind=CaseKind.HELP, status=CaseStatus.PUBLISHED)
-    context = notify.card_context(case, contact=case.contact, door=case.help_door)
+    case, request = a_case(lang, kind=CaseKind.HELP, status=CaseStatus.PUBLISHED), a_request()
+    context = notify.help_context(case, request, contact=case.contact, door=request.door)
     yield Variant("claimed", context, TEXT_LIMIT, DESCRIPTION)
 
 
 @fixture("help_office.html")
 def _help_office(lang: str) -> Iterator[Variant]:
     # volunteers._tell_office: nobody took the request.
-    case = a_case(lang, kind=CaseKind.HELP, status=CaseStatus.PUBLISHED)
-    context = notify.card_context(
-        case, minutes=BIG, contact=case.contact, door=case.help_door, resident_name=NAME
+    case, request = a_case(lang, kind=CaseKind.HELP, status=CaseStatus.PUBLISHED), a_request()
+    context = notify.help_context(
+        case, request, minutes=BIG, contact=case.contact, door=request.door, resident_name=NAME
     )
     yield Variant("unclaimed", context, TEXT_LIMIT, DESCRIPTION)
 
@@ -660,7 +676,7 @@ def _resident_timeline(lang: str) -> Iterator[Variant]:
                 "address": case.address,
                 "latitude": case.latitude,
                 "longitude": case.longitude,
-                "needed_when": case.needed_when,
+                "needed_when": a_request().needed_when if kind is CaseKind.HELP else None,
                 "rating": None if followed else rating(lang).value,
                 "events": _timeline(lang, events, own=not followed),
                 "confirm_withdraw": True,

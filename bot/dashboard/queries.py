@@ -27,6 +27,7 @@ from models import (
     Escalation,
     EscalationState,
     GroupBinding,
+    HelpRequest,
     MessageLink,
     OutboxMessage,
     OutboxStatus,
@@ -329,6 +330,7 @@ class CaseDetail:
     sent: list[Sent]
     rungs: list[Escalation]
     bound_units: dict[int, str]
+    help: HelpRequest | None = None  # a help request's own part
 
 
 async def case_detail(session: AsyncSession, case_id: int) -> CaseDetail | None:
@@ -370,6 +372,7 @@ async def case_detail(session: AsyncSession, case_id: int) -> CaseDetail | None:
         sent,
         list(rungs.all()),
         {int(chat): str(unit) for chat, unit in bindings},
+        await session.get(HelpRequest, case_id) if case.kind is CaseKind.HELP else None,
     )
 
 
@@ -386,7 +389,7 @@ class TopVolunteer:
 @dataclass
 class VolunteerSummary:
     by_community: list[tuple[str, dict[str, int]]] = field(default_factory=list)
-    open_requests: list[Case] = field(default_factory=list)
+    open_requests: list[tuple[Case, HelpRequest]] = field(default_factory=list)
     month_points: int = 0
     month_helped: int = 0
     top: list[TopVolunteer] = field(default_factory=list)
@@ -415,14 +418,15 @@ async def volunteers(
         table.setdefault(str(community), {})[VolunteerStatus(status).value] = int(count)
     summary.by_community = sorted(table.items())
 
-    requests = select(Case).where(
-        col(Case.kind) == CaseKind.HELP, col(Case.status) == CaseStatus.PUBLISHED
+    requests = (
+        select(Case, HelpRequest)
+        .join(HelpRequest, col(HelpRequest.case_id) == col(Case.id))
+        .where(col(Case.status) == CaseStatus.PUBLISHED)
     )
     if only is not None:
         requests = requests.where(col(Case.community).in_(only))
-    summary.open_requests = list(
-        (await session.scalars(requests.order_by(col(Case.created_at)).limit(100))).all()
-    )
+    found = await session.execute(requests.order_by(col(Case.created_at)).limit(100))
+    summary.open_requests = [(case, request) for case, request in found]
 
     today = now.astimezone(district.tzinfo).date()
     month_start = local_midnight(district, today.replace(day=1))

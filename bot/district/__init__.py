@@ -25,7 +25,6 @@ from bot.district.fields import (
     DEFAULT_LANGUAGES,
     EXAMPLE_DISTRICT_PATH,
     Audience,
-    CardColour,
     CategoryKind,
     DepartmentKind,
     Role,
@@ -52,6 +51,7 @@ from bot.district.schema import (
     Unit,
     Volunteers,
 )
+from models.case import CardColour  # the card a rung shows is the one a case keeps
 
 __all__ = [
     "CASE_NUMBER_DIGITS",

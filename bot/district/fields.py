@@ -162,12 +162,6 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class CardColour(StrEnum):
-    NONE = "none"
-    YELLOW = "yellow"
-    RED = "red"
-
-
 class Audience(StrEnum):
     """Who a rung of the card ladder tells."""
 

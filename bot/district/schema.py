@@ -35,7 +35,6 @@ from bot.district.fields import (
     CASE_NUMBER_DIGITS,
     DEFAULT_LANGUAGES,
     Audience,
-    CardColour,
     CategoryKind,
     Code,
     DepartmentKind,
@@ -56,6 +55,7 @@ from bot.district.fields import (
     _invalid,
     parse_duration,
 )
+from models.case import CardColour  # the card a rung shows is the one a case keeps
 
 _R = TypeVar("_R", bound="LadderStep")
 

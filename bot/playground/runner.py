@@ -23,7 +23,7 @@ from bot.playground.world import VOLUNTEERS, populate
 from bot.services import cases, volunteers
 from bot.settings import Settings
 from bot.testserver import BotAPIServer
-from models import Case, CaseKind, CaseStatus, Escalation, EscalationState, OutboxMessage
+from models import Case, CaseStatus, Escalation, EscalationState, HelpRequest, OutboxMessage
 from scheduler import jobs
 
 logger = logging.getLogger(__name__)
@@ -180,13 +180,12 @@ class Playground:
                 select(col(Escalation.due_at))
                 .where(col(Escalation.state) == EscalationState.PENDING)
                 .order_by(col(Escalation.due_at)),
-                select(col(Case.help_due_at))
+                select(col(HelpRequest.due_at))
+                .join(Case, col(Case.id) == col(HelpRequest.case_id))
                 .where(
-                    col(Case.kind) == CaseKind.HELP,
-                    col(Case.status) == CaseStatus.PUBLISHED,
-                    col(Case.help_due_at).is_not(None),
+                    col(Case.status) == CaseStatus.PUBLISHED, col(HelpRequest.due_at).is_not(None)
                 )
-                .order_by(col(Case.help_due_at)),
+                .order_by(col(HelpRequest.due_at)),
                 select(col(Case.rating_due_at))
                 .where(
                     col(Case.status) == CaseStatus.ANSWERED, col(Case.rating_due_at).is_not(None)

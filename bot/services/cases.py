@@ -21,7 +21,7 @@ from sqlalchemy.orm import make_transient_to_detached
 
 from bot.district import CASE_NUMBER_DIGITS, District
 from bot.i18n import N_
-from bot.services import folding, followers, ladder, notify, privacy, triage_card
+from bot.services import folding, followers, help_cards, ladder, notify, privacy, triage_card
 from bot.services.errors import UserError
 from bot.services.outbox import enqueue
 from bot.services.routing import CENTER, chat_of
@@ -225,10 +225,7 @@ async def submit(
         latitude=draft.latitude,
         longitude=draft.longitude,
         address=draft.address,
-        needed_when=draft.needed_when,
         community=draft.community,
-        help_door=draft.door,
-        help_skills=list(draft.skills),
         source=draft.source,
         media_url=draft.media_url,
         created_at=now,
@@ -267,7 +264,15 @@ async def submit(
         return case
 
     if draft.kind is CaseKind.HELP:
-        await _publish_help(session, district, case, now)
+        await help_cards.publish(
+            session,
+            district,
+            case,
+            when=draft.needed_when,
+            door=draft.door,
+            skills=draft.skills,
+            now=now,
+        )
         notify.tell_resident(
             session,
             case=case,
@@ -344,47 +349,6 @@ def _numbered_insert(dialect: str, prefix: str) -> tuple[Any, tuple[str, ...]]:
     )
     statement = insert(table).from_select(["id", "number", *names], row).returning(*table.columns)
     return statement, names
-
-
-async def _publish_help(
-    session: AsyncSession, district: District, case: Case, now: datetime
-) -> None:
-    chat_id = district.volunteer_chat_for(case.community)
-    if chat_id is None:
-        return
-    # Announced again if nobody takes it (bot.services.volunteers.fire_due).
-    case.help_due_at, case.help_stage = now + district.volunteers.reannounce_delay, 0
-    lang = district.default_language
-    if not await folding.fold(
-        session, case=case, chat_id=chat_id, purpose=notify.HELP_CARD, rows=1, locale=lang, now=now
-    ):
-        _post_help_card(session, case, chat_id, lang, now)
-
-
-def _post_help_card(
-    session: AsyncSession, case: Case, chat_id: int, lang: str, now: datetime
-) -> None:
-    enqueue(
-        session,
-        chat_id=chat_id,
-        locale=lang,
-        now=now,
-        template="help_card.html",
-        context=notify.card_context(case),
-        keyboard=notify.help_keyboard(case),
-        link=notify.case_link(case, notify.HELP_CARD),
-    )
-
-
-@folding.reposts(notify.HELP_CARD)
-async def _repost_help_card(
-    session: AsyncSession, district: District, case: Case, folded: CardFold, now: datetime
-) -> bool:
-    """A folded help card, once the burst has passed: while the request is still open."""
-    if case.status is not CaseStatus.PUBLISHED:
-        return False
-    _post_help_card(session, case, folded.chat_id, district.default_language, now)
-    return True
 
 
 async def dispatch(

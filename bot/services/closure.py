@@ -28,7 +28,7 @@ from bot.services.cases import (
 from bot.services.errors import UserError
 from bot.services.outbox import enqueue
 from bot.services.routing import CENTER, chat_of
-from models import Case, CaseEvent, CaseStatus, Rating
+from models import Case, CaseEvent, CaseStatus, HelpRequest, Rating
 
 
 async def _own_case(session: AsyncSession, case_id: int, resident_id: int) -> Case:
@@ -273,30 +273,39 @@ async def withdraw(
             template="center_card.html",
             purpose=notify.CENTER_CARD,
         )
-    elif previous is CaseStatus.PUBLISHED and (
-        volunteers := district.volunteer_chat_for(case.community)
-    ):
+    elif previous is CaseStatus.PUBLISHED:
+        await _withdraw_help(session, district, case, now)
+    notify.tell_resident(session, case=case, now=now, text_key=N_("withdraw.done"))
+    return case
+
+
+async def _withdraw_help(
+    session: AsyncSession, district: District, case: Case, now: datetime
+) -> None:
+    request = await session.get(HelpRequest, case.id)
+    assert request is not None
+    request.due_at = None
+    if volunteers := district.volunteer_chat_for(case.community):
         notify.retire_card(
             session,
             case=case,
             chat_id=volunteers,
-            lang=lang,
+            lang=district.default_language,
             now=now,
             template="help_card.html",
-            purpose="help-card",
+            purpose=notify.HELP_CARD,
+            **notify.help_fields(request),
         )
-    if previous is CaseStatus.PUBLISHED and case.claimed_by is not None:
+    if request.volunteer_id is not None:
         # The volunteer who took it need not go any more.
         enqueue(
             session,
-            chat_id=case.claimed_by,
+            chat_id=request.volunteer_id,
             locale=district.default_language,
             now=now,
             text_key=N_("help.withdrawn"),
             context={"number": case.number},
         )
-    notify.tell_resident(session, case=case, now=now, text_key=N_("withdraw.done"))
-    return case
 
 
 def _unrated_due(now: datetime) -> tuple[Any, ...]:

@@ -24,7 +24,7 @@ from bot.district import District
 from bot.i18n import N_
 from bot.services import folding, notify, privacy, triage_card
 from bot.services.outbox import enqueue
-from models import CardFold, Case, MessageLink, OutboxMessage
+from models import CardFold, Case, HelpRequest, MessageLink, OutboxMessage
 
 # Messages that show the case's photos or its exact place: deleted, not edited.
 LOCATION = "card-location"
@@ -122,7 +122,9 @@ async def _drawing(
     if purpose == triage_card.TRIAGE_CARD:
         return "triage_card.html", triage_card.context(case, district)
     if purpose == notify.HELP_CARD:
-        return "help_card.html", notify.card_context(case)
+        request = await session.get(HelpRequest, case.id)
+        assert request is not None
+        return "help_card.html", notify.help_context(case, request)
     if purpose == SUPERVISION:
         context = await _last_context(session, link.chat_id, link.message_id)
         if context is None:

@@ -64,7 +64,7 @@ def plan(district: District, case: Case, *, now: datetime) -> None:
     case is written: a case filed straight to a department is inserted already dispatched."""
     case.dispatch_count += 1
     case.dispatched_at = now
-    case.card_colour = CardColour.NONE.value
+    case.card_colour = CardColour.NONE
     # The first rung that raises the card's colour (the whistle's own reminder at 0 minutes
     # is not an escalation), else the first rung.
     rungs = district.ladder
@@ -320,7 +320,7 @@ def _next_due(district: District, case: Case, row: Escalation) -> datetime | Non
     following = range(row.rung + 1, len(rungs))
     if not following:
         return None
-    colour = _COLOUR_ORDER[CardColour(case.card_colour)]
+    colour = _COLOUR_ORDER[case.card_colour]
     chosen = next((i for i in following if _COLOUR_ORDER[rungs[i].card] > colour), following[0])
     return _rung_due(district, case, row.ladder, chosen)
 
@@ -344,8 +344,8 @@ async def _fire(
 ) -> None:
     rung = _rungs(district, row.ladder)[row.rung]
     shown = (case.card_colour, case.next_rung_at)
-    if _COLOUR_ORDER[rung.card] > _COLOUR_ORDER[CardColour(case.card_colour)]:
-        case.card_colour = rung.card.value
+    if _COLOUR_ORDER[rung.card] > _COLOUR_ORDER[case.card_colour]:
+        case.card_colour = rung.card
     case.next_rung_at = _next_due(district, case, row)
     assert case.id is not None
     session.add(

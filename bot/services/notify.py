@@ -22,7 +22,7 @@ from bot.district import District
 from bot.i18n import N_
 from bot.services.outbox import Link, button, enqueue, inline_keyboard
 from bot.services.routing import chat_of
-from models import Case, CaseFollower, CaseStatus
+from models import Case, CaseFollower, CaseStatus, HelpRequest
 
 CARD = "card"
 CARD_PHOTO = "card-photo"
@@ -97,7 +97,6 @@ def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str
         "latitude": case.latitude,
         "longitude": case.longitude,
         "address": case.address,
-        "needed_when": case.needed_when,
         "resident_name": shown_name,
         "via": case.integration,
         "media_url": case.media_url,
@@ -113,9 +112,7 @@ def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str
         "next_rung_at": _iso(case.next_rung_at),
         "deadline_at": _iso(case.deadline_at),
         "reporters": case.reporters,
-        "claimed_by": case.claimed_by_name,
         "community": case.community,
-        "skills": list(case.help_skills),
         # The resident had their data erased (/forgetme, retention): the card says so.
         "erased": case.anonymised_at is not None,
         # The 协办 units and whether each reported in (shown on the lead's card).
@@ -127,6 +124,20 @@ def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str
         "caption": caption,
         **extra,
     }
+
+
+def help_fields(request: HelpRequest) -> dict[str, Any]:
+    """What a help request's card shows besides the case's: when help is needed, the skills
+    wanted and the volunteer holding it (by their registered name)."""
+    return {
+        "needed_when": request.needed_when,
+        "claimed_by": request.volunteer_name,
+        "skills": list(request.skills),
+    }
+
+
+def help_context(case: Case, request: HelpRequest, **extra: Any) -> dict[str, Any]:
+    return card_context(case, **help_fields(request), **extra)
 
 
 def card_keyboard(case: Case) -> dict[str, Any] | None:
@@ -145,10 +156,10 @@ def card_keyboard(case: Case) -> dict[str, Any] | None:
     return inline_keyboard(row)
 
 
-def help_keyboard(case: Case) -> dict[str, Any] | None:
+def help_keyboard(case: Case, request: HelpRequest) -> dict[str, Any] | None:
     """The Claim button, while a help request is published and nobody holds it."""
     assert case.id is not None
-    if case.status is not CaseStatus.PUBLISHED or case.claimed_by is not None:
+    if case.status is not CaseStatus.PUBLISHED or request.volunteer_id is not None:
         return None
     return inline_keyboard([button(N_("help.button.claim"), ClaimHelp(case.id).pack())])
 

@@ -32,6 +32,7 @@ from bot.services.outbox import button, enqueue, inline_keyboard, send_text
 from models import (
     Case,
     EntryKind,
+    HelpRequest,
     OfferStock,
     PointEntry,
     Redemption,
@@ -116,7 +117,8 @@ async def credit_help(
     if volunteer is None:
         return 0
     rules = district.points
-    worth = rules.for_skills(case.help_skills)
+    request = await session.get(HelpRequest, case.id)
+    worth = rules.for_skills(request.skills if request is not None else [])
     if worth <= 0:
         return 0
     already = await session.scalar(

@@ -22,9 +22,9 @@ from models import (
     Case,
     CaseEvent,
     CaseFollower,
-    CaseKind,
     CaseStatus,
     DialogState,
+    HelpRequest,
     MessageLink,
     OutboxFile,
     OutboxMessage,
@@ -127,7 +127,6 @@ def anonymise(case: Case, now: datetime) -> None:
     case.resident_name = ""
     case.anonymous = True
     case.contact = None
-    case.help_door = None
     case.description = ""
     case.photos = []
     case.address = None
@@ -139,9 +138,16 @@ def anonymise(case: Case, now: datetime) -> None:
 
 
 async def _erase_case_traces(session: AsyncSession, case_ids: list[int]) -> None:
-    """The resident's steps in the cases' timelines lose who and what they wrote."""
+    """The resident's steps in the cases' timelines lose who and what they wrote, and their
+    help requests the door."""
     if not case_ids:
         return
+    await session.execute(
+        update(HelpRequest)
+        .where(col(HelpRequest.case_id).in_(case_ids))
+        .values(door=None)
+        .execution_options(synchronize_session=False)
+    )
     await session.execute(
         update(CaseEvent)
         .where(col(CaseEvent.case_id).in_(case_ids), col(CaseEvent.actor_role) == "resident")
@@ -166,12 +172,9 @@ async def open_involvement(session: AsyncSession, user_id: int) -> int:
     )
     held = await session.scalar(
         select(func.count())
-        .select_from(Case)
-        .where(
-            col(Case.claimed_by) == user_id,
-            col(Case.kind) == CaseKind.HELP,
-            col(Case.status) == CaseStatus.PUBLISHED,
-        )
+        .select_from(HelpRequest)
+        .join(Case, col(Case.id) == col(HelpRequest.case_id))
+        .where(col(HelpRequest.volunteer_id) == user_id, col(Case.status) == CaseStatus.PUBLISHED)
     )
     return int(own or 0) + int(followed or 0) + int(held or 0)
 
@@ -194,6 +197,13 @@ async def forget(session: AsyncSession, *, user_id: int, now: datetime) -> int:
         .execution_options(synchronize_session=False)
     )
     await session.execute(delete(CaseFollower).where(col(CaseFollower.user_id) == user_id))
+    # Requests they helped with as a volunteer no longer say who.
+    await session.execute(
+        update(HelpRequest)
+        .where(col(HelpRequest.volunteer_id) == user_id)
+        .values(volunteer_id=None, volunteer_name=None)
+        .execution_options(synchronize_session=False)
+    )
     await session.execute(
         delete(DialogState).where(
             or_(col(DialogState.user_id) == user_id, col(DialogState.chat_id) == user_id)

@@ -32,10 +32,10 @@ from bot.services.outbox import (
     send_text,
 )
 from bot.warning import KeywordLibrary
-from models import Case, CaseEvent, CaseKind, CaseStatus
+from models import Case, CaseEvent, CaseKind, CaseStatus, HelpRequest
 
 PAGE_SIZE = 5
-MAX_WHEN = 200  # Case.needed_when
+MAX_WHEN = 200  # HelpRequest.needed_when
 # The latest events a timeline shows: with the case's facts and the residents' comments (cut
 # short) it stays within Telegram's 4096 characters.
 MAX_TIMELINE_EVENTS = 15
@@ -254,7 +254,7 @@ def check_when(text: str) -> str:
 
 
 MAX_BUILDING = 60
-MAX_DOOR = 200  # Case.help_door
+MAX_DOOR = 200  # HelpRequest.door
 # Every volunteer in the group sees where a help request is: the building, never a phone
 # number or the flat. A run of seven or more digits is taken for a phone number; "501室",
 # "2-3-501", "2单元501", "#501", "flat 5", "room 12" for a flat.
@@ -624,6 +624,7 @@ async def show_timeline(
     withdrawable = own and case.status in WITHDRAWABLE and not closure.is_shared(case)
     if confirm_withdraw and not withdrawable:
         raise UserError(N_("withdraw.too-late"), number=case.number)
+    request = await chat.session.get(HelpRequest, case.id) if case.kind is CaseKind.HELP else None
     context = {
         "number": case.number,
         "kind": case.kind.value,
@@ -634,7 +635,7 @@ async def show_timeline(
         "address": case.address,
         "latitude": case.latitude,
         "longitude": case.longitude,
-        "needed_when": case.needed_when,
+        "needed_when": request.needed_when if request else None,
         "rating": case.rating.value if case.rating else None,
         "events": shown,
         "confirm_withdraw": confirm_withdraw,

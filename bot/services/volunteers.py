@@ -1,8 +1,9 @@
 """Volunteers (热心人): registration and approval, and claiming help requests (邻里互助).
 
-A help request is claimed by one conditional UPDATE of its case (``WHERE status = published
-AND claimed_by IS NULL``), never read-then-write, so exactly one of many simultaneous claims
-wins; the others are told who was first. Guards raise :class:`UserError`.
+A help request is claimed by conditional UPDATEs, never read-then-write: one of its case
+(``WHERE status = published``, which also waits for a withdrawal in progress) and one of its
+:class:`~models.HelpRequest` (``WHERE volunteer_id IS NULL``), so exactly one of many
+simultaneous claims wins; the others are told who was first. Guards raise :class:`UserError`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from models import (
     CaseKind,
     CaseStatus,
     HelpClaim,
+    HelpRequest,
     HelpStage,
     Volunteer,
     VolunteerStatus,
@@ -186,8 +188,20 @@ async def set_paused(session: AsyncSession, *, user_id: int, paused: bool) -> Vo
 # -- the help card ----------------------------------------------------------------------------
 
 
+async def request_of(session: AsyncSession, case: Case, *, fresh: bool = False) -> HelpRequest:
+    """The help part of a help request (from the session's identity map once read)."""
+    request = await session.get(HelpRequest, case.id, populate_existing=fresh)
+    assert request is not None, "a help request has its help part"
+    return request
+
+
 def refresh_help_card(
-    session: AsyncSession, district: District, case: Case, now: datetime, **extra: Any
+    session: AsyncSession,
+    district: District,
+    case: Case,
+    request: HelpRequest,
+    now: datetime,
+    **extra: Any,
 ) -> None:
     chat_id = district.volunteer_chat_for(case.community)
     if chat_id is None:
@@ -199,16 +213,16 @@ def refresh_help_card(
         now=now,
         method="editMessageText",
         template="help_card.html",
-        context=notify.card_context(case, **extra),
-        keyboard=notify.help_keyboard(case),
+        context=notify.help_context(case, request, **extra),
+        keyboard=notify.help_keyboard(case, request),
         target=notify.case_link(case, HELP_CARD),
     )
 
 
-def progress_keyboard(case: Case) -> dict[str, Any]:
+def progress_keyboard(case: Case, request: HelpRequest) -> dict[str, Any]:
     assert case.id is not None
     row = []
-    if case.help_progress == "claimed":
+    if request.progress is HelpStage.CLAIMED:
         row.append(button(N_("help.button.on-way"), HelpProgress(case.id, "way").pack()))
     row.append(button(N_("help.button.done"), HelpProgress(case.id, "done").pack()))
     row.append(button(N_("help.button.release"), HelpProgress(case.id, "rel").pack()))
@@ -244,46 +258,50 @@ async def claim(
     own = await session.scalar(select(col(Case.resident_id)).where(col(Case.id) == case_id))
     if own == user_id:
         raise UserError(N_("help.own-request"))
-    result = await session.execute(
+    # The case row first: it is locked (a withdrawal in progress is waited for) and still
+    # published, or nothing is claimed.
+    published = await session.execute(
         update(Case)
         .where(
             col(Case.id) == case_id,
             col(Case.kind) == CaseKind.HELP,
             col(Case.status) == CaseStatus.PUBLISHED,
-            col(Case.claimed_by).is_(None),
         )
+        .values(updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(published, CursorResult)
+    if published.rowcount != 1:
+        raise UserError(N_("help.claim-closed"))
+    taken = await session.execute(
+        update(HelpRequest)
+        .where(col(HelpRequest.case_id) == case_id, col(HelpRequest.volunteer_id).is_(None))
         .values(
-            claimed_by=user_id,
-            claimed_by_name=volunteer.name[:128],
-            help_progress=HelpStage.CLAIMED,
-            help_due_at=None,
-            updated_at=now,
+            volunteer_id=user_id,
+            volunteer_name=volunteer.name[:128],
+            progress=HelpStage.CLAIMED,
+            due_at=None,
         )
         .execution_options(synchronize_session=False)
     )
-    assert isinstance(result, CursorResult)
+    assert isinstance(taken, CursorResult)
     case = await session.get(Case, case_id, populate_existing=True)
-    if result.rowcount != 1:
-        if (
-            case is None
-            or case.kind is not CaseKind.HELP
-            or case.status is not CaseStatus.PUBLISHED
-        ):
-            raise UserError(N_("help.claim-closed"))
-        raise UserError(N_("help.already-taken"), name=case.claimed_by_name or "")
     assert case is not None and case.id is not None
+    request = await request_of(session, case, fresh=True)
+    if taken.rowcount != 1:
+        raise UserError(N_("help.already-taken"), name=request.volunteer_name or "")
     session.add(HelpClaim(case_id=case.id, volunteer_id=user_id, claimed_at=now))
     actor = cases.Person(user_id, volunteer.name, volunteer.language)
     cases.record(session, case, kind="claimed", now=now, actor=actor, role="volunteer")
-    refresh_help_card(session, district, case, now)
+    refresh_help_card(session, district, case, request, now)
     enqueue(
         session,
         chat_id=user_id,
         locale=volunteer.language,
         now=now,
         template="help_details.html",
-        context=notify.card_context(case, contact=case.contact, door=case.help_door),
-        keyboard=progress_keyboard(case),
+        context=notify.help_context(case, request, contact=case.contact, door=request.door),
+        keyboard=progress_keyboard(case, request),
         link=notify.case_link(case, DETAILS),
     )
     notify.tell_resident(
@@ -296,19 +314,31 @@ async def claim(
     return case
 
 
-async def _held_case(session: AsyncSession, case_id: int, user_id: int) -> Case:
+async def _locked(
+    session: AsyncSession, case_id: int, status: CaseStatus = CaseStatus.PUBLISHED
+) -> tuple[Case, HelpRequest]:
+    """A help request in ``status``, its case row locked, with its help part."""
     case = await session.get(Case, case_id, with_for_update=True, populate_existing=True)
-    if case is None or case.claimed_by != user_id or case.status is not CaseStatus.PUBLISHED:
+    if case is None or case.kind is not CaseKind.HELP or case.status is not status:
         raise UserError(N_("errors.stale-button"))
-    return case
+    return case, await request_of(session, case, fresh=True)
 
 
-async def _open_claim(session: AsyncSession, case: Case) -> HelpClaim | None:
+async def _held_case(
+    session: AsyncSession, case_id: int, user_id: int
+) -> tuple[Case, HelpRequest]:
+    case, request = await _locked(session, case_id)
+    if request.volunteer_id != user_id:
+        raise UserError(N_("errors.stale-button"))
+    return case, request
+
+
+async def _open_claim(session: AsyncSession, request: HelpRequest) -> HelpClaim | None:
     row: HelpClaim | None = await session.scalar(
         select(HelpClaim)
         .where(
-            col(HelpClaim.case_id) == case.id,
-            col(HelpClaim.volunteer_id) == case.claimed_by,
+            col(HelpClaim.case_id) == request.case_id,
+            col(HelpClaim.volunteer_id) == request.volunteer_id,
             col(HelpClaim.ended_at).is_(None),
         )
         .order_by(col(HelpClaim.id).desc())
@@ -317,15 +347,21 @@ async def _open_claim(session: AsyncSession, case: Case) -> HelpClaim | None:
 
 
 async def _reopen(
-    session: AsyncSession, district: District, case: Case, *, now: datetime, ended: str
+    session: AsyncSession,
+    district: District,
+    case: Case,
+    request: HelpRequest,
+    *,
+    now: datetime,
+    ended: str,
 ) -> None:
-    claim_row = await _open_claim(session, case)
+    claim_row = await _open_claim(session, request)
     if claim_row is not None:
         claim_row.ended_at, claim_row.ended = now, ended
-    case.claimed_by = case.claimed_by_name = case.help_progress = None
+    request.let_go()
     case.updated_at = now
-    case.help_due_at, case.help_stage = now + district.volunteers.reannounce_delay, 0
-    refresh_help_card(session, district, case, now)
+    request.due_at, request.stage = now + district.volunteers.reannounce_delay, 0
+    refresh_help_card(session, district, case, request, now)
 
 
 async def progress(
@@ -338,19 +374,19 @@ async def progress(
     now: datetime,
 ) -> Case:
     """The claiming volunteer releases the request, is on the way, or is done."""
-    case = await _held_case(session, case_id, user_id)
+    case, request = await _held_case(session, case_id, user_id)
     volunteer = await get(session, user_id)
     assert volunteer is not None
     actor = cases.Person(user_id, volunteer.name, volunteer.language)
     assert case.id is not None
     if action == "rel":
         cases.record(session, case, kind="released", now=now, actor=actor, role="volunteer")
-        await _reopen(session, district, case, now=now, ended="released")
+        await _reopen(session, district, case, request, now=now, ended="released")
         notify.tell_resident(session, case=case, now=now, text_key=N_("help.released"))
         reply = N_("help.you-released")
-    elif action == "way" and case.help_progress == "claimed":
-        case.help_progress = HelpStage.ON_THE_WAY
-        claim_row = await _open_claim(session, case)
+    elif action == "way" and request.progress is HelpStage.CLAIMED:
+        request.progress = HelpStage.ON_THE_WAY
+        claim_row = await _open_claim(session, request)
         if claim_row is not None:
             claim_row.on_way_at = now
         cases.record(session, case, kind="on-way", now=now, actor=actor, role="volunteer")
@@ -358,10 +394,10 @@ async def progress(
             session, case=case, now=now, text_key=N_("help.on-way"), name=volunteer.name
         )
         reply = N_("help.you-on-way")
-    elif action == "done" and case.help_progress in ("claimed", "way"):
-        case.help_progress = HelpStage.DONE
+    elif action == "done" and request.progress in (HelpStage.CLAIMED, HelpStage.ON_THE_WAY):
+        request.progress = HelpStage.DONE
         # A requester who does not answer is taken to have been helped (fire_due).
-        case.help_due_at = now + district.volunteers.confirm_delay
+        request.due_at = now + district.volunteers.confirm_delay
         cases.record(session, case, kind="done", now=now, actor=actor, role="volunteer")
         notify.tell_resident(
             session,
@@ -402,21 +438,19 @@ async def confirm(
 ) -> Case:
     """The requester's answer after Done: ``y`` helped and ``t`` helped with thanks close the
     request; ``n`` not helped reopens it for the other volunteers."""
-    case = await session.get(Case, case_id, with_for_update=True, populate_existing=True)
-    if (
-        answer not in ("y", "t", "n")
-        or case is None
-        or case.resident_id != resident_id
-        or case.status is not CaseStatus.PUBLISHED
-        or case.help_progress != "done"
-    ):
+    if answer not in ("y", "t", "n"):
+        raise UserError(N_("errors.stale-button"))
+    case, request = await _locked(session, case_id)
+    if case.resident_id != resident_id or request.progress is not HelpStage.DONE:
         raise UserError(N_("errors.stale-button"))
     resident = cases.Person(resident_id, case.resident_name, case.resident_language)
     if answer != "n":
-        await _helped(session, district, case, now=now, actor=resident, thanked=answer == "t")
+        await _helped(
+            session, district, case, request, now=now, actor=resident, thanked=answer == "t"
+        )
         notify.tell_resident(session, case=case, now=now, text_key=N_("help.thanks-recorded"))
         return case
-    volunteer_id = case.claimed_by
+    volunteer_id = request.volunteer_id
     assert volunteer_id is not None
     cases.record(
         session,
@@ -427,7 +461,7 @@ async def confirm(
         role="resident",
         helped=False,
     )
-    await _reopen(session, district, case, now=now, ended="not-helped")
+    await _reopen(session, district, case, request, now=now, ended="not-helped")
     notify.tell_resident(session, case=case, now=now, text_key=N_("help.reopened"))
     send_text(
         session,
@@ -449,6 +483,7 @@ async def _helped(
     session: AsyncSession,
     district: District,
     case: Case,
+    request: HelpRequest,
     *,
     now: datetime,
     actor: cases.Person | None,
@@ -456,9 +491,10 @@ async def _helped(
 ) -> None:
     """Close a help request as helped: confirmed by the requester, or (``actor`` None) taken
     as helped when they did not answer in time. The volunteer's points are credited here."""
-    volunteer_id = case.claimed_by
+    volunteer_id = request.volunteer_id
     assert volunteer_id is not None
-    claim_row = await _open_claim(session, case)
+    request.due_at = None
+    claim_row = await _open_claim(session, request)
     if claim_row is not None:
         claim_row.ended_at, claim_row.ended = now, "done"
     cases.change_status(
@@ -473,7 +509,7 @@ async def _helped(
         auto=actor is None,
         thanked=thanked,
     )
-    refresh_help_card(session, district, case, now, thanked=thanked)
+    refresh_help_card(session, district, case, request, now, thanked=thanked)
     lang = await _language(session, district, volunteer_id)
     if actor is None:
         text_key = N_("help.confirmed-by-timeout")
@@ -485,7 +521,12 @@ async def _helped(
         session, chat_id=volunteer_id, locale=lang, now=now, text_key=text_key, number=case.number
     )
     await points.credit_help(
-        session, district, case=case, volunteer_id=volunteer_id, now=now, auto=actor is None
+        session,
+        district,
+        case=case,
+        volunteer_id=volunteer_id,
+        now=now,
+        auto=actor is None,
     )
 
 
@@ -496,17 +537,17 @@ HELP_AGAIN = "help-again"
 
 def _due(now: datetime) -> tuple[Any, ...]:
     return (
-        col(Case.help_due_at) <= now,
-        col(Case.kind) == CaseKind.HELP,
+        col(HelpRequest.due_at) <= now,
+        col(Case.id) == col(HelpRequest.case_id),
         col(Case.status) == CaseStatus.PUBLISHED,
     )
 
 
 def due_query(now: datetime, limit: int) -> Any:
     return (
-        select(Case)
+        select(Case, HelpRequest)
         .where(*_due(now))
-        .order_by(col(Case.help_due_at), col(Case.id))
+        .order_by(col(HelpRequest.due_at), col(HelpRequest.case_id))
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -514,7 +555,8 @@ def due_query(now: datetime, limit: int) -> Any:
 
 async def any_due(session: AsyncSession, *, now: datetime) -> bool:
     """Whether a help request is due (a plain read, see :func:`bot.services.ladder.any_due`)."""
-    return await session.scalar(select(col(Case.id)).where(*_due(now)).limit(1)) is not None
+    query = select(col(HelpRequest.case_id)).where(*_due(now)).limit(1)
+    return await session.scalar(query) is not None
 
 
 async def fire_due(
@@ -523,23 +565,25 @@ async def fire_due(
     """Settle up to ``limit`` help requests whose due time has come: announce an unclaimed one
     again, then tell its community office; close a done one nobody confirmed as helped.
     Returns how many were settled (fewer than ``limit``: none are left due)."""
-    due = (await session.scalars(due_query(now, limit))).all()
-    for case in due:
-        if case.help_progress == "done":
-            await _helped(session, district, case, now=now, actor=None)
-        elif case.claimed_by is not None:
-            case.help_due_at = None  # someone holds it: nothing is due until they let go
-        elif case.help_stage == 0:
-            _announce_again(session, district, case, now)
-            case.help_stage = 1
-            case.help_due_at = now + district.volunteers.office_delay
+    due = (await session.execute(due_query(now, limit))).all()
+    for case, request in due:
+        if request.progress is HelpStage.DONE:
+            await _helped(session, district, case, request, now=now, actor=None)
+        elif request.volunteer_id is not None:
+            request.due_at = None  # someone holds it: nothing is due until they let go
+        elif request.stage == 0:
+            _announce_again(session, district, case, request, now)
+            request.stage = 1
+            request.due_at = now + district.volunteers.office_delay
         else:
-            await _tell_office(session, district, case, now)
-            case.help_stage, case.help_due_at = 2, None
+            await _tell_office(session, district, case, request, now)
+            request.stage, request.due_at = 2, None
     return len(due)
 
 
-def _announce_again(session: AsyncSession, district: District, case: Case, now: datetime) -> None:
+def _announce_again(
+    session: AsyncSession, district: District, case: Case, request: HelpRequest, now: datetime
+) -> None:
     chat_id = district.volunteer_chat_for(case.community)
     if chat_id is None:
         return
@@ -551,7 +595,7 @@ def _announce_again(session: AsyncSession, district: District, case: Case, now: 
         now=now,
         text_key=N_("help.reannounce"),
         context={"number": case.number, "minutes": waited},
-        keyboard=notify.help_keyboard(case),
+        keyboard=notify.help_keyboard(case, request),
         target=notify.case_link(case, HELP_CARD),
         link=notify.case_link(case, HELP_AGAIN),
         bulk=True,
@@ -560,7 +604,7 @@ def _announce_again(session: AsyncSession, district: District, case: Case, now: 
 
 
 async def _tell_office(
-    session: AsyncSession, district: District, case: Case, now: datetime
+    session: AsyncSession, district: District, case: Case, request: HelpRequest, now: datetime
 ) -> None:
     """Nobody took the request: the community office (else the center) arranges help, with
     the requester's name and contact only if they agreed to share it."""
@@ -577,11 +621,12 @@ async def _tell_office(
         locale=district.default_language,
         now=now,
         template="help_office.html",
-        context=notify.card_context(
+        context=notify.help_context(
             case,
+            request,
             minutes=waited,
             contact=case.contact,
-            door=case.help_door,
+            door=request.door,
             resident_name=case.resident_name if case.contact else None,
         ),
     )
@@ -595,7 +640,7 @@ async def share_photo(
     session: AsyncSession, *, case_id: int, user_id: int, file_id: str, now: datetime
 ) -> Case:
     """The volunteer who holds a request shows the requester a photo (of the done job)."""
-    case = await _held_case(session, case_id, user_id)
+    case, _ = await _held_case(session, case_id, user_id)
     volunteer = await get(session, user_id)
     assert volunteer is not None
     enqueue(
