@@ -343,7 +343,7 @@ def _receipt(lang: str) -> Iterator[Variant]:
         "center": None,
     }
     for route, unit in units.items():
-        context = {"number": number(), "route": route, "department": unit}
+        context = {"number": number(), "route": route, "unit": unit}
         yield Variant(route, context, TEXT_LIMIT, number())
 
 

@@ -259,7 +259,7 @@ async def submit(
             now=now,
             template="receipt.html",
             route="department",
-            department=department,
+            unit=department,
         )
         return case
 
@@ -279,7 +279,7 @@ async def submit(
             now=now,
             template="receipt.html",
             route="volunteers",
-            department=None,
+            unit=None,
         )
         return case
     if category is not None and category.triage:
@@ -292,12 +292,12 @@ async def submit(
                 now=now,
                 template="receipt.html",
                 route="center" if unit == CENTER else "triage",
-                department=unit,
+                unit=unit,
             )
             return case
     await _to_triage(session, district, case, now=now, reason=None, returned_by=None)
     notify.tell_resident(
-        session, case=case, now=now, template="receipt.html", route="center", department=None
+        session, case=case, now=now, template="receipt.html", route="center", unit=None
     )
     return case
 
