@@ -218,6 +218,13 @@ async def start_with_residents(
     return app
 
 
+async def say(api_server: BotAPIServer, user: int, text: str) -> Any:
+    """``user`` sends ``text`` to the bot in their private chat; the bot's one reply."""
+    api_server.send_text(user, text)
+    [reply] = await api_server.wait_for_message(user)
+    return reply
+
+
 async def settled(app: Whistle) -> None:
     """Wait until the outbox has nothing pending, so every sent message's link is recorded
     (a reply to a message can only be mapped back once its link is committed)."""
