@@ -202,9 +202,7 @@ def run_keywords(sizes: Sizes) -> dict[str, Any]:
 
 
 async def run_intake(sizes: Sizes, postgres: str | None, results: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="whistle-bench-") as scratch:
-        url = f"sqlite+aiosqlite:///{Path(scratch) / 'intake.db'}"
+    async def measure(url: str) -> dict[str, Any]:
         figures = await intake.measure(
             url,
             cases=sizes.intake_cases,
@@ -212,17 +210,14 @@ async def run_intake(sizes: Sizes, postgres: str | None, results: Path) -> dict[
             warm_cases=sizes.intake_warm,
             on_progress=_say,
         )
-        out["sqlite"] = figures.to_dict()
+        return figures.to_dict()
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="whistle-bench-") as scratch:
+        out["sqlite"] = await measure(f"sqlite+aiosqlite:///{Path(scratch) / 'intake.db'}")
     if postgres is not None:
         async with scratch_postgres(postgres, "intake") as url:
-            figures = await intake.measure(
-                url,
-                cases=sizes.intake_cases,
-                profile_cases=sizes.intake_profiled,
-                warm_cases=sizes.intake_warm,
-                on_progress=_say,
-            )
-        out["postgresql"] = figures.to_dict()
+            out["postgresql"] = await measure(url)
     for database, figures_dict in out.items():
         path = results / f"intake-profile-{database}.txt"
         path.write_text(intake.format_profile(figures_dict["profile"]), encoding="utf-8")
@@ -235,20 +230,23 @@ async def run_scan_and_memory(
     """The scan's databases are the memory measure's too (copied, with dialogs added)."""
     district_path = intake.district_file(workdir)
     district = load_district(district_path)
+
+    async def scan(small: str, large: str, runs: int) -> ladder.ScanFigures:
+        return await ladder.measure(
+            small,
+            large,
+            district,
+            workdir,
+            due=sizes.scan_due,
+            large=sizes.scan_large,
+            runs=runs,
+            on_progress=_say,
+        )
+
     out: dict[str, Any] = {}
     small = f"sqlite+aiosqlite:///{workdir / 'scan-small.db'}"
     large = f"sqlite+aiosqlite:///{workdir / 'scan-large.db'}"
-    runs = sizes.scan_runs if "scan" in selected else 0
-    figures = await ladder.measure(
-        small,
-        large,
-        district,
-        workdir,
-        due=sizes.scan_due,
-        large=sizes.scan_large,
-        runs=runs,
-        on_progress=_say,
-    )
+    figures = await scan(small, large, runs=sizes.scan_runs if "scan" in selected else 0)
     if "scan" in selected:
         out["scan"] = {"sqlite": figures.to_dict()}
     if "memory" in selected:
@@ -269,16 +267,7 @@ async def run_scan_and_memory(
             scratch_postgres(postgres, "small") as small_pg,
             scratch_postgres(postgres, "large") as large_pg,
         ):
-            figures = await ladder.measure(
-                small_pg,
-                large_pg,
-                district,
-                workdir,
-                due=sizes.scan_due,
-                large=sizes.scan_large,
-                runs=sizes.scan_runs,
-                on_progress=_say,
-            )
+            figures = await scan(small_pg, large_pg, runs=sizes.scan_runs)
         out["scan"]["postgresql"] = figures.to_dict()
     return out
 

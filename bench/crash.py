@@ -61,6 +61,7 @@ from sqlalchemy import func
 from sqlalchemy import select as sql_select
 from sqlmodel import col
 
+from bench import intake
 from bot.db import create_engine, session_factory
 from bot.district import load_district
 from bot.testserver import BotAPIServer, BotMessage
@@ -447,22 +448,22 @@ class CrashFigures:
 
     def problems(self) -> list[str]:
         """What broke a guarantee (empty when the run is clean)."""
-        found = []
-        if self.stuck_residents:
-            found.append(f"residents left waiting: {self.stuck_residents}")
-        if self.lost_reports:
-            found.append(f"reports without a case: {self.lost_reports}")
-        if self.duplicated_cases:
-            found.append(f"reports filed more than once: {self.duplicated_cases}")
-        if self.unexpected_cases:
-            found.append(f"cases nobody confirmed: {self.unexpected_cases}")
-        if self.cards_missing:
-            found.append(f"cases whose card never reached the group: {self.cards_missing}")
-        if self.outbox_pending:
-            found.append(f"{self.outbox_pending} outbox rows still pending")
-        if self.final_exit_code != 0:
-            found.append(f"the graceful stop exited with {self.final_exit_code}")
-        return found
+        checks = (
+            (self.stuck_residents, f"residents left waiting: {self.stuck_residents}"),
+            (self.lost_reports, f"reports without a case: {self.lost_reports}"),
+            (self.duplicated_cases, f"reports filed more than once: {self.duplicated_cases}"),
+            (self.unexpected_cases, f"cases nobody confirmed: {self.unexpected_cases}"),
+            (
+                self.cards_missing,
+                f"cases whose card never reached the group: {self.cards_missing}",
+            ),
+            (self.outbox_pending, f"{self.outbox_pending} outbox rows still pending"),
+            (
+                self.final_exit_code != 0,
+                f"the graceful stop exited with {self.final_exit_code}",
+            ),
+        )
+        return [message for broken, message in checks if broken]
 
     def table(self) -> str:
         rows = [
@@ -539,18 +540,6 @@ def service_env(server: BotAPIServer, database_url: str) -> dict[str, str]:
     return env
 
 
-def district_without_intake_limit(workdir: Path) -> Path:
-    """The example district, but a resident may file as often as the run makes them: the
-    hourly intake limit is not what this run measures."""
-    text = DISTRICT_FILE.read_text(encoding="utf-8")
-    limited = "[intake]\nper_hour = 10\n"
-    if limited not in text:
-        raise RuntimeError("config.example.toml's [intake] section changed; update this")
-    path = workdir / "district.toml"
-    path.write_text(text.replace(limited, "[intake]\nper_hour = 1000\n"), encoding="utf-8")
-    return path
-
-
 def build_world(server: BotAPIServer, residents: int) -> list[int]:
     """The district's groups (with one staff member each) and the residents."""
     server.add_user(STAFF, first_name="赵工")
@@ -587,7 +576,9 @@ async def run_crash(
     progress = on_progress or (lambda _text: None)
     user_ids = build_world(server, residents)
     env = service_env(server, database_url)
-    env["WHISTLE_CONFIG"] = str(district_without_intake_limit(workdir))
+    # A resident may file as often as the run makes them: the hourly intake limit is not
+    # what this run measures.
+    env["WHISTLE_CONFIG"] = str(intake.district_file(workdir))
     processes = ServiceProcesses(env, workdir, cold=cold)
     people = [Resident(server, user_id, step_timeout=step_timeout) for user_id in user_ids]
     stop_filing = asyncio.Event()

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,21 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 TOKEN = "424242:BENCH-whistle-token"
 TEXT_KEY = "health.unreachable-groups"  # one parameter: tells the messages apart
+
+
+async def queue_texts(app: Whistle, messages: Iterable[tuple[int, str]]) -> None:
+    """Queue one ``TEXT_KEY`` message to each ``(chat, units)`` in this order, in one
+    transaction, so that the sender sees them all at once (it is not woken)."""
+    async with transaction(app.factory) as session:
+        for chat, units in messages:
+            send_text(
+                session,
+                chat_id=chat,
+                locale="en",
+                now=app.clock.now(),
+                text_key=TEXT_KEY,
+                units=units,
+            )
 
 
 async def pending(app: Whistle) -> int:
@@ -98,16 +114,7 @@ async def run_once(
     )
     refused_before = server.stats["429"]
     calls_before = len(server.calls("sendMessage"))
-    async with transaction(app.factory) as session:
-        for n, chat in enumerate(chats):
-            send_text(
-                session,
-                chat_id=chat,
-                locale="en",
-                now=app.clock.now(),
-                text_key=TEXT_KEY,
-                units=str(n),
-            )
+    await queue_texts(app, ((chat, str(n)) for n, chat in enumerate(chats)))
     app.sender.wake()
     await settle(app, 600)
     server.enforce_limits(False)

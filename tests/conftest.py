@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.app import Whistle
+from bot.clock import ManualClock
 from bot.db import SessionFactory, create_engine, migrate, session_factory
 from bot.district import District, load_district
 from bot.settings import Settings
@@ -192,6 +193,36 @@ async def make_app(
 @pytest.fixture
 async def app(make_app: AppFactory) -> Whistle:
     return await make_app()
+
+
+async def start_with_residents(
+    api_server: BotAPIServer,
+    make_app: AppFactory,
+    residents: dict[int, str],
+    *,
+    center: int,
+    **kwargs: Any,
+) -> Whistle:
+    """The residents (first names by id, their Telegram in Chinese) send /start before the
+    service starts (on a ManualClock unless ``clock`` is given, and with ``kwargs`` as for
+    ``make_app``); their greetings are read, and the start-up check's note to the ``center``
+    group about the groups the bot cannot post in (those the test did not create)."""
+    for user, name in residents.items():
+        api_server.add_user(user, first_name=name, language_code="zh-hans")
+        api_server.send_text(user, "/start")
+    kwargs.setdefault("clock", ManualClock())
+    app = await make_app(**kwargs)
+    for user in residents:
+        await api_server.wait_for_message(user)
+    await api_server.wait_for_message(center)
+    return app
+
+
+async def say(api_server: BotAPIServer, user: int, text: str) -> Any:
+    """``user`` sends ``text`` to the bot in their private chat; the bot's one reply."""
+    api_server.send_text(user, text)
+    [reply] = await api_server.wait_for_message(user)
+    return reply
 
 
 async def settled(app: Whistle) -> None:

@@ -35,6 +35,7 @@ from models import (
     Rating,
 )
 from scheduler import jobs
+from tests.casework import answer, posted_photo, submit, withdraw
 from tests.conftest import AppFactory, settled
 
 FILER, NEIGHBOUR = 7601, 7602  # 王晓霞 (Chinese) and Li (English)
@@ -78,8 +79,7 @@ async def app(
 
 
 def photo_file_id(api_server: BotAPIServer) -> str:
-    sent = api_server.send_photo(STAFF, b"photo", chat_id=SCRATCH)
-    return str(sent["photo"][-1]["file_id"])
+    return posted_photo(api_server, STAFF, SCRATCH, b"photo")
 
 
 async def file_case(
@@ -104,15 +104,7 @@ async def file_case(
         address=address,
     )
     name = "王晓霞" if resident == FILER else f"居民{resident}"
-    async with transaction(app.factory) as session:
-        case = await cases.submit(
-            session,
-            app.district,
-            resident=cases.Person(resident, name, "zh-Hans"),
-            draft=draft,
-            now=app.clock.now(),
-        )
-    app.sender.wake()
+    case = await submit(app, draft, resident=resident, name=name)
     await api_server.wait_for_message(resident)  # the receipt
     await settled(app)
     return case
@@ -219,11 +211,20 @@ async def open_timeline(api_server: BotAPIServer, user: int) -> BotMessage:
     return page
 
 
-async def follow_first_case(app: Whistle, api_server: BotAPIServer) -> Case:
-    """FILER's case, and NEIGHBOUR (English) following it from a report 40 m away."""
+async def offered_to_follow(
+    app: Whistle, api_server: BotAPIServer
+) -> tuple[Case, BotMessage, BotMessage]:
+    """FILER's case is filed; NEIGHBOUR (English) reports a problem 40 m away and confirms the
+    summary. The case, NEIGHBOUR's summary and the offer to follow the case instead."""
     case = await file_case(app, api_server)
     summary = await report_to_summary(api_server, NEIGHBOUR, at=NORTH_40_M)
     offer = await confirm(api_server, summary, NEIGHBOUR)
+    return case, summary, offer
+
+
+async def follow_first_case(app: Whistle, api_server: BotAPIServer) -> Case:
+    """FILER's case, and NEIGHBOUR (English) following it from a report 40 m away."""
+    case, _summary, offer = await offered_to_follow(app, api_server)
     await press(api_server, offer, data_with(offer, ":follow:"), NEIGHBOUR)
     [following] = await api_server.wait_for_message(NEIGHBOUR)
     assert following.text.startswith(f"👥 You now follow {case.number}")
@@ -237,9 +238,7 @@ class TestSimilarReport:
     async def test_a_report_40_m_away_offers_to_follow_and_following_files_nothing(
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
-        case = await file_case(app, api_server)
-        summary = await report_to_summary(api_server, NEIGHBOUR, at=NORTH_40_M)
-        offer = await confirm(api_server, summary, NEIGHBOUR)
+        case, summary, offer = await offered_to_follow(app, api_server)
 
         assert offer.text.startswith("🔎 A resident recently reported a similar problem nearby")
         assert f"{case.number} · Flying-wire e-bike charging" in offer.text
@@ -292,9 +291,7 @@ class TestSimilarReport:
     async def test_different_files_a_new_case(
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
-        case = await file_case(app, api_server)
-        summary = await report_to_summary(api_server, NEIGHBOUR, at=NORTH_40_M)
-        offer = await confirm(api_server, summary, NEIGHBOUR)
+        case, _summary, offer = await offered_to_follow(app, api_server)
         await press(api_server, offer, data_with(offer, ":new:"), NEIGHBOUR)
         [receipt] = await api_server.wait_for_message(NEIGHBOUR)
         assert "HB-000002" in receipt.text
@@ -565,18 +562,8 @@ class TestBundle:
         )
         await press(api_server, preview, preview.callback_data()[0], STAFF, chat_id=CENTER)
         await api_server.wait_for_message(RESIDENTS[1])
-        assert lead.id is not None
-        async with transaction(app.factory) as session:
-            await cases.answer(
-                session,
-                app.district,
-                case_id=lead.id,
-                department="cgzf",
-                actor=cases.Person(STAFF, "赵工", "zh-Hans"),
-                text="已处理",
-                photos=[],
-                now=app.clock.now(),
-            )
+        staff = cases.Person(STAFF, "赵工", "zh-Hans")
+        await answer(app, lead, by=staff, text="已处理", department="cgzf")
         clock = app.clock
         assert isinstance(clock, ManualClock)
         clock.advance(timedelta(hours=73))
@@ -628,15 +615,7 @@ class TestBundle:
     ) -> None:
         first = await file_case(app, api_server)
         second = await file_case(app, api_server, resident=RESIDENTS[1], at=None, address="别处")
-        assert second.id is not None
-        async with transaction(app.factory) as session:
-            await closure.withdraw(
-                session,
-                app.district,
-                case_id=second.id,
-                resident_id=RESIDENTS[1],
-                now=app.clock.now(),
-            )
+        await withdraw(app, second)
         refused = await bundle_command(
             api_server, f"/bundle {first.number} HB-000099 {second.number} 垃圾"
         )

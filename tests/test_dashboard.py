@@ -44,6 +44,7 @@ from models import (
     VolunteerStatus,
 )
 from scheduler.jobs import prune_dashboard
+from tests.casework import posted_photo, submit
 from tests.conftest import EXAMPLE_DISTRICT, AppFactory, settled
 
 LEADER = 100000003  # 赵志刚, leader in charge (district-wide)
@@ -94,22 +95,13 @@ class World:
 
 
 def photo_id(server: BotAPIServer, data: bytes) -> str:
-    sent = server.send_photo(STAFF, data, chat_id=SCRATCH)
-    return str(sent["photo"][-1]["file_id"])
+    return posted_photo(server, STAFF, SCRATCH, data)
 
 
 async def file_case(world: World, category: str, description: str, **values: Any) -> Case:
+    """王晓霞 reports a problem of ``category``."""
     draft = cases.Draft(kind=CaseKind.REPORT, category=category, description=description, **values)
-    async with transaction(world.app.factory) as session:
-        case = await cases.submit(
-            session,
-            world.app.district,
-            resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
-            draft=draft,
-            now=world.clock.now(),
-        )
-    world.app.sender.wake()
-    return case
+    return await submit(world.app, draft, resident=RESIDENT)
 
 
 STAFF_PERSON = cases.Person(STAFF, "赵工", "zh-Hans")
@@ -226,15 +218,21 @@ def _browser_missing() -> str | None:
     return None
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_a_leader_signs_in_from_the_bot_and_sees_the_district(
-    world: World, http: aiohttp.ClientSession
-) -> None:
+def need_browser() -> None:
+    """Skip the test when Chromium or playwright is missing; with WHISTLE_REQUIRE_BROWSER=1
+    (as in CI) fail it instead."""
     missing = _browser_missing()
     if missing is not None:
         if os.environ.get("WHISTLE_REQUIRE_BROWSER") == "1":
             pytest.fail(f"the browser test is required but {missing}")
         pytest.skip(f"browser test skipped: {missing}")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_leader_signs_in_from_the_bot_and_sees_the_district(
+    world: World, http: aiohttp.ClientSession
+) -> None:
+    need_browser()
     from playwright.async_api import async_playwright
 
     started = time.perf_counter()

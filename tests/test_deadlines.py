@@ -9,16 +9,13 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.app import Whistle
-from bot.clock import ManualClock
-from bot.db import transaction
-from bot.services import cases
 from bot.testserver import BotAPIServer
-from models import Case, CaseKind, Escalation
-from tests.conftest import AppFactory, settled
+from models import Case, Escalation
+from tests.casework import file_photo_report
+from tests.conftest import AppFactory, settled, start_with_residents
 
 RESIDENT, CLERK, CENTER_MEMBER, OUTSIDER = 7600, 9021, 9101, 9999
 CENTER, CGZF, SCRATCH = -1001000000001, -1001000000021, -1005558
-PHOTO = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 @pytest.fixture
@@ -28,20 +25,15 @@ async def acknowledged(
     api_server.create_group(CENTER, "综治中心", members=[CENTER_MEMBER, OUTSIDER])
     api_server.create_group(CGZF, "城管执法局", members=[CLERK])
     api_server.create_group(SCRATCH, "Scratch", members=[RESIDENT])
-    api_server.add_user(RESIDENT, first_name="王晓霞", language_code="zh-hans")
-    api_server.send_text(RESIDENT, "/start")
-    app = await make_app(clock=ManualClock())
-    await api_server.wait_for_message(RESIDENT)
-    await api_server.wait_for_message(CENTER)  # the start-up check
-    photo = api_server.send_photo(RESIDENT, PHOTO, chat_id=SCRATCH)["photo"][-1]["file_id"]
-    async with transaction(app.factory) as session:
-        case = await cases.submit(
-            session, app.district, resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
-            draft=cases.Draft(kind=CaseKind.REPORT, photos=[photo], category="flying_wire",
-                              description="整栋楼飞线充电，需要加装充电桩", address="康乐小区"),
-            now=app.clock.now(),
-        )  # fmt: skip
-    app.sender.wake()
+    app = await start_with_residents(api_server, make_app, {RESIDENT: "王晓霞"}, center=CENTER)
+    case = await file_photo_report(
+        app,
+        api_server,
+        resident=RESIDENT,
+        scratch=SCRATCH,
+        description="整栋楼飞线充电，需要加装充电桩",
+        address="康乐小区",
+    )
     [card] = await api_server.wait_for_message(CGZF)
     await settled(app)
     assert "📅 申请办结期限" not in card.button_texts()  # not before acknowledgement

@@ -12,18 +12,18 @@ import pytest
 from bot.app import Whistle
 from bot.clock import ManualClock
 from bot.db import transaction
-from bot.services import cases, closure
+from bot.services import cases
 from bot.testserver import BotAPIServer
 from models import Case, CaseEvent, CaseKind, CaseStatus, Rating
 from scheduler import jobs
-from tests.conftest import AppFactory, settled
+from tests.casework import PHOTO, file_photo_report, posted_photo, submit, withdraw
+from tests.conftest import AppFactory, settled, start_with_residents
 
 RESIDENT = 7300
 CLERK, OTHER_CLERK, OUTSIDER, CENTER_ADMIN, GROUP_ADMIN = 9021, 9022, 9999, 100000002, 9500
 CENTER = -1001000000001
 CGZF, SCJG = -1001000000021, -1001000000022  # 城管执法局, 市场监管局 in config.example.toml
 SCRATCH = -1005555
-PHOTO = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 @pytest.fixture
@@ -31,48 +31,18 @@ async def world(api_server: BotAPIServer, make_app: AppFactory) -> Whistle:
     api_server.create_group(CENTER, "综治中心", members=[CENTER_ADMIN, OUTSIDER])
     api_server.create_group(CGZF, "城管执法局", members=[CLERK])
     api_server.create_group(SCJG, "市场监管局", members=[OTHER_CLERK])
-    api_server.add_user(RESIDENT, first_name="王晓霞", language_code="zh-hans")
     api_server.create_group(SCRATCH, "Scratch", members=[RESIDENT])
-    api_server.send_text(RESIDENT, "/start")
-    app = await make_app(clock=ManualClock())
-    await api_server.wait_for_message(RESIDENT)  # the greeting
+    app = await start_with_residents(api_server, make_app, {RESIDENT: "王晓霞"}, center=CENTER)
     # The start-up check reports the groups the bot cannot post in (not created here).
-    [health] = await api_server.wait_for_message(CENTER)
+    [health] = api_server.messages(CENTER)
     assert "供水公司 (water)" in health.text and "城管" not in health.text
     return app
 
 
-async def file_report(
-    app: Whistle,
-    api_server: BotAPIServer,
-    *,
-    photos: int = 1,
-    anonymous: bool = False,
-    description: str = "楼道里有人飞线充电",
-) -> Case:
-    file_ids: list[str] = []
-    for _ in range(photos):
-        # A photo posted in a group the bot ignores gives it a real file_id.
-        sent = api_server.send_photo(RESIDENT, PHOTO, chat_id=SCRATCH)
-        file_ids.append(sent["photo"][-1]["file_id"])
-    draft = cases.Draft(
-        kind=CaseKind.REPORT,
-        photos=file_ids,
-        description=description,
-        category="flying_wire",
-        address="康乐小区3号楼",
-        anonymous=anonymous,
-    )
-    async with transaction(app.factory) as session:
-        case = await cases.submit(
-            session,
-            app.district,
-            resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
-            draft=draft,
-            now=app.clock.now(),
-        )
-    app.sender.wake()
-    return case
+async def file_report(app: Whistle, api_server: BotAPIServer, **values: Any) -> Case:
+    """王晓霞 reports a flying wire with a photo (``photos``, ``anonymous``, ``description``
+    change that); it goes to 城管执法局."""
+    return await file_photo_report(app, api_server, resident=RESIDENT, scratch=SCRATCH, **values)
 
 
 async def reload(app: Whistle, case_id: int | None) -> Case:
@@ -89,6 +59,33 @@ def card_in(api_server: BotAPIServer, chat_id: int) -> Any:
 
 async def until(api_server: BotAPIServer, check: Any) -> Any:
     return await api_server.wait_for(lambda _s: check(), timeout=5.0)
+
+
+async def resident_told(api_server: BotAPIServer, text: str) -> Any:
+    """Wait until the resident has been sent a message containing ``text``; that message."""
+    return await until(
+        api_server,
+        lambda: next((m for m in api_server.messages(RESIDENT) if text in (m.text or "")), None),
+    )
+
+
+def sends_to_group(api_server: BotAPIServer) -> list[Any]:
+    """The sendMessage calls to 城管执法局's group so far."""
+    return [r for r in api_server.calls("sendMessage") if r.params["chat_id"] == str(CGZF)]
+
+
+async def card_shows(api_server: BotAPIServer, text: str) -> None:
+    """Wait until the case's first card in 城管执法局 has been edited to show ``text``."""
+    await until(api_server, lambda: text in (api_server.messages(CGZF)[0].caption or ""))
+
+
+async def report_and_card(world: Whistle, api_server: BotAPIServer) -> tuple[Case, Any]:
+    """王晓霞 reports a flying wire; returns the case and its card in 城管执法局, once the
+    card's link is recorded (so that a reply to the card finds the case)."""
+    case = await file_report(world, api_server)
+    [card] = await api_server.wait_for_message(CGZF)
+    await settled(world)
+    return case, card
 
 
 class TestLivingCard:
@@ -111,7 +108,7 @@ class TestLivingCard:
         api_server.press_button(CLERK, card.message_id, card.callback_data()[0], chat_id=CGZF)
         [told] = await api_server.wait_for_message(RESIDENT)
         assert "已应哨" in told.text and case.number in told.text
-        await until(api_server, lambda: "已应哨" in (api_server.messages(CGZF)[0].caption or ""))
+        await card_shows(api_server, "已应哨")
         assert api_server.messages(CGZF)[0].button_texts() == [
             "📝 答卷",
             "↪️ 退回",
@@ -128,17 +125,14 @@ class TestLivingCard:
 
         # 评卷: unsatisfied with a comment → back to the same department
         api_server.press_button(RESIDENT, question.message_id, question.callback_data()[2])
-        await until(
-            api_server,
-            lambda: any("重新办理" in (m.text or "") for m in api_server.messages(RESIDENT)),
-        )
+        await resident_told(api_server, "重新办理")
         assert (await reload(world, case.id)).status is CaseStatus.REOPENED
         api_server.send_text(RESIDENT, "充电桩还没通电")
         await until(
             api_server,
             lambda: any("充电桩还没通电" in (m.text or "") for m in api_server.messages(CGZF)),
         )
-        await until(api_server, lambda: "不满意" in (api_server.messages(CGZF)[0].caption or ""))
+        await card_shows(api_server, "不满意")
 
         # second answer, by text reply → satisfied → closed
         api_server.send_text(CLERK, "已通电，请查看", chat_id=CGZF, reply_to=card.message_id)
@@ -150,10 +144,7 @@ class TestLivingCard:
             api_server, lambda: [q for q in questions() if q.message_id != question.message_id]
         )
         api_server.press_button(RESIDENT, second.message_id, second.callback_data()[0])
-        await until(
-            api_server,
-            lambda: any("已办结" in (m.text or "") for m in api_server.messages(RESIDENT)),
-        )
+        await resident_told(api_server, "已办结")
         closed = await reload(world, case.id)
         assert closed.status is CaseStatus.CLOSED and closed.rating is Rating.SATISFIED
         await until(
@@ -208,9 +199,7 @@ class TestLivingCard:
     async def test_an_unrated_case_closes_after_72_hours(
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
-        case = await file_report(world, api_server)
-        [card] = await api_server.wait_for_message(CGZF)
-        await settled(world)
+        case, card = await report_and_card(world, api_server)
         api_server.send_text(CLERK, "已处理", chat_id=CGZF, reply_to=card.message_id)
         await until(
             api_server,
@@ -232,19 +221,14 @@ class TestLivingCard:
         assert await jobs.close_unrated_cases(**run) == 1
         closed = await reload(world, case.id)
         assert closed.status is CaseStatus.CLOSED and closed.rating is Rating.UNRATED
-        await until(
-            api_server,
-            lambda: any("未评价" in (m.text or "") for m in api_server.messages(RESIDENT)),
-        )
+        await resident_told(api_server, "未评价")
 
 
 class TestNotOurs:
     async def test_returned_reassigned_new_card_old_card_marked(
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
-        case = await file_report(world, api_server)
-        [card] = await api_server.wait_for_message(CGZF)
-        await settled(world)
+        case, card = await report_and_card(world, api_server)
         api_server.press_button(CLERK, card.message_id, card.callback_data()[2], chat_id=CGZF)
         [prompt] = await api_server.wait_for_message(CGZF)
         await settled(world)
@@ -258,7 +242,7 @@ class TestNotOurs:
         assert "属于餐饮油烟，归市场监管" in center_card.text
         assert "市场监督管理局" in center_card.button_texts()
         assert "城市管理综合执法局" not in center_card.button_texts()
-        await until(api_server, lambda: "退回" in (api_server.messages(CGZF)[0].caption or ""))
+        await card_shows(api_server, "退回")
 
         data = center_card.callback_data()[center_card.button_texts().index("市场监督管理局")]
         api_server.press_button(OUTSIDER, center_card.message_id, data, chat_id=CENTER)
@@ -271,22 +255,17 @@ class TestNotOurs:
         api_server.press_button(CENTER_ADMIN, center_card.message_id, data, chat_id=CENTER)
         [new_card] = await api_server.wait_for_message(SCJG)
         assert case.number in new_card.caption and new_card.button_texts()[0] == "✅ 应哨"
-        await until(api_server, lambda: "已转交" in (api_server.messages(CGZF)[0].caption or ""))
+        await card_shows(api_server, "已转交")
         await until(api_server, lambda: "已由" in (api_server.messages(CENTER)[-1].text or ""))
         assert (await reload(world, case.id)).department == "scjg"
-        await until(
-            api_server,
-            lambda: any("已转交" in (m.text or "") for m in api_server.messages(RESIDENT)),
-        )
+        await resident_told(api_server, "已转交")
 
 
 class TestRefusals:
     async def test_outsider_forged_stale_and_double_presses_change_nothing(
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
-        case = await file_report(world, api_server)
-        [card] = await api_server.wait_for_message(CGZF)
-        await settled(world)
+        case, card = await report_and_card(world, api_server)
         ack = card.callback_data()[0]
         api_server.add_member(CGZF, OUTSIDER)
         api_server.remove_member(CGZF, OUTSIDER)
@@ -334,9 +313,7 @@ class TestRefusals:
     async def test_replies_that_are_not_answers(
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
-        case = await file_report(world, api_server)
-        [card] = await api_server.wait_for_message(CGZF)
-        await settled(world)
+        case, card = await report_and_card(world, api_server)
         chat = api_server.send_text(CLERK, "谁去看看？", chat_id=CGZF)
         api_server.send_text(CLERK, "我去", chat_id=CGZF, reply_to=chat["message_id"])
         api_server.send_sticker(CLERK, chat_id=CGZF, reply_to=card.message_id)
@@ -350,15 +327,11 @@ class TestRefusals:
     async def test_late_answers_to_an_answered_card_are_folded(
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
-        case = await file_report(world, api_server)
-        [card] = await api_server.wait_for_message(CGZF)
-        await settled(world)
+        case, card = await report_and_card(world, api_server)
         api_server.send_text(CLERK, "已处理", chat_id=CGZF, reply_to=card.message_id)
-        await until(api_server, lambda: "已答卷" in (api_server.messages(CGZF)[0].caption or ""))
+        await card_shows(api_server, "已答卷")
         await settled(world)
-        sends_before = len(
-            [r for r in api_server.calls("sendMessage") if r.params["chat_id"] == str(CGZF)]
-        )
+        sends_before = len(sends_to_group(api_server))
         # Six colleagues who never started the bot answer too, at once: one line in the group.
         late = list(range(9031, 9037))
         for clerk in late:
@@ -368,21 +341,14 @@ class TestRefusals:
         folded = f"{case.number} 已经答卷。 另有 5 人也尝试了。"
         await until(api_server, lambda: any(m.text == folded for m in api_server.messages(CGZF)))
         await settled(world)
-        sends = [r for r in api_server.calls("sendMessage") if r.params["chat_id"] == str(CGZF)]
-        assert len(sends) - sends_before == 1
+        assert len(sends_to_group(api_server)) - sends_before == 1
         # The resident, who started the bot, is told privately instead.
         api_server.add_member(CGZF, RESIDENT)
         api_server.send_text(RESIDENT, "我也答", chat_id=CGZF, reply_to=card.message_id)
-        told = await until(
-            api_server,
-            lambda: next(
-                (m for m in api_server.messages(RESIDENT) if "已经答卷" in (m.text or "")), None
-            ),
-        )
+        told = await resident_told(api_server, "已经答卷")
         assert case.number in told.text
         await settled(world)
-        sends = [r for r in api_server.calls("sendMessage") if r.params["chat_id"] == str(CGZF)]
-        assert len(sends) - sends_before == 1
+        assert len(sends_to_group(api_server)) - sends_before == 1
         assert (await reload(world, case.id)).status is CaseStatus.ANSWERED
 
     async def test_unbound_group_is_ignored_and_bind_makes_it_work(
@@ -411,15 +377,7 @@ class TestAnswerButton:
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
         draft = cases.Draft(kind=CaseKind.SAY, description="建议小区增设充电桩", anonymous=True)
-        async with transaction(world.factory) as session:
-            case = await cases.submit(
-                session,
-                world.district,
-                resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
-                draft=draft,
-                now=world.clock.now(),
-            )
-        world.sender.wake()
+        case = await submit(world, draft, resident=RESIDENT)
         [center_card] = await api_server.wait_for_message(CENTER)  # no category: triage
         assert "建议小区增设充电桩" in center_card.text and "匿名" in center_card.text
         data = center_card.callback_data()[center_card.button_texts().index("城市管理综合执法局")]
@@ -432,10 +390,7 @@ class TestAnswerButton:
         await settled(world)
         assert prompt.reply_to_message_id == card.message_id and "回复本条消息" in prompt.text
         api_server.send_text(CLERK, "已联系物业整改", chat_id=CGZF, reply_to=prompt.message_id)
-        await until(
-            api_server,
-            lambda: any("已联系物业整改" in (m.text or "") for m in api_server.messages(RESIDENT)),
-        )
+        await resident_told(api_server, "已联系物业整改")
         answered = await reload(world, case.id)
         assert answered.status is CaseStatus.ANSWERED
         assert answered.acknowledged_by_name  # answering implied acknowledging
@@ -449,7 +404,7 @@ class TestWithdrawnCards:
         volunteers = world.district.volunteer_chat_for(None)
         assert volunteers is not None
         api_server.create_group(volunteers, "志愿者", members=[CLERK])
-        photo = api_server.send_photo(RESIDENT, PHOTO, chat_id=SCRATCH)["photo"][-1]["file_id"]
+        photo = posted_photo(api_server, RESIDENT, SCRATCH)
         resident = cases.Person(RESIDENT, "王晓霞", "zh-Hans")
         async with transaction(world.factory) as session:
             say = await cases.submit(
@@ -478,17 +433,8 @@ class TestWithdrawnCards:
         assert "帮忙买药" in help_card.text and "王晓霞" not in help_card.text
         await settled(world)
 
-        async with transaction(world.factory) as session:
-            for case in (say, help_request):
-                assert case.id is not None
-                await closure.withdraw(
-                    session,
-                    world.district,
-                    case_id=case.id,
-                    resident_id=RESIDENT,
-                    now=world.clock.now(),
-                )
-        world.sender.wake()
+        for case in (say, help_request):
+            await withdraw(world, case)
         await until(api_server, lambda: "撤回" in (api_server.messages(CENTER)[-1].text or ""))
         assert api_server.messages(CENTER)[-1].button_texts() == []
         await until(api_server, lambda: "撤回" in (api_server.messages(volunteers)[0].text or ""))

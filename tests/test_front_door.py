@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from bot.app import Whistle
 from bot.testserver import BotAPIServer
 from models import ProcessedUpdate, User
-from tests.conftest import settled
+from tests.conftest import say, settled
 
 RESIDENT = 7001
 
@@ -34,8 +34,7 @@ class TestStart:
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
         api_server.add_user(RESIDENT, first_name="王<晓霞>", language_code="zh-hans")
-        api_server.send_text(RESIDENT, "/start")
-        [reply] = await api_server.wait_for_message(RESIDENT)
+        reply = await say(api_server, RESIDENT, "/start")
         assert "海勃湾区" in reply.text
         assert "王<晓霞>" in reply.text  # shown as sent, because it was escaped in HTML
         assert reply.parse_mode == "HTML"
@@ -50,25 +49,21 @@ class TestStart:
         # left isolate): each is closed inside its own isolate (U+2068 … U+2069), so the rest
         # of the sentence keeps its direction.
         api_server.add_user(RESIDENT, first_name="Eve\u202e", language_code="en")
-        api_server.send_text(RESIDENT, "/start")
-        [reply] = await api_server.wait_for_message(RESIDENT)
+        reply = await say(api_server, RESIDENT, "/start")
         assert "Hello, \u2068Eve\u202e\u2069!" in reply.text
         api_server.add_user(RESIDENT + 1, first_name="\u2067Mallory", language_code="en")
-        api_server.send_text(RESIDENT + 1, "/start")
-        [reply] = await api_server.wait_for_message(RESIDENT + 1)
+        reply = await say(api_server, RESIDENT + 1, "/start")
         assert "Hello, \u2068\u2067Mallory\u2069\u2069!" in reply.text
         # An ordinary name is left as it is.
         api_server.add_user(RESIDENT + 2, first_name="Alice", language_code="en")
-        api_server.send_text(RESIDENT + 2, "/start")
-        [reply] = await api_server.wait_for_message(RESIDENT + 2)
+        reply = await say(api_server, RESIDENT + 2, "/start")
         assert reply.text.startswith("Hello, Alice!")
 
     async def test_greets_in_english_when_the_app_is_in_english(
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
         api_server.add_user(RESIDENT, first_name="Alice", language_code="en-US")
-        api_server.send_text(RESIDENT, "/start")
-        [reply] = await api_server.wait_for_message(RESIDENT)
+        reply = await say(api_server, RESIDENT, "/start")
         assert reply.text.startswith("Hello, Alice!")
         assert "📷 Photo report" in reply_labels(reply)
 
@@ -88,8 +83,7 @@ class TestLanguage:
         self, app: Whistle, api_server: BotAPIServer, factory: Any
     ) -> None:
         api_server.add_user(RESIDENT, first_name="Bao", language_code="zh-hans")
-        api_server.send_text(RESIDENT, "/lang")
-        [picker] = await api_server.wait_for_message(RESIDENT)
+        picker = await say(api_server, RESIDENT, "/lang")
         buttons = {b["text"]: b["callback_data"] for b in inline_buttons(picker)}
         assert set(buttons) == {"中文", "English", "ᠮᠣᠩᠭᠣᠯ"}
 
@@ -103,8 +97,7 @@ class TestLanguage:
         )
         assert inline_buttons(api_server.messages(RESIDENT)[0]) == []  # picker is spent
 
-        api_server.send_text(RESIDENT, "/start")
-        [greeting] = await api_server.wait_for_message(RESIDENT)
+        greeting = await say(api_server, RESIDENT, "/start")
         assert greeting.text.startswith("Hello, Bao!")
         async with factory() as session:
             user = await session.get(User, RESIDENT)
@@ -115,24 +108,20 @@ class TestLanguage:
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
         api_server.add_user(RESIDENT, first_name="Li", language_code="en")
-        api_server.send_text(RESIDENT, "/lang zh")
-        [done] = await api_server.wait_for_message(RESIDENT)
+        done = await say(api_server, RESIDENT, "/lang zh")
         assert done.text == "请用下方菜单选择："
         api_server.send_text(RESIDENT, "/lang")
         await api_server.wait_for_message(RESIDENT)
-        api_server.send_text(RESIDENT, "Klingon")
-        [refused] = await api_server.wait_for_message(RESIDENT)
+        refused = await say(api_server, RESIDENT, "Klingon")
         assert refused.text.startswith("没有找到这种语言")
-        api_server.send_text(RESIDENT, "English")
-        [switched] = await api_server.wait_for_message(RESIDENT)
+        switched = await say(api_server, RESIDENT, "English")
         assert switched.text == "Choose from the menu below:"
 
     async def test_forged_language_button_is_refused(
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
         api_server.add_user(RESIDENT, first_name="Li", language_code="en")
-        api_server.send_text(RESIDENT, "/lang")
-        [picker] = await api_server.wait_for_message(RESIDENT)
+        picker = await say(api_server, RESIDENT, "/lang")
         api_server.press_button(RESIDENT, picker.message_id, "l1:xx", force=True)
         api_server.press_button(RESIDENT, picker.message_id, "garbage", force=True)
         await api_server.wait_for(lambda s: len(s.callback_answers) == 2)
@@ -161,14 +150,11 @@ class TestBadInput:
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
         api_server.add_user(RESIDENT, first_name="王晓霞", language_code="zh-hans")
-        api_server.send_text(RESIDENT, "/bind cgzf")
-        [bind] = await api_server.wait_for_message(RESIDENT)
+        bind = await say(api_server, RESIDENT, "/bind cgzf")
         assert bind.text.startswith("/bind 要在工作群里使用")
-        api_server.send_text(RESIDENT, "/bundle HB-000001 HB-000002")
-        [bundle] = await api_server.wait_for_message(RESIDENT)
+        bundle = await say(api_server, RESIDENT, "/bundle HB-000001 HB-000002")
         assert bundle.text.startswith("/bundle 要在街道或综治中心的工作群里使用")
-        api_server.send_text(RESIDENT, "/skip")
-        [skip] = await api_server.wait_for_message(RESIDENT)
+        skip = await say(api_server, RESIDENT, "/skip")
         assert skip.text == "现在没有可以跳过的步骤。"
         # A private chat's command in a work group is told where it works, as a reply.
         cgzf = -1001000000021

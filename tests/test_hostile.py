@@ -24,11 +24,11 @@ from sqlmodel import col
 from bot import callbacks
 from bot.app import Whistle
 from bot.clock import ManualClock
-from bot.db import transaction
 from bot.district import District
 from bot.services import cases
 from bot.testserver import BotAPIServer
 from models import Case, CaseKind, HelpClaim, HelpRequest, PointEntry, User, Volunteer
+from tests.casework import submit
 from tests.conftest import AppFactory, settled
 
 RESIDENT = 7900  # sends the hostile input
@@ -450,34 +450,30 @@ async def env(api_server: BotAPIServer, make_app: AppFactory, district: District
         api_server.send_text(person, "/start")
         await api_server.wait_for_message(person)
     greeting = api_server.messages(RESIDENT)[-1].message_id
-    async with transaction(app.factory) as session:
-        theirs = await cases.submit(
-            session,
-            app.district,
-            resident=cases.Person(NEIGHBOUR, "邻居", "zh-Hans"),
-            now=app.clock.now(),
-            draft=cases.Draft(
-                kind=CaseKind.SAY,
-                description="邻居秘密甲乙丙",
-                category="suggestion",
-                anonymous=True,
-            ),
-        )
-        help_request = await cases.submit(
-            session,
-            app.district,
-            resident=cases.Person(NEIGHBOUR, "邻居", "zh-Hans"),
-            now=app.clock.now(),
-            draft=cases.Draft(
-                kind=CaseKind.HELP,
-                description="帮忙取快递",
-                address="9号楼",
-                door="9单元909",
-                share_contact=True,
-                contact="@neighbour_secret",
-            ),
-        )
-    app.sender.wake()
+    theirs = await submit(
+        app,
+        cases.Draft(
+            kind=CaseKind.SAY,
+            description="邻居秘密甲乙丙",
+            category="suggestion",
+            anonymous=True,
+        ),
+        resident=NEIGHBOUR,
+        name="邻居",
+    )
+    help_request = await submit(
+        app,
+        cases.Draft(
+            kind=CaseKind.HELP,
+            description="帮忙取快递",
+            address="9号楼",
+            door="9单元909",
+            share_contact=True,
+            contact="@neighbour_secret",
+        ),
+        resident=NEIGHBOUR,
+        name="邻居",
+    )
     [card] = await api_server.wait_for_message(VOLUNTEERS)
     await settled(app)
     assert theirs.id is not None and help_request.id is not None

@@ -15,18 +15,18 @@ from bot.app import Whistle
 from bot.clock import ManualClock
 from bot.db import create_engine, session_factory, transaction
 from bot.district import parse_district
-from bot.services import cases, ladder
+from bot.services import ladder
 from bot.testserver import BotAPIServer
 from models import Case, CaseEvent, CaseKind, CaseStatus, Escalation, OutboxMessage
 from scheduler import jobs
-from tests.conftest import EXAMPLE_DISTRICT, AppFactory, settled
+from tests.casework import file_photo_report
+from tests.conftest import EXAMPLE_DISTRICT, AppFactory, settled, start_with_residents
 from tests.locking import write_lock_held
 
 RESIDENT, CLERK = 7400, 9021
 CENTER_HEAD, LEADER = 100000001, 100000003  # people in config.example.toml
 CENTER, SUPERVISION, CGZF = -1001000000001, -1001000000002, -1001000000021
 SCRATCH = -1005556
-PHOTO = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 @pytest.fixture
@@ -35,35 +35,15 @@ async def world(api_server: BotAPIServer, make_app: AppFactory) -> Whistle:
     api_server.create_group(SUPERVISION, "阳光+监督", members=[])
     api_server.create_group(CGZF, "城管执法局", members=[CLERK])
     api_server.create_group(SCRATCH, "Scratch", members=[RESIDENT])
-    for user, name in ((RESIDENT, "王晓霞"), (CENTER_HEAD, "李主任")):
-        api_server.add_user(user, first_name=name, language_code="zh-hans")
-        api_server.send_text(user, "/start")
-    app = await make_app(clock=ManualClock())
-    await api_server.wait_for_message(RESIDENT)
-    await api_server.wait_for_message(CENTER_HEAD)
-    await api_server.wait_for_message(CENTER)  # the start-up check's list of unreachable groups
-    return app
+    people = {RESIDENT: "王晓霞", CENTER_HEAD: "李主任"}
+    return await start_with_residents(api_server, make_app, people, center=CENTER)
 
 
 async def whistle(app: Whistle, api_server: BotAPIServer) -> Case:
-    photo = api_server.send_photo(RESIDENT, PHOTO, chat_id=SCRATCH)["photo"][-1]["file_id"]
-    draft = cases.Draft(
-        kind=CaseKind.REPORT,
-        photos=[photo],
-        description="楼道飞线充电",
-        category="flying_wire",
-        address="康乐小区3号楼",
+    """王晓霞 reports a flying wire with a photo; the ladder starts at its filing."""
+    return await file_photo_report(
+        app, api_server, resident=RESIDENT, scratch=SCRATCH, description="楼道飞线充电"
     )
-    async with transaction(app.factory) as session:
-        case = await cases.submit(
-            session,
-            app.district,
-            resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
-            draft=draft,
-            now=app.clock.now(),
-        )
-    app.sender.wake()
-    return case
 
 
 async def at(app: Whistle, offset: timedelta, case: Case) -> int:

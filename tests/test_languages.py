@@ -17,15 +17,15 @@ from bot.i18n import Catalogues, available_languages, when
 from bot.services import cases, reports
 from bot.services.users import set_chat_language
 from bot.testserver import BotAPIServer
-from models import CaseKind, ChatLanguage, User
-from tests.conftest import AppFactory, settled
+from models import ChatLanguage, User
+from tests.casework import file_photo_report
+from tests.conftest import AppFactory, say, settled
 
 RESIDENT, CLERK, GROUP_ADMIN, OUTSIDER = 7400, 9031, 9530, 9999
 STAFF = 100000007  # a market regulation clerk with a dashboard in config.example.toml
 CENTER = -1001000000001
 CGZF = -1001000000021  # 城管执法局 in config.example.toml
 MONGOLIAN = "mn-Mong"
-PHOTO = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 def reply_rows(message: Any) -> list[list[str]]:
@@ -57,15 +57,13 @@ class TestNewcomer:
     ) -> None:
         app = await make_app()
         api_server.add_user(RESIDENT, first_name="Bayar", language_code="zh-hans")
-        api_server.send_text(RESIDENT, "/start")
-        [greeting] = await api_server.wait_for_message(RESIDENT)
+        greeting = await say(api_server, RESIDENT, "/start")
         rows = reply_rows(greeting)
         assert rows[:2] == [["📷 随手拍", "🗣 我有话说"], ["🤝 邻里互助", "📋 我的案件"]]
         assert sorted(rows[2]) == sorted(self_names())
         assert "菜单最后一行可以切换语言" in greeting.text
 
-        api_server.send_text(RESIDENT, "ᠮᠣᠩᠭᠣᠯ")  # the button sends its label
-        [menu] = await api_server.wait_for_message(RESIDENT)
+        menu = await say(api_server, RESIDENT, "ᠮᠣᠩᠭᠣᠯ")  # the button sends its label
         mongolian = app.catalogues.translator(MONGOLIAN)
         assert menu.text == mongolian("start.menu-hint")
         assert reply_rows(menu) == [
@@ -83,8 +81,7 @@ class TestNewcomer:
         assert "dashboard" not in [c["command"] for c in own]
 
         # Chosen once, the row is gone; the greeting is in the language chosen.
-        api_server.send_text(RESIDENT, "/start")
-        [again] = await api_server.wait_for_message(RESIDENT)
+        again = await say(api_server, RESIDENT, "/start")
         assert len(reply_rows(again)) == 2
         assert mongolian("start.intro") in again.text
 
@@ -102,8 +99,7 @@ class TestNewcomer:
     ) -> None:
         app = await make_app()
         api_server.add_user(RESIDENT, first_name="Bayar", language_code="en")
-        api_server.send_text(RESIDENT, "/lang")
-        [picker] = await api_server.wait_for_message(RESIDENT)
+        picker = await say(api_server, RESIDENT, "/lang")
         buttons = inline_labels(picker)
         assert sorted(buttons) == sorted(self_names())
         assert all(len(data.encode()) <= 64 for data in buttons.values())
@@ -144,27 +140,13 @@ async def groups(api_server: BotAPIServer, make_app: AppFactory) -> Whistle:
 
 
 async def file_report(app: Whistle, api_server: BotAPIServer) -> cases.Case:
+    """A new resident, Bayar, reports a flying wire with a photo; it goes to 城管执法局."""
     scratch = -1005556
     api_server.add_user(RESIDENT, first_name="Bayar", language_code="zh-hans")
     api_server.create_group(scratch, "Scratch", members=[RESIDENT])
-    photo = api_server.send_photo(RESIDENT, PHOTO, chat_id=scratch)["photo"][-1]["file_id"]
-    draft = cases.Draft(
-        kind=CaseKind.REPORT,
-        photos=[photo],
-        description="楼道里有人飞线充电",
-        category="flying_wire",
-        address="康乐小区3号楼",
+    return await file_photo_report(
+        app, api_server, resident=RESIDENT, scratch=scratch, name="Bayar"
     )
-    async with transaction(app.factory) as session:
-        case = await cases.submit(
-            session,
-            app.district,
-            resident=cases.Person(RESIDENT, "Bayar", "zh-Hans"),
-            draft=draft,
-            now=app.clock.now(),
-        )
-    app.sender.wake()
-    return case
 
 
 class TestGroupLanguage:

@@ -25,7 +25,8 @@ from bot.district import DistrictError, parse_district
 from bot.services import cases, closure
 from bot.testserver import BotAPIServer
 from models import Case, CaseKind, CaseStatus, OutboxMessage, OutboxStatus
-from tests.conftest import AppFactory, settled
+from tests.casework import file_photo_report, submit, withdraw
+from tests.conftest import AppFactory, settled, start_with_residents
 
 KEY = "example-12345-key-replace-me"  # the hotline's key in config.example.toml
 RESIDENT = 7600
@@ -43,12 +44,9 @@ async def world(api_server: BotAPIServer, make_app: AppFactory) -> Whistle:
     api_server.create_group(CGZF, "城管执法局", members=[CLERK])
     api_server.create_group(SCJG, "市场监管局", members=[OTHER_CLERK])
     api_server.create_group(SCRATCH, "Scratch", members=[RESIDENT])
-    api_server.add_user(RESIDENT, first_name="王晓霞", language_code="zh-hans")
-    api_server.send_text(RESIDENT, "/start")
-    app = await make_app(env={"WEB_ENABLED": True}, clock=ManualClock())
-    await api_server.wait_for_message(RESIDENT)  # the greeting
-    await api_server.wait_for_message(CENTER)  # the groups the bot cannot post in
-    return app
+    return await start_with_residents(
+        api_server, make_app, {RESIDENT: "王晓霞"}, center=CENTER, env={"WEB_ENABLED": True}
+    )
 
 
 @pytest.fixture
@@ -80,26 +78,10 @@ async def get(app: Whistle, http: aiohttp.ClientSession, path: str, **params: st
 
 
 async def resident_report(app: Whistle, api_server: BotAPIServer, **values: Any) -> Case:
-    """A resident's photo report, filed through the service layer."""
-    sent = api_server.send_photo(RESIDENT, PHOTO, chat_id=SCRATCH)
-    draft = cases.Draft(
-        kind=CaseKind.REPORT,
-        photos=[sent["photo"][-1]["file_id"]],
-        description="楼道里有人飞线充电",
-        category="flying_wire",
-        address="康乐小区3号楼",
-        **values,
+    """A resident's photo report of a flying wire, filed through the service layer."""
+    return await file_photo_report(
+        app, api_server, resident=RESIDENT, scratch=SCRATCH, photo=PHOTO, **values
     )
-    async with transaction(app.factory) as session:
-        case = await cases.submit(
-            session,
-            app.district,
-            resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
-            draft=draft,
-            now=app.clock.now(),
-        )
-    app.sender.wake()
-    return case
 
 
 async def outbox_chats(app: Whistle) -> list[tuple[int, str]]:
@@ -380,27 +362,17 @@ class TestListing:
         assert status == 201
         clock.advance(timedelta(days=2))
         withdrawn = await resident_report(world, api_server)  # HB-000003, day 4
-        assert withdrawn.id is not None
-        async with transaction(world.factory) as session:
-            await closure.withdraw(
-                session,
-                world.district,
-                case_id=withdrawn.id,
-                resident_id=RESIDENT,
-                now=clock.now(),
-            )
-            help_request = await cases.submit(
-                session,
-                world.district,
-                resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
-                draft=cases.Draft(
-                    kind=CaseKind.HELP,
-                    description="需要人帮忙买菜",
-                    community="kangle",
-                    door="3号楼2单元501",
-                ),
-                now=clock.now(),
-            )  # HB-000004: a help request, never listed
+        await withdraw(world, withdrawn)
+        help_request = await submit(
+            world,
+            cases.Draft(
+                kind=CaseKind.HELP,
+                description="需要人帮忙买菜",
+                community="kangle",
+                door="3号楼2单元501",
+            ),
+            resident=RESIDENT,
+        )  # HB-000004: a help request, never listed
         assert help_request.status is CaseStatus.PUBLISHED
 
         def numbers(found: list[dict[str, Any]]) -> list[str]:

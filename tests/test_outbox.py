@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bench.pacing import queue_texts
 from bot.app import Whistle
 from bot.db import transaction
 from bot.sender import OutboxSender
-from bot.services.outbox import Link, enqueue, send_text
+from bot.services.outbox import Link, enqueue
 from bot.testserver import BotAPIServer
 from models import OutboxMessage, OutboxStatus
 from tests.conftest import AppFactory
@@ -198,17 +199,7 @@ class TestSeveralSenders:
         others = [self.another_sender(sender_app, f"replica-{n}") for n in (2, 3)]
         running = [asyncio.create_task(sender.run()) for sender in others]
         try:
-            async with transaction(sender_app.factory) as session:
-                for n in range(15):
-                    for user in users:
-                        send_text(
-                            session,
-                            chat_id=user,
-                            locale="en",
-                            now=sender_app.clock.now(),
-                            text_key="health.unreachable-groups",
-                            units=str(n),
-                        )
+            await queue_texts(sender_app, [(user, str(n)) for n in range(15) for user in users])
             for sender in (sender_app.sender, *others):
                 sender.wake()
             for user in users:

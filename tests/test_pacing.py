@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
+from bench.pacing import queue_texts
 from bot.app import Whistle
 from bot.db import transaction
 from bot.pacing import Pacer
 from bot.services.outbox import (
     Link,
     enqueue,
-    send_text,
 )
 from bot.testserver import BotAPIServer
 from models import OutboxMessage, OutboxStatus
@@ -122,27 +122,12 @@ class TestPacing:
         for user in users:
             api_server.add_user(user, language_code="en")
             api_server.send_text(user, "hi")
-        async with transaction(paced_app.factory) as session:
-            # Interleaved, as a busy district would queue them.
-            for n in range(20):
-                for chat_id in groups:
-                    send_text(
-                        session,
-                        chat_id=chat_id,
-                        locale="en",
-                        now=paced_app.clock.now(),
-                        text_key=NUMBERED,
-                        units=str(n),
-                    )
-                for user in users[n * 10 : n * 10 + 10]:
-                    send_text(
-                        session,
-                        chat_id=user,
-                        locale="en",
-                        now=paced_app.clock.now(),
-                        text_key=NUMBERED,
-                        units="0",
-                    )
+        # Interleaved, as a busy district would queue them.
+        messages: list[tuple[int, str]] = []
+        for n in range(20):
+            messages += [(chat_id, str(n)) for chat_id in groups]
+            messages += [(user, "0") for user in users[n * 10 : n * 10 + 10]]
+        await queue_texts(paced_app, messages)
         paced_app.sender.wake()
         started = asyncio.get_running_loop().time()
         await until_settled(paced_app, within=40)
@@ -167,17 +152,7 @@ class TestPacing:
             api_server.send_text(user, "hi")
         slow = users[0]
         api_server.fail_next(429, retry_after=3, method="sendMessage", chat_id=slow)
-        async with transaction(paced_app.factory) as session:
-            for user in users:
-                for n in range(2):
-                    send_text(
-                        session,
-                        chat_id=user,
-                        locale="en",
-                        now=paced_app.clock.now(),
-                        text_key=NUMBERED,
-                        units=str(n),
-                    )
+        await queue_texts(paced_app, [(user, str(n)) for user in users for n in range(2)])
         paced_app.sender.wake()
         for user in users[1:]:
             await api_server.wait_for_message(user, count=2, timeout=3)
@@ -209,26 +184,35 @@ async def sender_app(make_app: AppFactory, api_server: BotAPIServer) -> Whistle:
     return await make_app(polling=False)
 
 
+async def card_sent(
+    app: Whistle, api_server: BotAPIServer, group: int, card: Link, units: str
+) -> None:
+    """A new department group ``group`` gets the card ``card`` (showing ``units``), delivered."""
+    api_server.create_group(group, "dept")
+    await queue_rows(
+        app, group, [{"text_key": NUMBERED, "context": {"units": units}, "link": card}]
+    )
+    await until_settled(app, within=5)
+
+
+def card_edit(card: Link, units: str) -> dict[str, Any]:
+    """An outbox row that edits ``card`` to show ``units``."""
+    return {
+        "method": "editMessageText",
+        "text_key": NUMBERED,
+        "context": {"units": units},
+        "target": card,
+    }
+
+
 class TestCoalescing:
     async def test_ten_queued_edits_of_one_card_make_one_call(
         self, sender_app: Whistle, api_server: BotAPIServer
     ) -> None:
         group = -1002100000000
-        api_server.create_group(group, "dept")
         card = Link("case", "1", "card")
-        await queue_rows(
-            sender_app, group, [{"text_key": NUMBERED, "context": {"units": "new"}, "link": card}]
-        )
-        await until_settled(sender_app, within=5)
-        edits = [
-            {
-                "method": "editMessageText",
-                "text_key": NUMBERED,
-                "context": {"units": f"v{n}"},
-                "target": card,
-            }
-            for n in range(10)
-        ]
+        await card_sent(sender_app, api_server, group, card, "new")
+        edits = [card_edit(card, f"v{n}") for n in range(10)]
         ids = await queue_rows(sender_app, group, edits)
         await until_settled(sender_app, within=5)
         assert len(api_server.calls("editMessageText")) == 1
@@ -243,29 +227,16 @@ class TestCoalescing:
         self, sender_app: Whistle, api_server: BotAPIServer
     ) -> None:
         group = -1002100000001
-        api_server.create_group(group, "dept")
         card = Link("case", "2", "card")
-        await queue_rows(
-            sender_app, group, [{"text_key": NUMBERED, "context": {"units": "c"}, "link": card}]
-        )
-        await until_settled(sender_app, within=5)
-
-        def edit(label: str) -> dict[str, Any]:
-            return {
-                "method": "editMessageText",
-                "text_key": NUMBERED,
-                "context": {"units": label},
-                "target": card,
-            }
-
+        await card_sent(sender_app, api_server, group, card, "c")
         ids = await queue_rows(
             sender_app,
             group,
             [
-                edit("e1"),
-                edit("e2"),
+                card_edit(card, "e1"),
+                card_edit(card, "e2"),
                 {"text_key": NUMBERED, "context": {"units": "m"}},
-                edit("e3"),
+                card_edit(card, "e3"),
             ],
         )
         await until_settled(sender_app, within=5)

@@ -4,9 +4,7 @@ the page by a headless browser."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -21,8 +19,8 @@ from bot.playground.clock import PlaygroundClock
 from bot.playground.runner import Playground
 from bot.playground.web import PlaygroundWeb
 from tests.conftest import EXAMPLE_DISTRICT, make_settings
-from tests.test_dashboard import ARTIFACTS, BROWSER, CHROMIUM_ARGS, _browser_missing, png
-from tests.test_process import service_env
+from tests.test_dashboard import ARTIFACTS, BROWSER, CHROMIUM_ARGS, need_browser, png
+from tests.test_process import run_bot, service_env
 
 CGZF, SCJG, VOLUNTEERS = -1001000000021, -1001000000022, -1001000000003
 
@@ -58,17 +56,7 @@ async def test_python_m_bot_without_a_token_serves_the_playground(tmp_path: Path
     env.pop("DISPLAY", None)
     env.pop("WAYLAND_DISPLAY", None)
     env["PYTHONPATH"] = str(EXAMPLE_DISTRICT.parent)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "--port",
-        "0",
-        env=env,
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await run_bot("--port", "0", env=env, cwd=tmp_path)
     assert process.stdout is not None
     try:
         url = None
@@ -125,11 +113,7 @@ async def playground(tmp_path: Path, district: District) -> AsyncIterator[Playgr
 
 
 async def test_the_whole_loop_in_the_page(playground: PlaygroundWeb) -> None:
-    missing = _browser_missing()
-    if missing is not None:
-        if os.environ.get("WHISTLE_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"the browser test is required but {missing}")
-        pytest.skip(f"browser test skipped: {missing}")
+    need_browser()
     from playwright.async_api import Page, async_playwright
     from playwright.async_api import TimeoutError as PlaywrightTimeout
 

@@ -32,7 +32,7 @@ from models import (
     VolunteerStatus,
 )
 from scheduler import jobs
-from tests.conftest import EXAMPLE_DISTRICT, AppFactory, settled
+from tests.conftest import EXAMPLE_DISTRICT, AppFactory, say, settled
 
 ADMIN = 100000002  # 张晓燕, an admin in config.example.toml
 SHOPKEEPER = 100000021  # staff of kangle_market
@@ -177,6 +177,13 @@ async def redeem(
         return await points.redeem(
             session, district, user_id=user_id, key=key, price=price, now=now
         )
+
+
+async def rice_code(world: Whistle) -> str:
+    """HELPER, a volunteer given 30 points, redeems them for a bag of rice: the code."""
+    await add_volunteer(world.factory, HELPER)
+    await give(world.factory, HELPER, 30)
+    return (await redeem(world.factory, world.district, HELPER)).code
 
 
 # -- crediting --------------------------------------------------------------------------------
@@ -483,12 +490,6 @@ async def world(api_server: BotAPIServer, make_app: AppFactory) -> Whistle:
     return app
 
 
-async def ask(api_server: BotAPIServer, user_id: int, text: str) -> Any:
-    api_server.send_text(user_id, text)
-    [reply] = await api_server.wait_for_message(user_id)
-    return reply
-
-
 async def until(api_server: BotAPIServer, check: Any) -> Any:
     return await api_server.wait_for(lambda _s: check(), timeout=5.0)
 
@@ -498,7 +499,7 @@ class TestLedger:
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
         await add_volunteer(world.factory, HELPER, name="小李")
-        before = await ask(api_server, HELPER, "/points")
+        before = await say(api_server, HELPER, "/points")
         assert "我的积分：0" in before.text and "还没有积分记录" in before.text
 
         case = await add_case(world.factory, skills=["陪诊"])
@@ -519,7 +520,7 @@ class TestLedger:
         assert "未在期限内答复" in auto.text
         await give(world.factory, HELPER, -5, when=clock.advance(HOUR))
 
-        shown = await ask(api_server, HELPER, "/points")
+        shown = await say(api_server, HELPER, "/points")
         total = sum(entry.points for entry in await entries(world.factory, HELPER))
         assert total == 20 == await balance(world.factory, HELPER)
         assert f"我的积分：{total}" in shown.text
@@ -539,17 +540,17 @@ class TestLedger:
 
     async def test_non_volunteers_are_told(self, world: Whistle, api_server: BotAPIServer) -> None:
         for command in ("/points", "/top", "/shop"):
-            reply = await ask(api_server, STRANGER, command)
+            reply = await say(api_server, STRANGER, command)
             assert "/volunteer" in reply.text
 
     async def test_english_volunteer_reads_english(
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
         api_server.add_user(8300, first_name="Ann", language_code="en")
-        await ask(api_server, 8300, "/start")
+        await say(api_server, 8300, "/start")
         await add_volunteer(world.factory, 8300, language="en")
         await give(world.factory, 8300, 12)
-        shown = await ask(api_server, 8300, "/points")
+        shown = await say(api_server, 8300, "/points")
         assert "My points: 12" in shown.text and "adjusted +12" in shown.text
 
 
@@ -588,7 +589,7 @@ class TestLeaderboard:
                 session.add(
                     PointEntry(user_id=user_id, kind=kind, points=amount, reason="x", at=at)
                 )
-        board = await ask(api_server, HELPER, "/top")
+        board = await say(api_server, HELPER, "/top")
         text = board.text
         assert "康乐社区" in text and "本周" in text and "本月" in text
         assert "1. K00 — 100" in text and "10. K09 — 55" in text
@@ -617,7 +618,7 @@ class TestLeaderboard:
                     at=NOW - timedelta(hours=10),  # Sunday 23:00 local: last week
                 )
             )
-        text = (await ask(api_server, HELPER, "/top")).text
+        text = (await say(api_server, HELPER, "/top")).text
         week, month = text.split("本月")
         assert "1. 小李 — 7" in week and "1. 小李 — 10" in month
 
@@ -629,7 +630,7 @@ class TestShop:
         factory = world.factory
         await add_volunteer(factory, HELPER, name="小李")
         await give(factory, HELPER, 40)
-        shop = await ask(api_server, HELPER, "/shop")
+        shop = await say(api_server, HELPER, "/shop")
         assert "余额：40" in shop.text and "剩余 20 份" in shop.text
         assert shop.button_texts() == [
             "兑换 大米一袋（5 公斤）（30 分）",
@@ -660,13 +661,13 @@ class TestShop:
         # The barber cannot use the market's code; the market's staff can, once.
         spoken = redemption.code.lower()
         spoken = f"{spoken[:3]} {spoken[3:6]}-{spoken[6:]}"
-        refused = await ask(api_server, BARBER, f"/redeem {spoken}")
+        refused = await say(api_server, BARBER, f"/redeem {spoken}")
         assert "没有这个兑换码" in refused.text
-        valid = await ask(api_server, SHOPKEEPER, f"/redeem {spoken}")
+        valid = await say(api_server, SHOPKEEPER, f"/redeem {spoken}")
         assert "有效" in valid.text and "大米一袋" in valid.text and "小李" in valid.text
         [used] = await api_server.wait_for_message(HELPER)
         assert "康乐便民超市" in used.text and "大米一袋" in used.text
-        again = await ask(api_server, SHOPKEEPER, f"/redeem {redemption.code}")
+        again = await say(api_server, SHOPKEEPER, f"/redeem {redemption.code}")
         assert "已于 2026-01-05 09:00 使用过" in again.text
         [redemption] = await redemptions(factory)
         assert redemption.used_by == SHOPKEEPER
@@ -675,13 +676,11 @@ class TestShop:
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
         factory = world.factory
-        await add_volunteer(factory, HELPER)
-        await give(factory, HELPER, 30)
-        code = (await redeem(factory, world.district, HELPER)).code
+        code = await rice_code(world)
         clock = world.clock
         assert isinstance(clock, ManualClock)
         clock.advance(timedelta(days=7))
-        expired = await ask(api_server, SHOPKEEPER, f"/redeem {code}")
+        expired = await say(api_server, SHOPKEEPER, f"/redeem {code}")
         assert "已于 2026-01-12 09:00 过期" in expired.text
         [redemption] = await redemptions(factory)
         assert redemption.used_at is None
@@ -699,7 +698,7 @@ class TestShop:
         assert "已退还" in refunded.text and "余额 30" in refunded.text
         assert await balance(factory, HELPER) == 30
         assert await taken(factory, "kangle_market", "rice") == 0
-        again = await ask(api_server, SHOPKEEPER, f"/redeem {code}")
+        again = await say(api_server, SHOPKEEPER, f"/redeem {code}")
         assert "过期" in again.text
 
     async def test_offers_past_their_date_or_sold_out_are_not_listed(
@@ -708,20 +707,20 @@ class TestShop:
         await add_volunteer(world.factory, HELPER)
         async with transaction(world.factory) as session:
             session.add(OfferStock(merchant="kangle_market", offer="rice", taken=20))
-        shop = await ask(api_server, HELPER, "/shop")
+        shop = await say(api_server, HELPER, "/shop")
         assert "大米" not in shop.text and len(shop.button_texts()) == 2
         async with transaction(world.factory) as session:
             stock = await session.get(OfferStock, ("kangle_market", "rice"))
             assert stock is not None
             stock.taken = 0
-        shop = await ask(api_server, HELPER, "/shop")
+        shop = await say(api_server, HELPER, "/shop")
         assert "大米" in shop.text and "兑换截止：2027-12-31" in shop.text
         clock = world.clock
         assert isinstance(clock, ManualClock)
         clock.set(datetime(2027, 12, 31, 15, 59, tzinfo=UTC))  # 23:59 local, the last day
-        assert "大米" in (await ask(api_server, HELPER, "/shop")).text
+        assert "大米" in (await say(api_server, HELPER, "/shop")).text
         clock.set(datetime(2027, 12, 31, 16, 0, tzinfo=UTC))
-        shop = await ask(api_server, HELPER, "/shop")
+        shop = await say(api_server, HELPER, "/shop")
         assert "大米" not in shop.text and len(shop.button_texts()) == 2
 
     async def test_twenty_presses_for_the_last_item_one_wins(
@@ -737,7 +736,7 @@ class TestShop:
             session.add(OfferStock(merchant="kangle_market", offer="rice", taken=19))
         shops = {}
         for racer in racers:
-            shops[racer] = await ask(api_server, racer, "/shop")
+            shops[racer] = await say(api_server, racer, "/shop")
         await settled(world)
         world.unit_of_work.most_in_flight = 0
         for racer, shop in shops.items():
@@ -761,19 +760,17 @@ class TestRefusals:
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
         factory = world.factory
-        await add_volunteer(factory, HELPER)
-        await give(factory, HELPER, 30)
-        code = (await redeem(factory, world.district, HELPER)).code
+        code = await rice_code(world)
         world.sender.wake()
         await api_server.wait_for_message(HELPER)  # the code
-        reply = await ask(api_server, HELPER, f"/redeem {code}")
+        reply = await say(api_server, HELPER, f"/redeem {code}")
         assert "只有合作商家" in reply.text
-        reply = await ask(api_server, STRANGER, f"/redeem {code}")
+        reply = await say(api_server, STRANGER, f"/redeem {code}")
         assert "只有合作商家" in reply.text
         for bad in ("/redeem", "/redeem 12", "/redeem ABCD-EFG0", "/redeem ABCDEFGHJK"):
-            reply = await ask(api_server, SHOPKEEPER, bad)
+            reply = await say(api_server, SHOPKEEPER, bad)
             assert "格式不对" in reply.text, bad
-        reply = await ask(api_server, SHOPKEEPER, "/redeem ABCD-EFGH")
+        reply = await say(api_server, SHOPKEEPER, "/redeem ABCD-EFGH")
         assert "没有这个兑换码" in reply.text
         [redemption] = await redemptions(factory)
         assert redemption.used_at is None and redemption.used_by is None
@@ -784,7 +781,7 @@ class TestRefusals:
     ) -> None:
         await add_volunteer(world.factory, HELPER)
         await give(world.factory, HELPER, 100)
-        shop = await ask(api_server, HELPER, "/shop")
+        shop = await say(api_server, HELPER, "/shop")
         await settled(world)
         key, price = key_of(world.district, "kangle_market", "rice")
         for data in (f"pt1:{key}:{price - 29}", "pt1:0000000000:5", "pt1:abc"):
@@ -812,7 +809,7 @@ class TestAdjust:
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
         await add_volunteer(world.factory, HELPER, name="小李")
-        done = await ask(api_server, ADMIN, f"/adjust {HELPER} +12 补记<上周>的帮助")
+        done = await say(api_server, ADMIN, f"/adjust {HELPER} +12 补记<上周>的帮助")
         assert "小李" in done.text and "+12" in done.text and "余额 12" in done.text
         [told] = await api_server.wait_for_message(HELPER)
         assert "补记<上周>的帮助" in told.text and "+12" in told.text
@@ -820,9 +817,9 @@ class TestAdjust:
         assert entry.kind is EntryKind.ADJUST and entry.by_id == ADMIN
         assert entry.reason == "补记<上周>的帮助"
 
-        refused = await ask(api_server, ADMIN, f"/adjust {HELPER} -13 多记了")
+        refused = await say(api_server, ADMIN, f"/adjust {HELPER} -13 多记了")
         assert "小于 0" in refused.text
-        await ask(api_server, ADMIN, f"/adjust {HELPER} -12 多记了")
+        await say(api_server, ADMIN, f"/adjust {HELPER} -12 多记了")
         await api_server.wait_for_message(HELPER)
         assert await balance(world.factory, HELPER) == 0
 
@@ -842,7 +839,7 @@ class TestAdjust:
         self, world: Whistle, api_server: BotAPIServer, user: int, text: str, expected: str
     ) -> None:
         await add_volunteer(world.factory, HELPER)
-        reply = await ask(api_server, user, text)
+        reply = await say(api_server, user, text)
         assert expected in reply.text
         assert await entries(world.factory) == []
 

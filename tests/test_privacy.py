@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -28,10 +27,10 @@ from models import (
     User,
 )
 from scheduler import jobs
-from tests.conftest import AppFactory, settled
+from tests.casework import PHOTO, posted_photo, submit
+from tests.conftest import AppFactory, say, settled
 
 RESIDENT = 7700
-PHOTO = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 NEIGHBOUR = 7701
 ADMIN = 100000002  # 张晓燕, a district admin in config.example.toml
 CENTER_HEAD = 100000001  # staff, but not an admin
@@ -50,12 +49,6 @@ async def world(api_server: BotAPIServer, make_app: AppFactory) -> Whistle:
     return app
 
 
-async def say(api_server: BotAPIServer, user: int, text: str) -> Any:
-    api_server.send_text(user, text)
-    [reply] = await api_server.wait_for_message(user)
-    return reply
-
-
 async def file(
     app: Whistle,
     api_server: BotAPIServer,
@@ -63,20 +56,13 @@ async def file(
     description: str = "路灯不亮",
 ) -> Case:
     """A case filed through the service; its receipt is read from the resident's chat."""
-    async with transaction(app.factory) as session:
-        case = await cases.submit(
-            session,
-            app.district,
-            resident=cases.Person(resident, "王晓霞", "zh-Hans"),
-            now=app.clock.now(),
-            draft=cases.Draft(
-                kind=CaseKind.SAY,
-                description=description,
-                category="suggestion",
-                address="康乐小区5号楼",
-            ),
-        )
-    app.sender.wake()
+    draft = cases.Draft(
+        kind=CaseKind.SAY,
+        description=description,
+        category="suggestion",
+        address="康乐小区5号楼",
+    )
+    case = await submit(app, draft, resident=resident)
     await api_server.wait_for_message(resident)  # the receipt
     return case
 
@@ -223,29 +209,18 @@ class TestForgetMe:
         api_server.create_group(cgzf, "城管", members=[CENTER_HEAD])
         api_server.create_group(scratch, "Scratch", members=[RESIDENT])
         photos = [
-            api_server.send_photo(RESIDENT, PHOTO + bytes([n]), chat_id=scratch)["photo"][-1][
-                "file_id"
-            ]
-            for n in range(3)
+            posted_photo(api_server, RESIDENT, scratch, PHOTO + bytes([n])) for n in range(3)
         ]
         filed = []
         for shot in (photos[:1], photos[1:]):  # a card under one photo; two and a text card
-            async with transaction(world.factory) as session:
-                case = await cases.submit(
-                    session,
-                    world.district,
-                    resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
-                    now=world.clock.now(),
-                    draft=cases.Draft(
-                        kind=CaseKind.REPORT,
-                        photos=shot,
-                        description="王晓霞家楼下飞线充电",
-                        category="flying_wire",
-                        address="康乐小区5号楼2单元",
-                    ),
-                )
-            filed.append(case)
-            world.sender.wake()
+            draft = cases.Draft(
+                kind=CaseKind.REPORT,
+                photos=shot,
+                description="王晓霞家楼下飞线充电",
+                category="flying_wire",
+                address="康乐小区5号楼2单元",
+            )
+            filed.append(await submit(world, draft, resident=RESIDENT))
             await api_server.wait_for_message(RESIDENT)  # the receipt
         await settled(world)
         shown = [m for m in api_server.messages(cgzf) if not m.deleted]

@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlmodel import col
 
+from bench.pacing import queue_texts
 from bot.app import Whistle
 from bot.callbacks import DraftAction
 from bot.db import create_engine, migrate, session_factory, transaction
@@ -37,7 +38,6 @@ from bot.pacing import Limits
 from bot.replicas import build_isolation
 from bot.sender import OutboxSender
 from bot.services.cases import Draft
-from bot.services.outbox import send_text
 from bot.services.users import touch_user
 from bot.shared_pacing import RedisBudget
 from bot.testserver import BotAPIServer
@@ -108,16 +108,7 @@ class TestSharedPacing:
         )
         running = asyncio.create_task(other.run())
         try:
-            async with transaction(app.factory) as session:
-                for n in range(25):
-                    send_text(
-                        session,
-                        chat_id=GROUP,
-                        locale="en",
-                        now=app.clock.now(),
-                        text_key=NUMBERED,
-                        units=str(n),
-                    )
+            await queue_texts(app, [(GROUP, str(n)) for n in range(25)])
             app.sender.wake()
             other.wake()
             await api_server.wait_for_message(GROUP, count=20, timeout=10)

@@ -19,6 +19,8 @@ from bot.district import District
 from bot.services import cases, closure
 from bot.testserver import BotAPIServer, BotMessage
 from models import Case, CaseKind, CaseStatus, HelpRequest
+from tests import casework
+from tests.casework import posted_photo, submit
 from tests.conftest import AppFactory
 
 RESIDENT = 7101
@@ -73,6 +75,14 @@ async def press(
     await api_server.wait_for(lambda s: len(s.callback_answers) > answered)
 
 
+async def choose(api_server: BotAPIServer, message: BotMessage, label: str) -> BotMessage:
+    """The resident presses the button labelled ``label`` on ``message``; the bot's next
+    message to them."""
+    await press(api_server, message, label)
+    [reply] = await api_server.wait_for_message(RESIDENT)
+    return reply
+
+
 async def press_data(
     api_server: BotAPIServer, message: BotMessage, data: str, user: int = RESIDENT
 ) -> Any:
@@ -107,17 +117,14 @@ async def photo_report_to_summary(api_server: BotAPIServer, description: str) ->
     assert received.text.startswith("照片已收到")
     category_question = await say(api_server, description)
     assert "飞线充电" in category_question.button_texts()
-    await press(api_server, category_question, "飞线充电")
-    [location_question] = await api_server.wait_for_message(RESIDENT)
+    location_question = await choose(api_server, category_question, "飞线充电")
     assert location_question.text.startswith("📍")
     await until(api_server, lambda: category_question.text == "✔️ 飞线充电")
     return await say(api_server, "康乐小区3号楼北侧")
 
 
 def photo_file_id(api_server: BotAPIServer) -> str:
-    # Posted where the bot does not see it (privacy mode), to get a file id it can send.
-    sent = api_server.send_photo(STAFF, PHOTOS[7], chat_id=SCRATCH)
-    return str(sent["photo"][-1]["file_id"])
+    return posted_photo(api_server, STAFF, SCRATCH, PHOTOS[7])
 
 
 async def file_case(
@@ -133,49 +140,20 @@ async def file_case(
         draft.photos = draft.photos or [photo_file_id(api_server)]
         draft.category = draft.category or "flying_wire"
     draft.description = draft.description or "楼道飞线充电"
-    async with transaction(app.factory) as session:
-        case = await cases.submit(
-            session,
-            app.district,
-            resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
-            draft=draft,
-            now=app.clock.now(),
-        )
-    app.sender.wake()
-    return case
+    return await submit(app, draft, resident=RESIDENT)
 
 
 STAFF_PERSON = cases.Person(STAFF, "赵工", "zh-Hans")
 
 
 async def acknowledge(app: Whistle, case: Case) -> None:
-    assert case.id is not None and case.department is not None
-    async with transaction(app.factory) as session:
-        await cases.acknowledge(
-            session,
-            app.district,
-            case_id=case.id,
-            department=case.department,
-            actor=STAFF_PERSON,
-            now=app.clock.now(),
-        )
-    app.sender.wake()
+    """赵工 of the case's department acknowledges it."""
+    await casework.acknowledge(app, case, by=STAFF_PERSON)
 
 
 async def answer(app: Whistle, case: Case) -> None:
-    assert case.id is not None and case.department is not None
-    async with transaction(app.factory) as session:
-        await cases.answer(
-            session,
-            app.district,
-            case_id=case.id,
-            department=case.department,
-            actor=STAFF_PERSON,
-            text="已拆除飞线",
-            photos=[],
-            now=app.clock.now(),
-        )
-    app.sender.wake()
+    """赵工 of the case's department answers it: the flying wire is removed."""
+    await casework.answer(app, case, by=STAFF_PERSON, text="已拆除飞线")
 
 
 # -- 随手拍 -----------------------------------------------------------------------------------
@@ -195,8 +173,7 @@ class TestPhotoReport:
 
         await press(api_server, summary, "改为匿名")
         await until(api_server, lambda: "匿名：处理部门看不到您的名字" in summary.text)
-        await press(api_server, summary, "确认提交")
-        [receipt] = await api_server.wait_for_message(RESIDENT)
+        receipt = await choose(api_server, summary, "确认提交")
         assert "HB-000001" in receipt.text
         assert "城市管理综合执法局" in receipt.text
         assert "/my" in receipt.text
@@ -241,8 +218,7 @@ class TestPhotoReport:
         assert "照片：1 张" in summary.text
         assert "内容：小区门口乱堆乱放" in summary.text
         assert "位置：📍 39.65430, 106.79490" in summary.text
-        await press(api_server, summary, "确认提交")
-        [receipt] = await api_server.wait_for_message(RESIDENT)
+        receipt = await choose(api_server, summary, "确认提交")
         assert "HB-000001" in receipt.text
 
         [case] = await case_rows(app)
@@ -256,20 +232,16 @@ class TestPhotoReport:
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
         summary = await photo_report_to_summary(api_server, "路面塌陷")
-        await press(api_server, summary, "修改内容")
-        [question] = await api_server.wait_for_message(RESIDENT)
+        question = await choose(api_server, summary, "修改内容")
         assert question.text.startswith("✏️")
         await until(api_server, lambda: summary.callback_data() == [])
         again = await say(api_server, "人行道塌陷一米见方")
         assert "内容：人行道塌陷一米见方" in again.text
-        await press(api_server, again, "修改分类")
-        [categories] = await api_server.wait_for_message(RESIDENT)
-        await press(api_server, categories, "道路破损")
-        [third] = await api_server.wait_for_message(RESIDENT)
+        categories = await choose(api_server, again, "修改分类")
+        third = await choose(api_server, categories, "道路破损")
         assert "分类：道路破损" in third.text
         assert "位置：康乐小区3号楼北侧" in third.text
-        await press(api_server, third, "确认提交")
-        [receipt] = await api_server.wait_for_message(RESIDENT)
+        receipt = await choose(api_server, third, "确认提交")
         assert "HB-000001" in receipt.text
         [case] = await case_rows(app)
         assert (case.category, case.description) == ("road_damage", "人行道塌陷一米见方")
@@ -296,14 +268,11 @@ class TestSay:
         await say(api_server, "🗣 我有话说")
         categories = await say(api_server, "建议在小区里多装几盏路灯")
         assert categories.button_texts() == ["建议", "表扬", "⏭ 跳过"]
-        await press(api_server, categories, "建议")
-        [question] = await api_server.wait_for_message(RESIDENT)
-        await press(api_server, question, "匿名")
-        [summary] = await api_server.wait_for_message(RESIDENT)
+        question = await choose(api_server, categories, "建议")
+        summary = await choose(api_server, question, "匿名")
         assert "分类：建议" in summary.text
         assert "匿名：处理部门看不到您的名字" in summary.text
-        await press(api_server, summary, "确认提交")
-        [receipt] = await api_server.wait_for_message(RESIDENT)
+        receipt = await choose(api_server, summary, "确认提交")
         assert "HB-000001" in receipt.text and "综治中心" in receipt.text
 
         [card] = await api_server.wait_for_message(CENTER)
@@ -351,8 +320,7 @@ class TestAskForHelp:
         assert what.text.startswith("🤝")
         community = await say(api_server, "帮忙买一袋米送上楼")
         assert "康乐社区" in community.button_texts()
-        await press(api_server, community, "康乐社区")
-        [where] = await api_server.wait_for_message(RESIDENT)
+        where = await choose(api_server, community, "康乐社区")
         assert "不要写门牌号和电话" in where.text
         # What every volunteer in the group sees may not hold a phone number or a flat.
         refused = await say(api_server, "5号楼 电话13912345678")
@@ -373,15 +341,13 @@ class TestAskForHelp:
         await press(api_server, skills, "✔️ 选好了")
         [contact] = await api_server.wait_for_message(RESIDENT, count=1)
         assert contact.button_texts() == ["✅ 同意告诉志愿者", "🚫 不提供联系方式"]
-        await press(api_server, contact, "同意")
-        [summary] = await api_server.wait_for_message(RESIDENT)
+        summary = await choose(api_server, contact, "同意")
         assert "需要：帮忙买一袋米送上楼" in summary.text
         assert "社区：康乐社区" in summary.text and "地点：5号楼" in summary.text
         assert "门牌（只告诉接单志愿者）：2单元501" in summary.text
         assert "时间：周六上午" in summary.text and "帮助类型：代购" in summary.text
         assert "接单的志愿者将看到您的联系方式：@wangxx" in summary.text
-        await press(api_server, summary, "确认提交")
-        [receipt] = await api_server.wait_for_message(RESIDENT)
+        receipt = await choose(api_server, summary, "确认提交")
         assert "HB-000001" in receipt.text and "志愿者" in receipt.text
 
         [card] = await api_server.wait_for_message(KANGLE_VOLUNTEERS)
@@ -412,10 +378,8 @@ class TestAskForHelp:
         await press(api_server, door, "跳过")
         await api_server.wait_for_message(RESIDENT)
         skills = await say(api_server, "下周一")
-        await press(api_server, skills, "✔️ 选好了")
-        [contact] = await api_server.wait_for_message(RESIDENT)
-        await press(api_server, contact, "同意")
-        [summary] = await api_server.wait_for_message(RESIDENT)
+        contact = await choose(api_server, skills, "✔️ 选好了")
+        summary = await choose(api_server, contact, "同意")
         assert "门牌" not in summary.text
         await press(api_server, summary, "改为不提供联系方式")
         await until(api_server, lambda: "不向志愿者提供您的联系方式" in summary.text)
@@ -464,8 +428,7 @@ class TestMyCases:
 
         await press(api_server, page, "撤回")
         await until(api_server, lambda: "确定要撤回 HB-000001 吗" in page.text)
-        await press(api_server, page, "确认撤回")
-        [done] = await api_server.wait_for_message(RESIDENT)
+        done = await choose(api_server, page, "确认撤回")
         assert done.text == "↩️ HB-000001 已撤回。"
         await until(api_server, lambda: "状态：已撤回" in page.text)
         assert "您撤回了案件" in page.text
