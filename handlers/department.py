@@ -19,7 +19,6 @@ from bot.district import District, Role
 from bot.i18n import N_
 from bot.services import cases, department, folding, links, notify, routing, triage
 from bot.services.errors import UserError
-from bot.services.outbox import answer_callback
 from handlers.filters import CallbackOf
 from handlers.groups import (
     ADMIN_STATUSES,
@@ -31,6 +30,7 @@ from handlers.groups import (
     require_member,
     status_in,
 )
+from handlers.presses import answer_group_press
 
 # Refusals of replies to a card that many people can draw at the same moment (the first
 # answer wins, the others are too late); they are folded (handlers.groups.folding_refusals).
@@ -87,13 +87,7 @@ def router() -> Router:
             await cases.acknowledge(
                 session, district, case_id=cb.case_id, department=unit, actor=presser, now=now
             )
-            answer_callback(
-                session,
-                chat_id=chat_id,
-                callback_query_id=query.id,
-                locale=district.default_language,
-                now=now,
-            )
+            answer_group_press(session, query, district, now)
         elif cb.action in department.PROMPTS:
             await department.prompt(
                 session,
@@ -125,14 +119,8 @@ def router() -> Router:
         number = await folding.open_now(
             session, district, fold_id=cb.fold_id, chat_id=chat_id, now=now
         )
-        answer_callback(
-            session,
-            chat_id=chat_id,
-            callback_query_id=query.id,
-            locale=district.default_language,
-            now=now,
-            text_key=N_("fold.opened"),
-            number=number,
+        answer_group_press(
+            session, query, district, now, text_key=N_("fold.opened"), number=number
         )
 
     @r.callback_query(CallbackOf(AssignCase), InUnitGroup())
@@ -165,13 +153,7 @@ def router() -> Router:
             actor=actor(query.from_user, district.default_language),
             now=now,
         )
-        answer_callback(
-            session,
-            chat_id=query.message.chat.id,
-            callback_query_id=query.id,
-            locale=district.default_language,
-            now=now,
-        )
+        answer_group_press(session, query, district, now)
 
     @r.callback_query(CallbackOf(TriageStep), InUnitGroup())
     async def triage_step(
@@ -199,13 +181,7 @@ def router() -> Router:
             actor=presser,
             now=now,
         )
-        answer_callback(
-            session,
-            chat_id=chat_id,
-            callback_query_id=query.id,
-            locale=district.default_language,
-            now=now,
-        )
+        answer_group_press(session, query, district, now)
 
     @r.message(F.reply_to_message, InUnitGroup())
     async def reply(

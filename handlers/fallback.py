@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.district import District
 from bot.i18n import N_
 from bot.services import menu
-from bot.services.outbox import answer_callback, send_text, told_since
+from bot.services.outbox import send_text, told_since
 from handlers.groups import GROUPS, InUnitGroup
+from handlers.presses import answer_press
 
 FALLBACK_EVERY = timedelta(minutes=1)
 
@@ -99,14 +100,8 @@ def router() -> Router:
         query: CallbackQuery, session: AsyncSession, lang: str, now: Any
     ) -> None:
         # Buttons from an older version, or forged data: the press must still be answered.
-        answer_callback(
-            session,
-            chat_id=query.from_user.id,
-            callback_query_id=query.id,
-            locale=lang,
-            now=now,
-            text_key=N_("errors.stale-button"),
-            show_alert=True,
+        answer_press(
+            session, query, lang, now, text_key=N_("errors.stale-button"), show_alert=True
         )
 
     return r

@@ -29,7 +29,6 @@ from bot.i18n import N_
 from bot.services import links, volunteers
 from bot.services.errors import UserError
 from bot.services.outbox import (
-    answer_callback,
     button,
     enqueue,
     inline_keyboard,
@@ -38,6 +37,7 @@ from bot.services.outbox import (
 )
 from handlers.filters import CallbackOf
 from handlers.groups import GROUPS, actor, folding_refusals
+from handlers.presses import answer_press
 from models import VolunteerStatus
 
 
@@ -46,12 +46,6 @@ class Signup(StatesGroup):
     community = State()
     skills = State()
     availability = State()
-
-
-def _answer(session: AsyncSession, query: CallbackQuery, lang: str, now: Any) -> None:
-    answer_callback(
-        session, chat_id=query.from_user.id, callback_query_id=query.id, locale=lang, now=now
-    )
 
 
 def _skills_keyboard(district: District, token: str, chosen: list[str]) -> dict[str, Any]:
@@ -192,7 +186,7 @@ def router() -> Router:
         expected = Signup.community if cb.action == "com" else Signup.skills
         if data.get("token") != cb.token or raw_state != expected.state:
             raise UserError(N_("errors.stale-button"))
-        _answer(session, query, lang, now)
+        answer_press(session, query, lang, now)
         chat_id = query.from_user.id
         skills = list(district.volunteers.skills)
         if cb.action == "com":
@@ -257,7 +251,7 @@ def router() -> Router:
             approve=cb.decision == "y",
             now=now,
         )
-        _answer(session, query, lang, now)
+        answer_press(session, query, lang, now)
 
     @private.callback_query(CallbackOf(VolunteerPause))
     async def pause(
@@ -266,7 +260,7 @@ def router() -> Router:
         volunteer = await volunteers.set_paused(
             session, user_id=query.from_user.id, paused=cb.action == "p"
         )
-        _answer(session, query, lang, now)
+        answer_press(session, query, lang, now)
         send_text(
             session,
             chat_id=query.from_user.id,
@@ -307,7 +301,7 @@ def router() -> Router:
             action=cb.action,
             now=now,
         )
-        _answer(session, query, lang, now)
+        answer_press(session, query, lang, now)
 
     @private.callback_query(CallbackOf(HelpConfirm))
     async def confirmed(
@@ -326,7 +320,7 @@ def router() -> Router:
             answer=cb.answer,
             now=now,
         )
-        _answer(session, query, lang, now)
+        answer_press(session, query, lang, now)
 
     return private
 
@@ -406,6 +400,6 @@ def group_router() -> Router:
             user_id=query.from_user.id,
             now=now,
         )
-        _answer(session, query, lang, now)
+        answer_press(session, query, lang, now)
 
     return r
