@@ -142,11 +142,7 @@ def media_object(call: Call, kind: str, ref: InputRef, overrides: dict[str, Any]
 
 
 def file_object(kind: str, stored: StoredFile, overrides: dict[str, Any]) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "file_id": stored.file_id,
-        "file_unique_id": stored.file_unique_id,
-        "file_size": stored.file_size,
-    }
+    base = stored.ids()
     if kind in ("document", "audio", "video", "animation") and stored.file_name:
         base["file_name"] = stored.file_name
     if kind not in ("sticker", "video_note") and stored.mime_type:
