@@ -28,6 +28,7 @@ from handlers.groups import (
     folding_refusals,
     require_admin,
     require_member,
+    require_member_pressing,
     status_in,
 )
 from handlers.presses import answer_group_press
@@ -80,9 +81,7 @@ def router() -> Router:
     ) -> None:
         assert query.message is not None
         chat_id = query.message.chat.id
-        presser = await require_member(
-            bot, chat_id, query.from_user, district, unit=unit, lang=lang
-        )
+        presser = await require_member_pressing(query, bot, district, unit=unit, lang=lang)
         if cb.action == "ack":
             await cases.acknowledge(
                 session, district, case_id=cb.case_id, department=unit, actor=presser, now=now
@@ -166,11 +165,7 @@ def router() -> Router:
         now: Any,
         lang: str,
     ) -> None:
-        assert query.message is not None
-        chat_id = query.message.chat.id
-        presser = await require_member(
-            bot, chat_id, query.from_user, district, unit=unit, lang=lang
-        )
+        presser = await require_member_pressing(query, bot, district, unit=unit, lang=lang)
         await triage.step(
             session,
             district,

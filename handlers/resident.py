@@ -60,23 +60,9 @@ class RatingComment(StatesGroup):
     comment = State()
 
 
+# Each step's dialog state, by the step's name (the names of :mod:`bot.services.resident`).
 STEP_STATES: dict[str, State] = {
-    name: getattr(Filing, name)
-    for name in (
-        "photos",
-        "description",
-        "category",
-        "location",
-        "anonymous",
-        "community",
-        "where",
-        "door",
-        "when",
-        "skills",
-        "contact",
-        "confirm",
-        "similar",
-    )
+    name: state for name, state in vars(Filing).items() if isinstance(state, State)
 }
 FIRST_STEPS = {
     "report": (CaseKind.REPORT, "photos"),
