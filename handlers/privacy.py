@@ -17,7 +17,7 @@ from bot.i18n import N_
 from bot.logs import log_event
 from bot.services import erasure, privacy
 from bot.services.errors import UserError
-from bot.services.outbox import button, enqueue, inline_keyboard, send_text
+from bot.services.outbox import button, edit_text, inline_keyboard, send_text
 from handlers.filters import CallbackOf
 from handlers.presses import answer_press
 
@@ -67,15 +67,14 @@ def router() -> Router:
         else:
             text_key, params = N_("forget.kept"), {}
         answer_press(session, query, lang, now)
-        enqueue(
+        edit_text(
             session,
             chat_id=user_id,
+            target=query.message.message_id,
             locale=lang,
             now=now,
-            method="editMessageText",
             text_key=text_key,
             context=params,
-            target=query.message.message_id,
         )
 
     @r.message(Command("block", "unblock"))

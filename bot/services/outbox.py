@@ -175,6 +175,34 @@ def send_text(
     )
 
 
+def edit_text(
+    session: AsyncSession,
+    *,
+    chat_id: int,
+    target: Link | int,
+    locale: str,
+    now: datetime,
+    template: str | None = None,
+    text_key: str | None = None,
+    context: dict[str, Any] | None = None,
+    keyboard: dict[str, Any] | None = None,
+) -> OutboxMessage:
+    """Replace the text of a message the bot sent (``target``: its link or its id) with a
+    template or a catalogue message; its buttons with ``keyboard`` (none when None)."""
+    return enqueue(
+        session,
+        chat_id=chat_id,
+        locale=locale,
+        now=now,
+        method="editMessageText",
+        template=template,
+        text_key=text_key,
+        context=context,
+        keyboard=keyboard,
+        target=target,
+    )
+
+
 def answer_callback(
     session: AsyncSession,
     *,
