@@ -19,6 +19,7 @@ from bot.district import District, Role
 from bot.i18n import N_
 from bot.services import cases, department, folding, links, notify, routing, triage
 from bot.services.errors import UserError
+from handlers.answers import answer_group_press
 from handlers.filters import CallbackOf
 from handlers.groups import (
     ADMIN_STATUSES,
@@ -31,7 +32,6 @@ from handlers.groups import (
     require_member_pressing,
     status_in,
 )
-from handlers.presses import answer_group_press
 
 # Refusals of replies to a card that many people can draw at the same moment (the first
 # answer wins, the others are too late); they are folded (handlers.groups.folding_refusals).

@@ -14,8 +14,8 @@ from bot.district import District
 from bot.i18n import N_
 from bot.services import menu
 from bot.services.outbox import send_text, told_since
+from handlers.answers import answer_press, say
 from handlers.groups import GROUPS, InUnitGroup
-from handlers.presses import answer_press
 
 FALLBACK_EVERY = timedelta(minutes=1)
 
@@ -41,21 +41,13 @@ def router() -> Router:
     async def group_only(
         message: Message, command: CommandObject, session: AsyncSession, lang: str, now: Any
     ) -> None:
-        send_text(
-            session,
-            chat_id=message.chat.id,
-            locale=lang,
-            now=now,
-            text_key=GROUP_ONLY[command.command.lower()],
-        )
+        say(session, message, lang, now, GROUP_ONLY[command.command.lower()])
 
     @r.message(F.chat.type == "private", Command("skip"))
     async def nothing_to_skip(
         message: Message, session: AsyncSession, lang: str, now: Any
     ) -> None:
-        send_text(
-            session, chat_id=message.chat.id, locale=lang, now=now, text_key=N_("command.no-skip")
-        )
+        say(session, message, lang, now, N_("command.no-skip"))
 
     @r.message(F.chat.type.in_(GROUPS), Command(*PRIVATE_ONLY), InUnitGroup())
     async def private_only(
@@ -86,14 +78,7 @@ def router() -> Router:
             session, chat_id=message.chat.id, text_key=text_key, since=now - FALLBACK_EVERY
         ):
             return
-        send_text(
-            session,
-            chat_id=message.chat.id,
-            locale=lang,
-            now=now,
-            text_key=text_key,
-            keyboard=menu.MAIN_MENU,
-        )
+        say(session, message, lang, now, text_key, keyboard=menu.MAIN_MENU)
 
     @r.callback_query()
     async def stale_button(

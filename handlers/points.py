@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.callbacks import RedeemOffer
 from bot.district import District
 from bot.services import points
+from handlers.answers import answer_press
 from handlers.filters import CallbackOf
-from handlers.presses import answer_press
 
 
 def router() -> Router:

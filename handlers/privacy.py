@@ -17,9 +17,9 @@ from bot.i18n import N_
 from bot.logs import log_event
 from bot.services import erasure, privacy
 from bot.services.errors import UserError
-from bot.services.outbox import button, edit_text, inline_keyboard, send_text
+from bot.services.outbox import button, edit_text, inline_keyboard
+from handlers.answers import answer_press, say
 from handlers.filters import CallbackOf
-from handlers.presses import answer_press
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +31,12 @@ def router() -> Router:
 
     @r.message(Command("forgetme"))
     async def forget_asked(message: Message, session: AsyncSession, lang: str, now: Any) -> None:
-        send_text(
+        say(
             session,
-            chat_id=message.chat.id,
-            locale=lang,
-            now=now,
-            text_key=N_("forget.ask"),
+            message,
+            lang,
+            now,
+            N_("forget.ask"),
             keyboard=inline_keyboard(
                 [
                     button(N_("forget.button.yes"), ForgetMe("y").pack()),
@@ -98,13 +98,6 @@ def router() -> Router:
             await privacy.unblock(session, district, admin_id=admin_id, user_id=user_id)
             event, text_key = "user.unblocked", N_("block.undone")
         log_event(logger, event, user_id=user_id, admin_id=admin_id)
-        send_text(
-            session,
-            chat_id=message.chat.id,
-            locale=lang,
-            now=now,
-            text_key=text_key,
-            user_id=user_id,
-        )
+        say(session, message, lang, now, text_key, user_id=user_id)
 
     return r

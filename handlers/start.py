@@ -17,7 +17,7 @@ from bot.i18n import N_, Catalogues, match_language
 from bot.services import menu
 from bot.services.dashboard import access_of
 from bot.services.errors import UserError
-from bot.services.outbox import send_text
+from handlers.answers import say
 from handlers.filters import CallbackOf, TextIn
 from models import User
 
@@ -119,12 +119,12 @@ def router(catalogues: Catalogues) -> Router:
     ) -> None:
         had_dialog = await state.get_state() is not None
         await state.clear()
-        send_text(
+        say(
             session,
-            chat_id=message.chat.id,
-            locale=lang,
-            now=now,
-            text_key=N_("cancel.done") if had_dialog else N_("cancel.nothing"),
+            message,
+            lang,
+            now,
+            N_("cancel.done") if had_dialog else N_("cancel.nothing"),
             keyboard=menu.MAIN_MENU,
         )
 

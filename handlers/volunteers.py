@@ -35,9 +35,9 @@ from bot.services.outbox import (
     literal_button,
     send_text,
 )
+from handlers.answers import answer_press, say
 from handlers.filters import CallbackOf
 from handlers.groups import GROUPS, actor, folding_refusals
-from handlers.presses import answer_press
 from models import VolunteerStatus
 
 
@@ -91,26 +91,19 @@ def router() -> Router:
         assert message.from_user is not None
         volunteer = await volunteers.get(session, message.from_user.id)
         if volunteer is not None and volunteer.status is not VolunteerStatus.DECLINED:
-            send_text(
+            say(
                 session,
-                chat_id=message.chat.id,
-                locale=lang,
-                now=now,
-                text_key=STATUS_KEYS[volunteer.status],
+                message,
+                lang,
+                now,
+                STATUS_KEYS[volunteer.status],
                 keyboard=_status_keyboard(volunteer.status),
                 name=volunteer.display_name,
             )
             return
         await state.set_state(Signup.name)
         await state.set_data({"token": secrets.token_hex(4), "skills": []})
-        send_text(
-            session,
-            chat_id=message.chat.id,
-            locale=lang,
-            now=now,
-            text_key=N_("volunteer.ask-name"),
-            limit=volunteers.MAX_NAME,
-        )
+        say(session, message, lang, now, N_("volunteer.ask-name"), limit=volunteers.MAX_NAME)
 
     @private.message(Signup.name, F.text, ~F.text.startswith("/"))
     async def name_given(
@@ -130,12 +123,12 @@ def router() -> Router:
             [literal_button(unit.names.get(lang), VolunteerForm(token, "com", unit.code).pack())]
             for unit in volunteers.communities(district)
         ]
-        send_text(
+        say(
             session,
-            chat_id=message.chat.id,
-            locale=lang,
-            now=now,
-            text_key=N_("volunteer.ask-community"),
+            message,
+            lang,
+            now,
+            N_("volunteer.ask-community"),
             keyboard=inline_keyboard(*rows),
         )
 
