@@ -182,24 +182,19 @@ def edit_text(
     target: Link | int,
     locale: str,
     now: datetime,
-    template: str | None = None,
-    text_key: str | None = None,
-    context: dict[str, Any] | None = None,
-    keyboard: dict[str, Any] | None = None,
+    **content: Any,
 ) -> OutboxMessage:
-    """Replace the text of a message the bot sent (``target``: its link or its id) with a
-    template or a catalogue message; its buttons with ``keyboard`` (none when None)."""
+    """Replace the text of a message the bot sent (``target``: its link or its id); the new
+    ``content`` is a ``template`` or a ``text_key`` with its ``context``, and a ``keyboard``
+    (none when not given), as for :func:`enqueue`."""
     return enqueue(
         session,
         chat_id=chat_id,
         locale=locale,
         now=now,
         method="editMessageText",
-        template=template,
-        text_key=text_key,
-        context=context,
-        keyboard=keyboard,
         target=target,
+        **content,
     )
 
 
