@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.district import District
 from bot.i18n import N_
 from bot.services import menu
-from bot.services.outbox import send_text, told_since
+from bot.services.outbox import told_since
 from handlers.answers import answer_press, say
 from handlers.groups import GROUPS, InUnitGroup
 
@@ -58,12 +58,12 @@ def router() -> Router:
         now: Any,
     ) -> None:
         # Said to the group: in the group's language (the sender applies its /lang choice).
-        send_text(
+        say(
             session,
-            chat_id=message.chat.id,
-            locale=district.default_language,
-            now=now,
-            text_key=N_("command.private-only"),
+            message,
+            district.default_language,
+            now,
+            N_("command.private-only"),
             command=f"/{command.command.lower()}",
             reply_to=message.message_id,
         )
