@@ -38,7 +38,7 @@ from bot.services.outbox import (
 from handlers.answers import answer_press, say
 from handlers.filters import CallbackOf
 from handlers.groups import GROUPS, actor, folding_refusals
-from models import VolunteerStatus
+from models import Volunteer, VolunteerStatus
 
 
 class Signup(StatesGroup):
@@ -79,6 +79,21 @@ STATUS_KEYS = {
 }
 
 
+def _tell_status(
+    session: AsyncSession, chat_id: int, lang: str, now: Any, volunteer: Volunteer
+) -> None:
+    """A registered volunteer's status, with the button that pauses or resumes them."""
+    send_text(
+        session,
+        chat_id=chat_id,
+        locale=lang,
+        now=now,
+        text_key=STATUS_KEYS[volunteer.status],
+        keyboard=_status_keyboard(volunteer.status),
+        name=volunteer.display_name,
+    )
+
+
 def router() -> Router:
     private = Router(name="volunteers")
     private.message.filter(F.chat.type == "private")
@@ -91,15 +106,7 @@ def router() -> Router:
         assert message.from_user is not None
         volunteer = await volunteers.get(session, message.from_user.id)
         if volunteer is not None and volunteer.status is not VolunteerStatus.DECLINED:
-            say(
-                session,
-                message,
-                lang,
-                now,
-                STATUS_KEYS[volunteer.status],
-                keyboard=_status_keyboard(volunteer.status),
-                name=volunteer.display_name,
-            )
+            _tell_status(session, message.chat.id, lang, now, volunteer)
             return
         await state.set_state(Signup.name)
         await state.set_data({"token": secrets.token_hex(4), "skills": []})
@@ -254,15 +261,7 @@ def router() -> Router:
             session, user_id=query.from_user.id, paused=cb.action == "p"
         )
         answer_press(session, query, lang, now)
-        send_text(
-            session,
-            chat_id=query.from_user.id,
-            locale=lang,
-            now=now,
-            text_key=STATUS_KEYS[volunteer.status],
-            keyboard=_status_keyboard(volunteer.status),
-            name=volunteer.display_name,
-        )
+        _tell_status(session, query.from_user.id, lang, now, volunteer)
 
     @private.message(F.photo, RepliesToHelpDetails())
     async def result_photo(
