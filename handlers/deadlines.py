@@ -12,7 +12,7 @@ from bot.callbacks import DecideDeadline, ProposeDeadline
 from bot.district import District
 from bot.services import deadlines
 from handlers.filters import CallbackOf
-from handlers.groups import GROUPS, InUnitGroup, require_member
+from handlers.groups import GROUPS, InUnitGroup, require_member_pressing
 
 
 def router() -> Router:
@@ -31,9 +31,7 @@ def router() -> Router:
         lang: str,
     ) -> None:
         assert query.message is not None
-        actor = await require_member(
-            bot, query.message.chat.id, query.from_user, district, unit=unit, lang=lang
-        )
+        actor = await require_member_pressing(query, bot, district, unit=unit, lang=lang)
         if cb.days == 0:
             await deadlines.offer_choices(
                 session,
@@ -70,9 +68,7 @@ def router() -> Router:
         lang: str,
     ) -> None:
         assert query.message is not None
-        actor = await require_member(
-            bot, query.message.chat.id, query.from_user, district, unit=unit, lang=lang
-        )
+        actor = await require_member_pressing(query, bot, district, unit=unit, lang=lang)
         await deadlines.decide(
             session,
             district,

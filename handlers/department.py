@@ -19,7 +19,7 @@ from bot.district import District, Role
 from bot.i18n import N_
 from bot.services import cases, department, folding, links, notify, routing, triage
 from bot.services.errors import UserError
-from bot.services.outbox import answer_callback
+from handlers.answers import answer_group_press
 from handlers.filters import CallbackOf
 from handlers.groups import (
     ADMIN_STATUSES,
@@ -29,6 +29,7 @@ from handlers.groups import (
     folding_refusals,
     require_admin,
     require_member,
+    require_member_pressing,
     status_in,
 )
 
@@ -80,20 +81,12 @@ def router() -> Router:
     ) -> None:
         assert query.message is not None
         chat_id = query.message.chat.id
-        presser = await require_member(
-            bot, chat_id, query.from_user, district, unit=unit, lang=lang
-        )
+        presser = await require_member_pressing(query, bot, district, unit=unit, lang=lang)
         if cb.action == "ack":
             await cases.acknowledge(
                 session, district, case_id=cb.case_id, department=unit, actor=presser, now=now
             )
-            answer_callback(
-                session,
-                chat_id=chat_id,
-                callback_query_id=query.id,
-                locale=district.default_language,
-                now=now,
-            )
+            answer_group_press(session, query, district, now)
         elif cb.action in department.PROMPTS:
             await department.prompt(
                 session,
@@ -125,14 +118,8 @@ def router() -> Router:
         number = await folding.open_now(
             session, district, fold_id=cb.fold_id, chat_id=chat_id, now=now
         )
-        answer_callback(
-            session,
-            chat_id=chat_id,
-            callback_query_id=query.id,
-            locale=district.default_language,
-            now=now,
-            text_key=N_("fold.opened"),
-            number=number,
+        answer_group_press(
+            session, query, district, now, text_key=N_("fold.opened"), number=number
         )
 
     @r.callback_query(CallbackOf(AssignCase), InUnitGroup())
@@ -165,13 +152,7 @@ def router() -> Router:
             actor=actor(query.from_user, district.default_language),
             now=now,
         )
-        answer_callback(
-            session,
-            chat_id=query.message.chat.id,
-            callback_query_id=query.id,
-            locale=district.default_language,
-            now=now,
-        )
+        answer_group_press(session, query, district, now)
 
     @r.callback_query(CallbackOf(TriageStep), InUnitGroup())
     async def triage_step(
@@ -184,11 +165,7 @@ def router() -> Router:
         now: Any,
         lang: str,
     ) -> None:
-        assert query.message is not None
-        chat_id = query.message.chat.id
-        presser = await require_member(
-            bot, chat_id, query.from_user, district, unit=unit, lang=lang
-        )
+        presser = await require_member_pressing(query, bot, district, unit=unit, lang=lang)
         await triage.step(
             session,
             district,
@@ -199,13 +176,7 @@ def router() -> Router:
             actor=presser,
             now=now,
         )
-        answer_callback(
-            session,
-            chat_id=chat_id,
-            callback_query_id=query.id,
-            locale=district.default_language,
-            now=now,
-        )
+        answer_group_press(session, query, district, now)
 
     @r.message(F.reply_to_message, InUnitGroup())
     async def reply(

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.district import District
 from bot.i18n import N_
 from bot.services import menu
-from bot.services.outbox import answer_callback, send_text, told_since
+from bot.services.outbox import told_since
+from handlers.answers import answer_press, say
 from handlers.groups import GROUPS, InUnitGroup
 
 FALLBACK_EVERY = timedelta(minutes=1)
@@ -40,21 +41,13 @@ def router() -> Router:
     async def group_only(
         message: Message, command: CommandObject, session: AsyncSession, lang: str, now: Any
     ) -> None:
-        send_text(
-            session,
-            chat_id=message.chat.id,
-            locale=lang,
-            now=now,
-            text_key=GROUP_ONLY[command.command.lower()],
-        )
+        say(session, message, lang, now, GROUP_ONLY[command.command.lower()])
 
     @r.message(F.chat.type == "private", Command("skip"))
     async def nothing_to_skip(
         message: Message, session: AsyncSession, lang: str, now: Any
     ) -> None:
-        send_text(
-            session, chat_id=message.chat.id, locale=lang, now=now, text_key=N_("command.no-skip")
-        )
+        say(session, message, lang, now, N_("command.no-skip"))
 
     @r.message(F.chat.type.in_(GROUPS), Command(*PRIVATE_ONLY), InUnitGroup())
     async def private_only(
@@ -65,12 +58,12 @@ def router() -> Router:
         now: Any,
     ) -> None:
         # Said to the group: in the group's language (the sender applies its /lang choice).
-        send_text(
+        say(
             session,
-            chat_id=message.chat.id,
-            locale=district.default_language,
-            now=now,
-            text_key=N_("command.private-only"),
+            message,
+            district.default_language,
+            now,
+            N_("command.private-only"),
             command=f"/{command.command.lower()}",
             reply_to=message.message_id,
         )
@@ -85,28 +78,15 @@ def router() -> Router:
             session, chat_id=message.chat.id, text_key=text_key, since=now - FALLBACK_EVERY
         ):
             return
-        send_text(
-            session,
-            chat_id=message.chat.id,
-            locale=lang,
-            now=now,
-            text_key=text_key,
-            keyboard=menu.MAIN_MENU,
-        )
+        say(session, message, lang, now, text_key, keyboard=menu.MAIN_MENU)
 
     @r.callback_query()
     async def stale_button(
         query: CallbackQuery, session: AsyncSession, lang: str, now: Any
     ) -> None:
         # Buttons from an older version, or forged data: the press must still be answered.
-        answer_callback(
-            session,
-            chat_id=query.from_user.id,
-            callback_query_id=query.id,
-            locale=lang,
-            now=now,
-            text_key=N_("errors.stale-button"),
-            show_alert=True,
+        answer_press(
+            session, query, lang, now, text_key=N_("errors.stale-button"), show_alert=True
         )
 
     return r

@@ -91,6 +91,16 @@ async def require_member(
     return actor(user, district.default_language)
 
 
+async def require_member_pressing(
+    query: CallbackQuery, bot: Bot, district: District, *, unit: str, lang: str
+) -> cases.Person:
+    """Who pressed a button on a card in ``unit``'s group, if they are a member of it."""
+    assert query.message is not None
+    return await require_member(
+        bot, query.message.chat.id, query.from_user, district, unit=unit, lang=lang
+    )
+
+
 def unit_title(district: District, unit: str, lang: str) -> str:
     """A unit's name in ``lang``: the governance center, a street office or a department."""
     if unit == routing.CENTER:

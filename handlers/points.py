@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.callbacks import RedeemOffer
 from bot.district import District
 from bot.services import points
-from bot.services.outbox import answer_callback
+from handlers.answers import answer_press
 from handlers.filters import CallbackOf
 
 
@@ -23,28 +23,22 @@ def router() -> Router:
     r.message.filter(F.chat.type == "private")
     r.callback_query.filter(F.message.chat.type == "private")
 
-    @r.message(Command("points"))
-    async def show_points(
-        message: Message, session: AsyncSession, district: District, lang: str, now: Any
+    # What a resident asks about their points: each command is one service answering them.
+    show = {"points": points.show_points, "top": points.show_top, "shop": points.show_shop}
+
+    @r.message(Command(*show))
+    async def show_own(
+        message: Message,
+        command: CommandObject,
+        session: AsyncSession,
+        district: District,
+        lang: str,
+        now: Any,
     ) -> None:
         assert message.from_user is not None
-        await points.show_points(
+        await show[command.command](
             session, district, user_id=message.from_user.id, lang=lang, now=now
         )
-
-    @r.message(Command("top"))
-    async def show_top(
-        message: Message, session: AsyncSession, district: District, lang: str, now: Any
-    ) -> None:
-        assert message.from_user is not None
-        await points.show_top(session, district, user_id=message.from_user.id, lang=lang, now=now)
-
-    @r.message(Command("shop"))
-    async def show_shop(
-        message: Message, session: AsyncSession, district: District, lang: str, now: Any
-    ) -> None:
-        assert message.from_user is not None
-        await points.show_shop(session, district, user_id=message.from_user.id, lang=lang, now=now)
 
     @r.callback_query(CallbackOf(RedeemOffer))
     async def redeem_pressed(
@@ -58,9 +52,7 @@ def router() -> Router:
         await points.redeem(
             session, district, user_id=query.from_user.id, key=cb.offer, price=cb.price, now=now
         )
-        answer_callback(
-            session, chat_id=query.from_user.id, callback_query_id=query.id, locale=lang, now=now
-        )
+        answer_press(session, query, lang, now)
 
     @r.message(Command("redeem"))
     async def check_code(

@@ -17,7 +17,8 @@ from bot.i18n import N_
 from bot.logs import log_event
 from bot.services import erasure, privacy
 from bot.services.errors import UserError
-from bot.services.outbox import answer_callback, button, enqueue, inline_keyboard, send_text
+from bot.services.outbox import button, edit_text, inline_keyboard
+from handlers.answers import answer_press, say
 from handlers.filters import CallbackOf
 
 logger = logging.getLogger(__name__)
@@ -30,12 +31,12 @@ def router() -> Router:
 
     @r.message(Command("forgetme"))
     async def forget_asked(message: Message, session: AsyncSession, lang: str, now: Any) -> None:
-        send_text(
+        say(
             session,
-            chat_id=message.chat.id,
-            locale=lang,
-            now=now,
-            text_key=N_("forget.ask"),
+            message,
+            lang,
+            now,
+            N_("forget.ask"),
             keyboard=inline_keyboard(
                 [
                     button(N_("forget.button.yes"), ForgetMe("y").pack()),
@@ -65,20 +66,19 @@ def router() -> Router:
             text_key, params = done.answer(district, lang)
         else:
             text_key, params = N_("forget.kept"), {}
-        answer_callback(session, chat_id=user_id, callback_query_id=query.id, locale=lang, now=now)
-        enqueue(
+        answer_press(session, query, lang, now)
+        edit_text(
             session,
             chat_id=user_id,
+            target=query.message.message_id,
             locale=lang,
             now=now,
-            method="editMessageText",
             text_key=text_key,
             context=params,
-            target=query.message.message_id,
         )
 
-    @r.message(Command("block"))
-    async def block(
+    @r.message(Command("block", "unblock"))
+    async def block_or_unblock(
         message: Message,
         command: CommandObject,
         session: AsyncSession,
@@ -87,45 +87,17 @@ def router() -> Router:
         now: Any,
     ) -> None:
         assert message.from_user is not None
+        admin_id = message.from_user.id
         user_id, reason = privacy.parse_target(command.args)
-        await privacy.block(
-            session,
-            district,
-            admin_id=message.from_user.id,
-            user_id=user_id,
-            reason=reason,
-            now=now,
-        )
-        log_event(logger, "user.blocked", user_id=user_id, admin_id=message.from_user.id)
-        send_text(
-            session,
-            chat_id=message.chat.id,
-            locale=lang,
-            now=now,
-            text_key=N_("block.done"),
-            user_id=user_id,
-        )
-
-    @r.message(Command("unblock"))
-    async def unblock(
-        message: Message,
-        command: CommandObject,
-        session: AsyncSession,
-        district: District,
-        lang: str,
-        now: Any,
-    ) -> None:
-        assert message.from_user is not None
-        user_id, _reason = privacy.parse_target(command.args)
-        await privacy.unblock(session, district, admin_id=message.from_user.id, user_id=user_id)
-        log_event(logger, "user.unblocked", user_id=user_id, admin_id=message.from_user.id)
-        send_text(
-            session,
-            chat_id=message.chat.id,
-            locale=lang,
-            now=now,
-            text_key=N_("block.undone"),
-            user_id=user_id,
-        )
+        if command.command == "block":
+            await privacy.block(
+                session, district, admin_id=admin_id, user_id=user_id, reason=reason, now=now
+            )
+            event, text_key = "user.blocked", N_("block.done")
+        else:
+            await privacy.unblock(session, district, admin_id=admin_id, user_id=user_id)
+            event, text_key = "user.unblocked", N_("block.undone")
+        log_event(logger, event, user_id=user_id, admin_id=admin_id)
+        say(session, message, lang, now, text_key, user_id=user_id)
 
     return r

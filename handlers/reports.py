@@ -18,48 +18,30 @@ from bot.services import reports
 def router() -> Router:
     r = Router(name="reports")
 
-    async def viewer(message: Message, session: AsyncSession, district: District) -> Any:
+    # /stats and /export differ only in what the service makes of the viewer and the period.
+    serve = {"stats": reports.show_stats, "export": reports.export_cases}
+
+    @r.message(Command(*serve))
+    async def stats_or_export(
+        message: Message,
+        command: CommandObject,
+        session: AsyncSession,
+        district: District,
+        lang: str,
+        now: Any,
+    ) -> None:
         assert message.from_user is not None
-        return await reports.viewer_of(
+        viewer = await reports.viewer_of(
             session,
             district,
             chat_id=message.chat.id,
             user_id=message.from_user.id,
             private=message.chat.type == "private",
         )
-
-    @r.message(Command("stats"))
-    async def show_stats(
-        message: Message,
-        command: CommandObject,
-        session: AsyncSession,
-        district: District,
-        lang: str,
-        now: Any,
-    ) -> None:
-        await reports.show_stats(
+        await serve[command.command](
             session,
             district,
-            await viewer(message, session, district),
-            chat_id=message.chat.id,
-            lang=lang,
-            period_name=command.args,
-            now=now,
-        )
-
-    @r.message(Command("export"))
-    async def export(
-        message: Message,
-        command: CommandObject,
-        session: AsyncSession,
-        district: District,
-        lang: str,
-        now: Any,
-    ) -> None:
-        await reports.export_cases(
-            session,
-            district,
-            await viewer(message, session, district),
+            viewer,
             chat_id=message.chat.id,
             lang=lang,
             period_name=command.args,

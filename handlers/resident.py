@@ -60,30 +60,23 @@ class RatingComment(StatesGroup):
     comment = State()
 
 
+# Each step's dialog state, by the step's name (the names of :mod:`bot.services.resident`).
 STEP_STATES: dict[str, State] = {
-    name: getattr(Filing, name)
-    for name in (
-        "photos",
-        "description",
-        "category",
-        "location",
-        "anonymous",
-        "community",
-        "where",
-        "door",
-        "when",
-        "skills",
-        "contact",
-        "confirm",
-        "similar",
-    )
+    name: state for name, state in vars(Filing).items() if isinstance(state, State)
 }
 FIRST_STEPS = {
     "report": (CaseKind.REPORT, "photos"),
     "say": (CaseKind.SAY, "description"),
     "ask": (CaseKind.HELP, "description"),
 }
-TEXT_STEPS = (Filing.description, Filing.where, Filing.door, Filing.when)
+# The steps answered by one text, kept in the draft once checked: the draft's field, the check.
+TEXT_ANSWERS: dict[str, tuple[str, Callable[[str], str]]] = {
+    "description": ("description", cases.check_description),
+    "where": ("address", resident.check_building),
+    "door": ("door", resident.check_door),
+    "when": ("needed_when", resident.check_when),
+}
+TEXT_STEPS = tuple(STEP_STATES[step] for step in TEXT_ANSWERS)
 BUTTON_STEPS = (
     Filing.category,
     Filing.community,
@@ -294,11 +287,6 @@ async def description_instead_of_photo(
     await dialog.advance(chat, "photos")
 
 
-async def description_given(message: Message, chat: ResidentChat, dialog: Dialog) -> None:
-    dialog.draft.description = cases.check_description(message.text or "")
-    await dialog.advance(chat, "description")
-
-
 async def address_given(message: Message, chat: ResidentChat, dialog: Dialog) -> None:
     draft = dialog.draft
     draft.address = resident.check_address(message.text or "")
@@ -314,19 +302,15 @@ async def location_sent(message: Message, chat: ResidentChat, dialog: Dialog) ->
     await dialog.advance(chat, "location")
 
 
-async def place_given(message: Message, chat: ResidentChat, dialog: Dialog) -> None:
-    dialog.draft.address = resident.check_building(message.text or "")
-    await dialog.advance(chat, "where")
+def _text_given(step: str) -> Callable[[Message, ResidentChat, Dialog], Awaitable[None]]:
+    """The handler of a step of :data:`TEXT_ANSWERS`: the checked text into the draft, and on."""
+    field_name, check = TEXT_ANSWERS[step]
 
+    async def given(message: Message, chat: ResidentChat, dialog: Dialog) -> None:
+        setattr(dialog.draft, field_name, check(message.text or ""))
+        await dialog.advance(chat, step)
 
-async def door_given(message: Message, chat: ResidentChat, dialog: Dialog) -> None:
-    dialog.draft.door = resident.check_door(message.text or "")
-    await dialog.advance(chat, "door")
-
-
-async def time_given(message: Message, chat: ResidentChat, dialog: Dialog) -> None:
-    dialog.draft.needed_when = resident.check_when(message.text or "")
-    await dialog.advance(chat, "when")
+    return given
 
 
 # -- what does not fit the step ---------------------------------------------------------------
@@ -578,12 +562,10 @@ def router(catalogues: Catalogues) -> Router:
     r.message.register(photo_added, Filing.photos, F.photo)
     r.message.register(description_instead_of_photo, Filing.photos, plain_text)
     r.message.register(say_photo_added, Filing.description, F.photo)
-    r.message.register(description_given, Filing.description, plain_text)
     r.message.register(location_sent, Filing.location, F.location)
     r.message.register(address_given, Filing.location, plain_text)
-    r.message.register(place_given, Filing.where, plain_text)
-    r.message.register(door_given, Filing.door, plain_text)
-    r.message.register(time_given, Filing.when, plain_text)
+    for step in TEXT_ANSWERS:
+        r.message.register(_text_given(step), STEP_STATES[step], plain_text)
     r.message.register(rating_comment, RatingComment.comment, plain_text)
 
     r.message.register(_refusal(N_("report.photo-expected")), Filing.photos)

@@ -17,7 +17,7 @@ from bot.i18n import N_, Catalogues, match_language
 from bot.services import menu
 from bot.services.dashboard import access_of
 from bot.services.errors import UserError
-from bot.services.outbox import send_text
+from handlers.answers import say
 from handlers.filters import CallbackOf, TextIn
 from models import User
 
@@ -48,6 +48,28 @@ def router(catalogues: Catalogues) -> Router:
     }
     r.message.filter(F.chat.type == "private")
     r.callback_query.filter(F.message.chat.type == "private")
+
+    def choose(
+        session: AsyncSession,
+        district: District,
+        user: User,
+        language: str,
+        now: Any,
+        *,
+        chat_id: int,
+        pressed: tuple[str, int] | None = None,
+    ) -> None:
+        """However the language was chosen (a button, a name, a press): switch to it."""
+        menu.choose_language(
+            session,
+            user=user,
+            chat_id=chat_id,
+            language=language,
+            languages=catalogues.languages,
+            now=now,
+            staff=is_staff(district, user.id),
+            pressed=pressed,
+        )
 
     @r.message(CommandStart())
     async def start(
@@ -85,15 +107,7 @@ def router(catalogues: Catalogues) -> Router:
         now: Any,
         district: District,
     ) -> None:
-        menu.choose_language(
-            session,
-            user=user,
-            chat_id=message.chat.id,
-            language=choice,
-            languages=catalogues.languages,
-            now=now,
-            staff=is_staff(district, user.id),
-        )
+        choose(session, district, user, choice, now, chat_id=message.chat.id)
 
     @r.message(Command("help"))
     async def help_(message: Message, session: AsyncSession, lang: str, now: Any) -> None:
@@ -105,12 +119,12 @@ def router(catalogues: Catalogues) -> Router:
     ) -> None:
         had_dialog = await state.get_state() is not None
         await state.clear()
-        send_text(
+        say(
             session,
-            chat_id=message.chat.id,
-            locale=lang,
-            now=now,
-            text_key=N_("cancel.done") if had_dialog else N_("cancel.nothing"),
+            message,
+            lang,
+            now,
+            N_("cancel.done") if had_dialog else N_("cancel.nothing"),
             keyboard=menu.MAIN_MENU,
         )
 
@@ -128,15 +142,7 @@ def router(catalogues: Catalogues) -> Router:
         wanted = language_by_name(catalogues, command.args) if command.args else None
         if wanted is not None:
             await state.clear()
-            menu.choose_language(
-                session,
-                user=user,
-                chat_id=message.chat.id,
-                language=wanted,
-                languages=catalogues.languages,
-                now=now,
-                staff=is_staff(district, user.id),
-            )
+            choose(session, district, user, wanted, now, chat_id=message.chat.id)
             return
         await state.set_state(LanguageDialog.choosing)
         menu.offer_languages(
@@ -156,16 +162,8 @@ def router(catalogues: Catalogues) -> Router:
         if cb.code not in catalogues.languages or query.message is None:
             raise UserError(N_("errors.stale-button"))
         await state.clear()
-        menu.choose_language(
-            session,
-            user=user,
-            chat_id=query.from_user.id,
-            language=cb.code,
-            languages=catalogues.languages,
-            now=now,
-            staff=is_staff(district, user.id),
-            pressed=(query.id, query.message.message_id),
-        )
+        pressed = (query.id, query.message.message_id)
+        choose(session, district, user, cb.code, now, chat_id=query.from_user.id, pressed=pressed)
 
     @r.message(StateFilter(LanguageDialog.choosing), F.text, ~F.text.startswith("/"))
     async def lang_typed(
@@ -180,14 +178,6 @@ def router(catalogues: Catalogues) -> Router:
         if wanted is None:
             raise UserError(N_("lang.unknown"))
         await state.clear()
-        menu.choose_language(
-            session,
-            user=user,
-            chat_id=message.chat.id,
-            language=wanted,
-            languages=catalogues.languages,
-            now=now,
-            staff=is_staff(district, user.id),
-        )
+        choose(session, district, user, wanted, now, chat_id=message.chat.id)
 
     return r

@@ -29,16 +29,16 @@ from bot.i18n import N_
 from bot.services import links, volunteers
 from bot.services.errors import UserError
 from bot.services.outbox import (
-    answer_callback,
     button,
     enqueue,
     inline_keyboard,
     literal_button,
     send_text,
 )
+from handlers.answers import answer_press, say
 from handlers.filters import CallbackOf
 from handlers.groups import GROUPS, actor, folding_refusals
-from models import VolunteerStatus
+from models import Volunteer, VolunteerStatus
 
 
 class Signup(StatesGroup):
@@ -46,12 +46,6 @@ class Signup(StatesGroup):
     community = State()
     skills = State()
     availability = State()
-
-
-def _answer(session: AsyncSession, query: CallbackQuery, lang: str, now: Any) -> None:
-    answer_callback(
-        session, chat_id=query.from_user.id, callback_query_id=query.id, locale=lang, now=now
-    )
 
 
 def _skills_keyboard(district: District, token: str, chosen: list[str]) -> dict[str, Any]:
@@ -85,6 +79,21 @@ STATUS_KEYS = {
 }
 
 
+def _tell_status(
+    session: AsyncSession, chat_id: int, lang: str, now: Any, volunteer: Volunteer
+) -> None:
+    """A registered volunteer's status, with the button that pauses or resumes them."""
+    send_text(
+        session,
+        chat_id=chat_id,
+        locale=lang,
+        now=now,
+        text_key=STATUS_KEYS[volunteer.status],
+        keyboard=_status_keyboard(volunteer.status),
+        name=volunteer.display_name,
+    )
+
+
 def router() -> Router:
     private = Router(name="volunteers")
     private.message.filter(F.chat.type == "private")
@@ -97,26 +106,11 @@ def router() -> Router:
         assert message.from_user is not None
         volunteer = await volunteers.get(session, message.from_user.id)
         if volunteer is not None and volunteer.status is not VolunteerStatus.DECLINED:
-            send_text(
-                session,
-                chat_id=message.chat.id,
-                locale=lang,
-                now=now,
-                text_key=STATUS_KEYS[volunteer.status],
-                keyboard=_status_keyboard(volunteer.status),
-                name=volunteer.display_name,
-            )
+            _tell_status(session, message.chat.id, lang, now, volunteer)
             return
         await state.set_state(Signup.name)
         await state.set_data({"token": secrets.token_hex(4), "skills": []})
-        send_text(
-            session,
-            chat_id=message.chat.id,
-            locale=lang,
-            now=now,
-            text_key=N_("volunteer.ask-name"),
-            limit=volunteers.MAX_NAME,
-        )
+        say(session, message, lang, now, N_("volunteer.ask-name"), limit=volunteers.MAX_NAME)
 
     @private.message(Signup.name, F.text, ~F.text.startswith("/"))
     async def name_given(
@@ -136,12 +130,12 @@ def router() -> Router:
             [literal_button(unit.names.get(lang), VolunteerForm(token, "com", unit.code).pack())]
             for unit in volunteers.communities(district)
         ]
-        send_text(
+        say(
             session,
-            chat_id=message.chat.id,
-            locale=lang,
-            now=now,
-            text_key=N_("volunteer.ask-community"),
+            message,
+            lang,
+            now,
+            N_("volunteer.ask-community"),
             keyboard=inline_keyboard(*rows),
         )
 
@@ -192,7 +186,7 @@ def router() -> Router:
         expected = Signup.community if cb.action == "com" else Signup.skills
         if data.get("token") != cb.token or raw_state != expected.state:
             raise UserError(N_("errors.stale-button"))
-        _answer(session, query, lang, now)
+        answer_press(session, query, lang, now)
         chat_id = query.from_user.id
         skills = list(district.volunteers.skills)
         if cb.action == "com":
@@ -257,7 +251,7 @@ def router() -> Router:
             approve=cb.decision == "y",
             now=now,
         )
-        _answer(session, query, lang, now)
+        answer_press(session, query, lang, now)
 
     @private.callback_query(CallbackOf(VolunteerPause))
     async def pause(
@@ -266,16 +260,8 @@ def router() -> Router:
         volunteer = await volunteers.set_paused(
             session, user_id=query.from_user.id, paused=cb.action == "p"
         )
-        _answer(session, query, lang, now)
-        send_text(
-            session,
-            chat_id=query.from_user.id,
-            locale=lang,
-            now=now,
-            text_key=STATUS_KEYS[volunteer.status],
-            keyboard=_status_keyboard(volunteer.status),
-            name=volunteer.display_name,
-        )
+        answer_press(session, query, lang, now)
+        _tell_status(session, query.from_user.id, lang, now, volunteer)
 
     @private.message(F.photo, RepliesToHelpDetails())
     async def result_photo(
@@ -307,7 +293,7 @@ def router() -> Router:
             action=cb.action,
             now=now,
         )
-        _answer(session, query, lang, now)
+        answer_press(session, query, lang, now)
 
     @private.callback_query(CallbackOf(HelpConfirm))
     async def confirmed(
@@ -326,7 +312,7 @@ def router() -> Router:
             answer=cb.answer,
             now=now,
         )
-        _answer(session, query, lang, now)
+        answer_press(session, query, lang, now)
 
     return private
 
@@ -406,6 +392,6 @@ def group_router() -> Router:
             user_id=query.from_user.id,
             now=now,
         )
-        _answer(session, query, lang, now)
+        answer_press(session, query, lang, now)
 
     return r

@@ -58,14 +58,14 @@ async def close_unrated_cases(
 ) -> int:
     """Answered cases past their rating due time close as unrated."""
     now = clock.now()
-    if not await _anything_due(factory, lambda session: closure.any_unrated_due(session, now=now)):
-        return 0
-    async with transaction(factory) as session:
-        closed = await closure.close_unrated(session, district, now=clock.now())
-    if closed:
-        on_commit()
-        log_event(logger, "job.close_unrated_cases", closed=closed)
-    return closed
+    return await _once_if_due(
+        factory,
+        due=lambda session: closure.any_unrated_due(session, now=now),
+        settle=lambda session: closure.close_unrated(session, district, now=clock.now()),
+        on_commit=on_commit,
+        event="job.close_unrated_cases",
+        counted="closed",
+    )
 
 
 async def _anything_due(
@@ -74,6 +74,27 @@ async def _anything_due(
     """Ask ``probe`` in a read transaction (no write lock) whether there is work."""
     async with read_transaction(factory) as session:
         return await probe(session)
+
+
+async def _once_if_due(
+    factory: SessionFactory,
+    *,
+    due: Callable[[AsyncSession], Awaitable[bool]],
+    settle: Callable[[AsyncSession], Awaitable[int]],
+    on_commit: Callable[[], None],
+    event: str,
+    counted: str,
+) -> int:
+    """When ``due`` finds work (in a read transaction), run ``settle`` in one write
+    transaction; log how many it settled as ``counted``."""
+    if not await _anything_due(factory, due):
+        return 0
+    async with transaction(factory) as session:
+        settled = await settle(session)
+    if settled:
+        on_commit()
+        log_event(logger, event, **{counted: settled})
+    return settled
 
 
 async def _in_batches(
@@ -112,15 +133,13 @@ async def escalate_due_cases(
     batch: int = 200,
 ) -> int:
     """Settle every rung of the card ladder that is due, in batches of short transactions."""
-
-    async def fire(session: AsyncSession, limit: int) -> int:
-        return await ladder.fire_due(session, district, now=clock.now(), limit=limit)
-
-    async def due(session: AsyncSession) -> bool:
-        return await ladder.any_due(session, now=clock.now())
-
     return await _in_batches(
-        factory, fire, due=due, on_commit=on_commit, batch=batch, event="job.escalate_due_cases"
+        factory,
+        lambda session, limit: ladder.fire_due(session, district, now=clock.now(), limit=limit),
+        due=lambda session: ladder.any_due(session, now=clock.now()),
+        on_commit=on_commit,
+        batch=batch,
+        event="job.escalate_due_cases",
     )
 
 
@@ -133,15 +152,15 @@ async def settle_help_requests(
     batch: int = 200,
 ) -> int:
     """Help requests whose due time came: announce again, tell the office, or close as helped."""
-
-    async def fire(session: AsyncSession, limit: int) -> int:
-        return await volunteers.fire_due(session, district, now=clock.now(), limit=limit)
-
-    async def due(session: AsyncSession) -> bool:
-        return await volunteers.any_due(session, now=clock.now())
-
     return await _in_batches(
-        factory, fire, due=due, on_commit=on_commit, batch=batch, event="job.settle_help_requests"
+        factory,
+        lambda session, limit: volunteers.fire_due(
+            session, district, now=clock.now(), limit=limit
+        ),
+        due=lambda session: volunteers.any_due(session, now=clock.now()),
+        on_commit=on_commit,
+        batch=batch,
+        event="job.settle_help_requests",
     )
 
 
@@ -149,14 +168,14 @@ async def release_folded_cards(
     *, factory: SessionFactory, clock: Clock, district: District, on_commit: Callable[[], None]
 ) -> int:
     """Groups whose burst has passed get the cards that were folded into their digest."""
-    if not await _anything_due(factory, folding.any_folded):
-        return 0
-    async with transaction(factory) as session:
-        released = await folding.release_due(session, district, now=clock.now())
-    if released:
-        on_commit()
-        log_event(logger, "job.release_folded_cards", released=released)
-    return released
+    return await _once_if_due(
+        factory,
+        due=folding.any_folded,
+        settle=lambda session: folding.release_due(session, district, now=clock.now()),
+        on_commit=on_commit,
+        event="job.release_folded_cards",
+        counted="released",
+    )
 
 
 async def refund_expired_codes(
@@ -164,14 +183,14 @@ async def refund_expired_codes(
 ) -> int:
     """Redemption codes that expired unused give their points and stock back."""
     now = clock.now()
-    if not await _anything_due(factory, lambda session: points.any_expired(session, now=now)):
-        return 0
-    async with transaction(factory) as session:
-        refunded = await points.refund_expired(session, district, now=clock.now())
-    if refunded:
-        on_commit()
-        log_event(logger, "job.refund_expired_codes", refunded=refunded)
-    return refunded
+    return await _once_if_due(
+        factory,
+        due=lambda session: points.any_expired(session, now=now),
+        settle=lambda session: points.refund_expired(session, district, now=clock.now()),
+        on_commit=on_commit,
+        event="job.refund_expired_codes",
+        counted="refunded",
+    )
 
 
 async def apply_retention(*, factory: SessionFactory, clock: Clock, district: District) -> int:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, time, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -179,17 +180,21 @@ class Task(StrEnum):
 _DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def _check_clock_time(value: str) -> str:
-    try:
-        time.fromisoformat(value)
-    except ValueError:
-        raise _invalid("time_format", f"{value!r} is not a time like '08:30'") from None
-    return value
+def _iso_format(
+    parse: Callable[[str], object], error_type: str, like: str
+) -> Callable[[str], str]:
+    """A check that a value is written as ``parse`` reads it (``like``: an example, for the
+    message)."""
+
+    def check(value: str) -> str:
+        try:
+            parse(value)
+        except ValueError:
+            raise _invalid(error_type, f"{value!r} is not {like}") from None
+        return value
+
+    return check
 
 
-def _check_iso_date(value: str) -> str:
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        raise _invalid("date_format", f"{value!r} is not a date like '2026-10-01'") from None
-    return value
+_check_clock_time = _iso_format(time.fromisoformat, "time_format", "a time like '08:30'")
+_check_iso_date = _iso_format(date.fromisoformat, "date_format", "a date like '2026-10-01'")

@@ -30,7 +30,14 @@ from bot.district import District
 from bot.i18n import N_
 from bot.services import cases, followers, ladder, notify, triage_card
 from bot.services.errors import UserError
-from bot.services.outbox import answer_callback, button, enqueue, inline_keyboard, send_text
+from bot.services.outbox import (
+    answer_callback,
+    button,
+    edit_text,
+    enqueue,
+    inline_keyboard,
+    send_text,
+)
 from bot.services.routing import CENTER, chat_of
 from models import Case, CaseEvent, CaseKind, CaseStatus
 from models.case import OPEN, WITH_DEPARTMENT
@@ -339,15 +346,7 @@ async def decide(
     members = [await cases.get_case(session, int(i)) for i in proposal.data["members"]]
 
     def show(**what: Any) -> None:
-        enqueue(
-            session,
-            chat_id=chat_id,
-            locale=lang,
-            now=now,
-            method="editMessageText",
-            target=message_id,
-            **what,
-        )
+        edit_text(session, chat_id=chat_id, target=message_id, locale=lang, now=now, **what)
 
     if not approve:
         show(

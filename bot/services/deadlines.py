@@ -16,7 +16,7 @@ from bot.district import District
 from bot.i18n import N_
 from bot.services import cases, ladder, notify
 from bot.services.errors import UserError
-from bot.services.outbox import answer_callback, button, enqueue, inline_keyboard
+from bot.services.outbox import answer_callback, button, edit_text, enqueue, inline_keyboard
 from bot.services.routing import CENTER, chat_of
 from models import Case, CaseEvent, CaseStatus
 
@@ -127,15 +127,14 @@ async def propose(
         ),
         link=notify.case_link(case, PROPOSAL),
     )
-    enqueue(
+    edit_text(
         session,
         chat_id=chat_id,
+        target=message_id,
         locale=lang,
         now=now,
-        method="editMessageText",
         text_key=N_("deadline.proposed"),
         context={"number": case.number, "days": days},
-        target=message_id,
     )
     answer_callback(
         session, chat_id=chat_id, callback_query_id=callback_query_id, locale=lang, now=now
@@ -199,12 +198,12 @@ async def decide(
         )
         if approve:
             notify.refresh_card(session, case=case, chat_id=department_chat, lang=lang, now=now)
-    enqueue(
+    edit_text(
         session,
         chat_id=chat_id,
+        target=notify.case_link(case, PROPOSAL),
         locale=lang,
         now=now,
-        method="editMessageText",
         template="deadline_proposal.html",
         context={
             **notify.card_context(case),
@@ -213,7 +212,6 @@ async def decide(
             "decided_by": actor.name,
             "until": (now + timedelta(days=days)).isoformat(),
         },
-        target=notify.case_link(case, PROPOSAL),
     )
     answer_callback(
         session, chat_id=chat_id, callback_query_id=callback_query_id, locale=lang, now=now

@@ -442,6 +442,29 @@ async def _tell(
             )
 
 
+def tell_center_unreachable(
+    session: AsyncSession,
+    district: District,
+    center: int | None,
+    *,
+    name: str,
+    case: Case,
+    now: datetime,
+) -> None:
+    """Someone who must be told of ``case`` privately never started the bot: the governance
+    center's group (``center``, when bound) is told so instead."""
+    if center is not None:
+        send_text(
+            session,
+            chat_id=center,
+            locale=district.default_language,
+            now=now,
+            text_key=N_("ladder.undeliverable"),
+            name=name,
+            number=case.number,
+        )
+
+
 async def _tell_person(
     session: AsyncSession,
     district: District,
@@ -466,17 +489,9 @@ async def _tell_person(
             user_id=user_id,
             role=role.value,
         )
-        center = scan.chats.get(CENTER)
-        if center is not None:
-            send_text(
-                session,
-                chat_id=center,
-                locale=district.default_language,
-                now=now,
-                text_key=N_("ladder.undeliverable"),
-                name=name,
-                number=case.number,
-            )
+        tell_center_unreachable(
+            session, district, scan.chats.get(CENTER), name=name, case=case, now=now
+        )
         return
     lang = user.language or district.default_language
     assert case.id is not None

@@ -10,6 +10,7 @@ from bot.callbacks import LanguageChoice
 from bot.i18n import N_
 from bot.services.outbox import (
     answer_callback,
+    edit_text,
     enqueue,
     inline_keyboard,
     reply_keyboard,
@@ -229,12 +230,11 @@ def _confirm_on_picker(
         now=now,
         text_key=text_key,
     )
-    enqueue(
+    edit_text(
         session,
         chat_id=chat_id,
+        target=picker_message_id,
         locale=language,
         now=now,
-        method="editMessageText",
         text_key=text_key,
-        target=picker_message_id,
     )

@@ -175,6 +175,29 @@ def send_text(
     )
 
 
+def edit_text(
+    session: AsyncSession,
+    *,
+    chat_id: int,
+    target: Link | int,
+    locale: str,
+    now: datetime,
+    **content: Any,
+) -> OutboxMessage:
+    """Replace the text of a message the bot sent (``target``: its link or its id); the new
+    ``content`` is a ``template`` or a ``text_key`` with its ``context``, and a ``keyboard``
+    (none when not given), as for :func:`enqueue`."""
+    return enqueue(
+        session,
+        chat_id=chat_id,
+        locale=locale,
+        now=now,
+        method="editMessageText",
+        target=target,
+        **content,
+    )
+
+
 def answer_callback(
     session: AsyncSession,
     *,

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from bot.services.outbox import Link, enqueue
+from bot.services.outbox import Link, edit_text, enqueue
 from models import Case, GroupRefusal, OutboxMessage, OutboxStatus
 
 WINDOW = timedelta(minutes=1)
@@ -196,14 +196,13 @@ async def fold(
         row.outbox_id = sent.id
         await session.flush()
     else:
-        enqueue(
+        edit_text(
             session,
             chat_id=chat_id,
+            target=link,
             locale=locale,
             now=now,
-            method="editMessageText",
             template=GROUP_TEMPLATE,
             context=context,
-            target=link,
         )
     return row

@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.district import District, Role
 from bot.i18n import N_
-from bot.services import cases, notify
+from bot.services import cases, ladder, notify
 from bot.services.errors import UserError
-from bot.services.outbox import enqueue, send_text
+from bot.services.outbox import enqueue
 from bot.services.routing import CENTER, chat_of
 from bot.services.triage_card import (
     DEADLINE_DAYS,
@@ -118,16 +118,9 @@ async def _tell_leaders(
         user = await session.get(User, person.telegram_id)
         if user is None:
             center = await chat_of(session, district, CENTER)
-            if center is not None:
-                send_text(
-                    session,
-                    chat_id=center,
-                    locale=district.default_language,
-                    now=now,
-                    text_key=N_("ladder.undeliverable"),
-                    name=person.name,
-                    number=case.number,
-                )
+            ladder.tell_center_unreachable(
+                session, district, center, name=person.name, case=case, now=now
+            )
             continue
         enqueue(
             session,

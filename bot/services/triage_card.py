@@ -17,7 +17,7 @@ from bot.callbacks import TriageStep
 from bot.district import District
 from bot.i18n import N_
 from bot.services import folding, notify
-from bot.services.outbox import button, enqueue
+from bot.services.outbox import button, edit_text
 from bot.services.routing import CENTER, chat_of
 from models import CardFold, Case, CaseStatus, Difficulty, TriageStage
 
@@ -159,14 +159,13 @@ async def refresh(
     chat_id = await chat_of(session, district, case.triage_unit or CENTER)
     if chat_id is None:
         return
-    enqueue(
+    edit_text(
         session,
         chat_id=chat_id,
+        target=notify.case_link(case, TRIAGE_CARD),
         locale=district.default_language,
         now=now,
-        method="editMessageText",
         template="triage_card.html",
         context=context(case, district, **extra),
         keyboard=keyboard(case, district),
-        target=notify.case_link(case, TRIAGE_CARD),
     )

@@ -252,9 +252,7 @@ class UserActions:
         document = {
             "file_name": filename,
             "mime_type": mime_type,
-            "file_id": stored.file_id,
-            "file_unique_id": stored.file_unique_id,
-            "file_size": stored.file_size,
+            **stored.ids(),
         }
         content: dict[str, Any] = {"document": document, **self._caption(caption)}
         return self._user_message(user_id, content, chat_id, reply_to, bot)
@@ -273,9 +271,7 @@ class UserActions:
         voice = {
             "duration": duration,
             "mime_type": "audio/ogg",
-            "file_id": stored.file_id,
-            "file_unique_id": stored.file_unique_id,
-            "file_size": stored.file_size,
+            **stored.ids(),
         }
         return self._user_message(user_id, {"voice": voice}, chat_id, reply_to, bot)
 
@@ -298,9 +294,7 @@ class UserActions:
             "width": 640,
             "height": 360,
             "mime_type": "video/mp4",
-            "file_id": stored.file_id,
-            "file_unique_id": stored.file_unique_id,
-            "file_size": stored.file_size,
+            **stored.ids(),
         }
         content: dict[str, Any] = {"video": video}
         if caption:
@@ -321,15 +315,13 @@ class UserActions:
             "sticker", data or _STICKER_BYTES, mime_type="image/webp", width=512, height=512
         )
         sticker = {
-            "file_id": stored.file_id,
-            "file_unique_id": stored.file_unique_id,
+            **stored.ids(),
             "type": "regular",
             "width": 512,
             "height": 512,
             "is_animated": False,
             "is_video": False,
             "emoji": emoji,
-            "file_size": stored.file_size,
         }
         return self._user_message(user_id, {"sticker": sticker}, chat_id, reply_to, bot)
 

@@ -29,7 +29,7 @@ from .errors import (
     too_many_requests,
 )
 from .files import TYPE_NAMES, StoredFile, compatible
-from .formatting import format_text
+from .formatting import FormattedText, format_text
 from .params import Params, UploadedFile
 from .records import BotMessage
 from .world import BotState, Chat, StoredMessage, User
@@ -319,6 +319,18 @@ def resolver(call: Call) -> Callable[[int], dict[str, Any] | None]:
         return user.to_dict() if user is not None else None
 
     return resolve
+
+
+def param_text(call: Call) -> tuple[str, str | None, FormattedText]:
+    """A message's ``text`` (refused when empty), its ``parse_mode``, and the text and
+    entities they make."""
+    params = call.params
+    text = params.string("text")
+    if not text:
+        raise bad_request("message text is empty")
+    parse_mode = params.optional_string("parse_mode")
+    entities = params.json("entities", "can't parse entities JSON object")
+    return text, parse_mode, format_text(text, parse_mode, entities, resolve_user=resolver(call))
 
 
 def caption_fields(

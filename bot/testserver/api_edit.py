@@ -21,14 +21,13 @@ from .api_common import (
     build_message,
     caption_fields,
     count_send,
+    param_text,
     parse_reply_markup,
     resolve_chat,
     resolve_reply,
-    resolver,
     store_bot_message,
 )
 from .errors import NOT_MODIFIED, ApiError, bad_request
-from .formatting import format_text
 from .world import StoredMessage
 
 _MEDIA_FIELDS = ("photo", "document", "video", "audio", "animation", "voice")
@@ -111,12 +110,7 @@ def _apply_edit(
 @api_method("editMessageText")
 async def edit_message_text(call: Call) -> Any:
     params = call.params
-    text = params.string("text")
-    if not text:
-        raise bad_request("message text is empty")
-    parse_mode = params.optional_string("parse_mode")
-    entities = params.json("entities", "can't parse entities JSON object")
-    formatted = format_text(text, parse_mode, entities, resolve_user=resolver(call))
+    text, parse_mode, formatted = param_text(call)
     markup = _new_inline_markup(call)
     target, stored = _own_message(call)
     if "text" not in stored.raw:

@@ -20,29 +20,23 @@ from .api_common import (
     caption_fields,
     count_send,
     param_caption,
+    param_text,
     parse_reply_markup,
     resolve_chat,
     resolve_input_file,
     resolve_reply,
-    resolver,
     store_bot_message,
     tdlib_error,
 )
 from .errors import bad_request
 from .files import StoredFile, guess_mime
-from .formatting import format_text
 
 
 @api_method("sendMessage")
 async def send_message(call: Call) -> Any:
     params = call.params
     params.json("reply_parameters", "can't parse reply parameters JSON object")
-    text = params.string("text")
-    if not text:
-        raise bad_request("message text is empty")
-    parse_mode = params.optional_string("parse_mode")
-    entities = params.json("entities", "can't parse entities JSON object")
-    formatted = format_text(text, parse_mode, entities, resolve_user=resolver(call))
+    text, parse_mode, formatted = param_text(call)
     link_preview = params.json(
         "link_preview_options", "can't parse link preview options JSON object"
     )
@@ -142,11 +136,7 @@ def media_object(call: Call, kind: str, ref: InputRef, overrides: dict[str, Any]
 
 
 def file_object(kind: str, stored: StoredFile, overrides: dict[str, Any]) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "file_id": stored.file_id,
-        "file_unique_id": stored.file_unique_id,
-        "file_size": stored.file_size,
-    }
+    base = stored.ids()
     if kind in ("document", "audio", "video", "animation") and stored.file_name:
         base["file_name"] = stored.file_name
     if kind not in ("sticker", "video_note") and stored.mime_type:

@@ -71,22 +71,20 @@ class StoredFile:
     def file_size(self) -> int:
         return len(self.data)
 
-    def photo_size(self) -> dict[str, Any]:
+    def ids(self) -> dict[str, Any]:
+        """What every Bot API object of a file carries: its ids and its size."""
         return {
             "file_id": self.file_id,
             "file_unique_id": self.file_unique_id,
             "file_size": self.file_size,
-            "width": self.width,
-            "height": self.height,
         }
+
+    def photo_size(self) -> dict[str, Any]:
+        return {**self.ids(), "width": self.width, "height": self.height}
 
     def api_file(self) -> dict[str, Any]:
         """The Bot API ``File`` object returned by getFile."""
-        out: dict[str, Any] = {
-            "file_id": self.file_id,
-            "file_unique_id": self.file_unique_id,
-            "file_size": self.file_size,
-        }
+        out = self.ids()
         if self.file_size <= MAX_DOWNLOAD_SIZE:
             out["file_path"] = self.file_path
         return out

@@ -23,23 +23,6 @@ from typing import Any, Final, TypeAlias
 
 from bot.warning.matcher import PREFIX_MARK, Matcher, Pattern, normalize
 
-__all__ = [
-    "DEFAULT_KEYWORDS_PATH",
-    "LANGUAGES",
-    "Assessment",
-    "CategoryScore",
-    "EarlyWarning",
-    "Hit",
-    "Keyword",
-    "KeywordLibrary",
-    "LibraryError",
-    "LibraryProblem",
-    "RiskCategory",
-    "load_library",
-    "parse_library",
-    "resolve_keywords_path",
-]
-
 DEFAULT_KEYWORDS_PATH: Final = Path(__file__).resolve().parent / "keywords.toml"
 LANGUAGES: Final[tuple[str, ...]] = ("zh-Hans", "en")
 LEVELS: Final = (1, 2, 3)
