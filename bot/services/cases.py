@@ -187,6 +187,14 @@ async def reporters_of(session: AsyncSession, case: Case) -> list[notify.Reporte
     return notify.reporters(case, await followers.of_case(session, case))
 
 
+async def tell_reporters(
+    session: AsyncSession, district: District, case: Case, *, now: datetime, **message: Any
+) -> None:
+    """Tell the case's resident and every co-reporter (:func:`notify.tell_reporters`)."""
+    reporters = await reporters_of(session, case)
+    notify.tell_reporters(session, district, case=case, to=reporters, now=now, **message)
+
+
 async def get_case(session: AsyncSession, case_id: int) -> Case:
     case = await session.get(Case, case_id, with_for_update=True)
     if case is None:
@@ -560,11 +568,10 @@ async def _acknowledge(
         role="department",
         previous=previous,
     )
-    notify.tell_reporters(
+    await tell_reporters(
         session,
         district,
-        case=case,
-        to=await reporters_of(session, case),
+        case,
         now=now,
         text_key=N_("resident.acknowledged"),
         unit=case.department,
@@ -713,11 +720,10 @@ async def assign(
                 now=now,
                 transferred_from=previous_department,
             )
-    notify.tell_reporters(
+    await tell_reporters(
         session,
         district,
-        case=case,
-        to=await reporters_of(session, case),
+        case,
         now=now,
         text_key=N_("resident.transferred") if transferred else N_("resident.dispatched"),
         unit=department,

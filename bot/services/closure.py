@@ -23,7 +23,7 @@ from bot.services.cases import (
     get_case,
     record,
     refresh,
-    reporters_of,
+    tell_reporters,
 )
 from bot.services.errors import UserError
 from bot.services.outbox import enqueue
@@ -79,11 +79,10 @@ async def rate(
             previous=previous,
             rating=rating.value,
         )
-        notify.tell_reporters(
+        await tell_reporters(
             session,
             district,
-            case=case,
-            to=await reporters_of(session, case),
+            case,
             now=now,
             text_key=N_("resident.reopened"),
             follower_key=N_("resident.reopened-followed"),
@@ -126,11 +125,10 @@ async def _close(
         role=role,
         rating=case.rating.value,
     )
-    notify.tell_reporters(
+    await tell_reporters(
         session,
         district,
-        case=case,
-        to=await reporters_of(session, case),
+        case,
         now=now,
         text_key=text_key,
         follower_key=N_("resident.closed-followed"),

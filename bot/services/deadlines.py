@@ -171,11 +171,10 @@ async def decide(
         )
         await ladder.start_deadline(session, district, case, now=now)
         expected = case.deadline_at.isoformat()
-        notify.tell_reporters(
+        await cases.tell_reporters(
             session,
             district,
-            case=case,
-            to=await cases.reporters_of(session, case),
+            case,
             now=now,
             template="deadline_resident.html",
             department=case.department,

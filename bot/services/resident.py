@@ -122,42 +122,25 @@ class ResidentChat:
     # The early-warning library in use when the update arrived (None: no screening).
     keywords: KeywordLibrary | None = None
 
+    @property
+    def _here(self) -> dict[str, Any]:
+        """Where and in which language the chat's messages go, and when."""
+        return {"chat_id": self.chat_id, "locale": self.lang, "now": self.now}
+
     def say(
         self, text_key: str, *, keyboard: dict[str, Any] | None = None, **context: Any
     ) -> None:
-        send_text(
-            self.session,
-            chat_id=self.chat_id,
-            locale=self.lang,
-            now=self.now,
-            text_key=text_key,
-            keyboard=keyboard,
-            **context,
-        )
+        send_text(self.session, text_key=text_key, keyboard=keyboard, **self._here, **context)
 
     def show(
         self, template: str, context: dict[str, Any], keyboard: dict[str, Any] | None = None
     ) -> None:
         """A new message from a template (summaries, lists, offers)."""
-        enqueue(
-            self.session,
-            chat_id=self.chat_id,
-            locale=self.lang,
-            now=self.now,
-            template=template,
-            context=context,
-            keyboard=keyboard,
-        )
+        enqueue(self.session, template=template, context=context, keyboard=keyboard, **self._here)
 
     def answer(self, query_id: str, text_key: str | None = None, **context: Any) -> None:
         answer_callback(
-            self.session,
-            chat_id=self.chat_id,
-            callback_query_id=query_id,
-            locale=self.lang,
-            now=self.now,
-            text_key=text_key,
-            **context,
+            self.session, callback_query_id=query_id, text_key=text_key, **self._here, **context
         )
 
     def edit(
@@ -172,15 +155,13 @@ class ResidentChat:
         """Replace a message's text (and its buttons: none unless given)."""
         enqueue(
             self.session,
-            chat_id=self.chat_id,
-            locale=self.lang,
-            now=self.now,
             method="editMessageText",
             text_key=text_key,
             template=template,
             context=context,
             keyboard=keyboard,
             target=message_id,
+            **self._here,
         )
 
     def drop_buttons(self, message_id: int) -> None:

@@ -99,11 +99,10 @@ async def _finish(
     await refresh(session, district, case, now)
     await notify.assist_cards(session, district, case, now, post=True)
     expected = case.deadline_at.isoformat() if case.deadline_at else None
-    notify.tell_reporters(
+    await cases.tell_reporters(
         session,
         district,
-        case=case,
-        to=await cases.reporters_of(session, case),
+        case,
         now=now,
         template="triaged.html",
         department=case.triage_lead,
