@@ -56,7 +56,7 @@ from bot.polling import UpdatePolicy, poll
 from bot.rendering import Renderer, district_globals
 from bot.replicas import build_isolation, check_database, check_redis, connect_redis
 from bot.sender import OutboxSender
-from bot.services import folding, routing
+from bot.services import folding, menu, routing
 from bot.services.dashboard import access_of
 from bot.services.menu import PRIVATE_COMMANDS, commands_for
 from bot.services.outbox import report_dead, send_text
@@ -66,6 +66,7 @@ from bot.shared_pacing import RedisBudget
 from bot.telegram_files import TelegramFiles
 from bot.warning import EarlyWarning, resolve_keywords_path
 from bot.web import WebService
+from bot.webapp import MiniApp
 from bot.workers import UpdateWorkers
 from handlers import build_routers
 from models import User
@@ -112,7 +113,11 @@ class Whistle:
         )
         # Services fold cards into a digest by the group budget the sender keeps.
         self.factory: SessionFactory = session_factory(
-            self.engine, info={folding.GROUP_BUDGET: settings.send_group_per_minute}
+            self.engine,
+            info={
+                folding.GROUP_BUDGET: settings.send_group_per_minute,
+                menu.MINI_APP: settings.resolved_webapp_url() is not None,
+            },
         )
         self.bot = Bot(
             settings.bot_token.get_secret_value(),
@@ -135,7 +140,7 @@ class Whistle:
         self.sender = OutboxSender(
             bot=self.bot,
             factory=self.factory,
-            renderer=Renderer(self.catalogues),
+            renderer=Renderer(self.catalogues, settings.resolved_webapp_url()),
             clock=self.clock,
             limits=settings.send_limits(),
             budget=budget,
@@ -277,6 +282,15 @@ class Whistle:
             public_url=settings.web_public_url,
         ).register(service.app)
         self._build_dashboard().install(service.app)
+        MiniApp(
+            factory=self.factory,
+            district=self.district,
+            catalogues=self.catalogues,
+            clock=self.clock,
+            token=self.bot.token,
+            max_age=timedelta(minutes=settings.webapp_max_age_minutes),
+            on_commit=self.sender.wake,
+        ).install(service.app)
         return service
 
     def _build_dashboard(self) -> Dashboard:

@@ -136,6 +136,18 @@ class Translator:
     def has(self, message_id: str) -> bool:
         return message_id in self._primary._catalog  # type: ignore[attr-defined]
 
+    def ids(self, prefix: str) -> list[str]:
+        """The message ids starting with ``prefix`` (of this language and its fallback)."""
+        found: set[str] = set()
+        for catalogue in (self._primary, self._fallback):
+            if catalogue is not None:
+                found.update(
+                    k
+                    for k in catalogue._catalog  # type: ignore[attr-defined]
+                    if isinstance(k, str) and k.startswith(prefix)
+                )
+        return sorted(found)
+
     def raw(self, message_id: str) -> str:
         for catalogue in (self._primary, self._fallback):
             if catalogue is not None and message_id in catalogue._catalog:  # type: ignore[attr-defined]

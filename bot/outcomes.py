@@ -20,7 +20,9 @@ from sqlmodel import col
 from bot.clock import Clock
 from bot.db import SessionFactory, transaction
 from bot.logs import log_event
+from bot.services import webapp
 from models import Lane, MessageLink, OutboxFile, OutboxMessage, OutboxStatus
+from models.webapp import UPLOAD_PREFIX
 
 # The same logger as the sender: these are its events.
 logger = logging.getLogger("bot.sender")
@@ -78,6 +80,8 @@ class OutcomeRecorder:
             if uploaded is not None:
                 # Telegram holds the file now; the bytes were kept only for retries.
                 await session.execute(delete(OutboxFile).where(col(OutboxFile.key) == uploaded))
+            if photos := _uploaded_photos(row, messages):
+                await webapp.learned(session, photos)
             if row.link_subject_type and row.link_subject_id:
                 for message in messages:
                     await session.merge(
@@ -195,3 +199,15 @@ class OutcomeRecorder:
                 .values(chat_id=new_chat_id, claimed_by=None, claimed_until=None)
             )
         log_event(logger, "outbox.chat_migrated", old_chat_id=old_chat_id, chat_id=new_chat_id)
+
+
+def _uploaded_photos(row: OutboxMessage, messages: list[Message]) -> dict[str, str]:
+    """The photos a delivered row uploaded (named ``upload:<key>``), each with the file id
+    Telegram gave it."""
+    p = row.params
+    names = [p["photo"]] if "photo" in p else list(p.get("photos", ()))
+    return {
+        name: message.photo[-1].file_id
+        for name, message in zip(names, messages, strict=False)
+        if isinstance(name, str) and name.startswith(UPLOAD_PREFIX) and message.photo
+    }

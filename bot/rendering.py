@@ -18,6 +18,7 @@ from aiogram.methods import (
     SendMediaGroup,
     SendMessage,
     SendPhoto,
+    SetChatMenuButton,
     SetMyCommands,
     TelegramMethod,
 )
@@ -34,9 +35,12 @@ from aiogram.types import (
     InputMediaVideo,
     KeyboardButton,
     LinkPreviewOptions,
+    MenuButtonCommands,
+    MenuButtonWebApp,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
     ReplyParameters,
+    WebAppInfo,
 )
 
 from bot.district import District
@@ -93,8 +97,11 @@ def visible_length(text: str) -> int:
 
 
 class Renderer:
-    def __init__(self, catalogues: Catalogues) -> None:
+    def __init__(self, catalogues: Catalogues, webapp_url: str | None = None) -> None:
         self.catalogues = catalogues
+        # Where a ``web_app`` button opens the Mini App (None: no Mini App; such buttons are
+        # left out of the keyboard).
+        self.webapp_url = webapp_url
 
     def text(self, row: OutboxMessage, locale: str | None = None) -> str | None:
         locale = locale or row.locale
@@ -112,11 +119,12 @@ class Renderer:
         if spec.get("remove"):
             return ReplyKeyboardRemove()
         if "reply" in spec:
+            rows_ = [
+                [self._reply_button(b, t) for b in row_ if self.webapp_url or "web_app" not in b]
+                for row_ in spec["reply"]
+            ]
             return ReplyKeyboardMarkup(
-                keyboard=[
-                    [KeyboardButton(text=self._label(b, t)) for b in row_]
-                    for row_ in spec["reply"]
-                ],
+                keyboard=[row_ for row_ in rows_ if row_],
                 resize_keyboard=True,
                 is_persistent=bool(spec.get("persistent")),
             )
@@ -135,6 +143,17 @@ class Renderer:
             rows.append(buttons)
         return InlineKeyboardMarkup(inline_keyboard=rows)
 
+    def _reply_button(self, button: dict[str, Any], t: Translator) -> KeyboardButton:
+        label = self._label(button, t)
+        if "web_app" in button and self.webapp_url:
+            return KeyboardButton(text=label, web_app=WebAppInfo(url=self.app_link(t.language)))
+        return KeyboardButton(text=label)
+
+    def app_link(self, language: str) -> str:
+        """The Mini App's address for a reader of ``language`` (the page speaks it)."""
+        assert self.webapp_url is not None
+        return f"{self.webapp_url}?lang={language}"
+
     def _label(self, button: dict[str, Any], t: Translator) -> str:
         if "text" in button:
             return str(button["text"])
@@ -149,10 +168,14 @@ class Renderer:
         target_message_id: int | None,
         upload: BufferedInputFile | None = None,
         locale: str | None = None,
+        photos: dict[str, BufferedInputFile] | None = None,
     ) -> TelegramMethod[Any]:
         """Build the call. ``target_message_id`` is the resolved message of ``row.target``;
         ``upload`` is the file a row with ``params["upload"]`` sends (a chart, an export);
-        ``locale`` overrides the row's language (a group chat's own, chosen with /lang)."""
+        ``locale`` overrides the row's language (a group chat's own, chosen with /lang);
+        ``photos`` holds the bytes of photos the row names ``upload:<key>`` (a case filed in
+        the Mini App, whose photos Telegram does not have yet)."""
+        uploaded = photos or {}
         text = self.text(row, locale)
         markup = self.keyboard(row, locale)
         p = row.params
@@ -175,7 +198,7 @@ class Renderer:
             case "sendPhoto":
                 return SendPhoto(
                     chat_id=chat_id,
-                    photo=upload or p["photo"],
+                    photo=upload or uploaded.get(p["photo"], p["photo"]),
                     caption=_checked(text, CAPTION_LIMIT),
                     parse_mode="HTML",
                     reply_markup=markup,
@@ -185,7 +208,7 @@ class Renderer:
                 caption = _checked(text, CAPTION_LIMIT)
                 media: list[MediaItem] = [
                     InputMediaPhoto(
-                        media=file_id,
+                        media=uploaded.get(file_id, file_id),
                         caption=caption if i == 0 else None,
                         parse_mode="HTML" if i == 0 and caption else None,
                     )
@@ -245,6 +268,17 @@ class Renderer:
                     text=answer,
                     show_alert=bool(p.get("show_alert")),
                 )
+            case "setChatMenuButton":
+                # The chat's menu button opens the Mini App, labelled in the person's language.
+                t = self.catalogues.translator(locale or row.locale)
+                button = (
+                    MenuButtonWebApp(
+                        text=t(p["label"]), web_app=WebAppInfo(url=self.app_link(t.language))
+                    )
+                    if self.webapp_url
+                    else MenuButtonCommands()
+                )
+                return SetChatMenuButton(chat_id=chat_id, menu_button=button)
             case "setMyCommands":
                 # A person's own command menu, in the language they chose.
                 t = self.catalogues.translator(locale or row.locale)

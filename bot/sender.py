@@ -82,8 +82,9 @@ from bot.outcomes import DeadHook, OutcomeRecorder, wall_now
 from bot.pacing import Budget, Limits, LocalBudget, Pacer
 from bot.rendering import Renderer, RenderError
 from bot.services import folding, notify, users
-from models import Lane, MessageLink, OutboxFile, OutboxMessage, OutboxStatus
+from models import Lane, MessageLink, OutboxFile, OutboxMessage, OutboxStatus, PhotoUpload
 from models.types import UTCDateTime
+from models.webapp import UPLOAD_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -592,8 +593,9 @@ class OutboxSender(OutcomeRecorder):
                 await self._finish_moot(row.id, moot)
                 return 1
             upload = await self._upload(row)
+            photos = await self._photos(row)
             locale = await self._chat_locale(row)
-            method = self.renderer.method(row, target, upload, locale)
+            method = self.renderer.method(row, target, upload, locale, photos)
         except Exception as error:
             if ticket is not None:
                 await self.budget.cancel(ticket)
@@ -647,6 +649,29 @@ class OutboxSender(OutcomeRecorder):
         if file is None:
             raise RenderError(f"the file {key} to upload is gone")
         return BufferedInputFile(file.content, filename=file.filename)
+
+    async def _photos(self, row: OutboxMessage) -> dict[str, BufferedInputFile] | None:
+        """The bytes of the photos a row names ``upload:<key>`` (checked and re-encoded when
+        the Mini App took them), for the rows that show a case's photos."""
+        names = [row.params.get("photo"), *row.params.get("photos", ())]
+        keys = {name: name.removeprefix(UPLOAD_PREFIX) for name in names
+                if isinstance(name, str) and name.startswith(UPLOAD_PREFIX)}  # fmt: skip
+        if not keys:
+            return None
+        async with self.factory() as session:
+            found = {
+                upload.key: upload
+                for upload in await session.scalars(
+                    select(PhotoUpload).where(col(PhotoUpload.key).in_(keys.values()))
+                )
+            }
+        missing = [key for key in keys.values() if key not in found]
+        if missing:
+            raise RenderError(f"{len(missing)} uploaded photos to send are gone")
+        return {
+            name: BufferedInputFile(found[key].content, filename=f"{key}.jpg")
+            for name, key in keys.items()
+        }
 
     async def _chat_locale(self, row: OutboxMessage) -> str | None:
         """A group chat is spoken to in its own language (chosen by its admins with /lang),

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     dashboard_session_hours: int = Field(
         default=12, alias="DASHBOARD_SESSION_HOURS", ge=1, le=24 * 30
     )
+    # The Mini App (one-form filing): where Telegram opens it, an https:// address ending in
+    # /app/ (unset: WEB_PUBLIC_URL + /app/ when that is https, else no Mini App), and how old
+    # the launch data Telegram signs may be before the app must be opened again.
+    webapp_url: str | None = Field(default=None, alias="WEBAPP_URL")
+    webapp_max_age_minutes: int = Field(
+        default=60, alias="WEBAPP_MAX_AGE_MINUTES", ge=1, le=24 * 60
+    )
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
     polling_timeout: int = Field(default=25, alias="POLLING_TIMEOUT", ge=0, le=50)
     # Updates handled at once (of different people; one person's always in order). Each holds
@@ -163,6 +170,17 @@ class Settings(BaseSettings):
             raise ValueError(f"WEB_PUBLIC_URL must be an http(s) URL, not {value!r}")
         return value
 
+    @field_validator("webapp_url")
+    @classmethod
+    def _webapp_url(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"WEBAPP_URL must be an http(s) URL, not {value!r}")
+        return value if value.endswith("/") else value + "/"
+
     @field_validator("webhook_secret", "web_secret", mode="before")
     @classmethod
     def _blank_secret_is_unset(cls, value: object) -> object:
@@ -203,6 +221,15 @@ class Settings(BaseSettings):
             return self.web_public_url
         host = self.web_host if ":" not in self.web_host else f"[{self.web_host}]"
         return f"http://{host}:{port if port is not None else self.web_port}"
+
+    def resolved_webapp_url(self) -> str | None:
+        """Where the Mini App is opened, or None when it is off (Telegram opens only https://,
+        except in its test environment, which the playground stands for)."""
+        if self.webapp_url is not None:
+            return self.webapp_url
+        if self.web_enabled and (self.web_public_url or "").startswith("https://"):
+            return f"{self.public_base_url().rstrip('/')}/app/"
+        return None
 
     def resolved_webhook_path(self) -> str:
         """Where the webhook is served: WEBHOOK_PATH, else the path of WEBHOOK_URL."""

@@ -29,6 +29,7 @@ from models.report import OutboxFile, ReportRun
 from models.updates import ProcessedUpdate
 from models.user import ChatLanguage, User
 from models.volunteer import HelpClaim, Volunteer, VolunteerStatus
+from models.webapp import PhotoUpload, WebAppDraft, WebAppSubmission
 
 __all__ = [
     "CardColour",
@@ -60,6 +61,7 @@ __all__ = [
     "OutboxFile",
     "OutboxMessage",
     "OutboxStatus",
+    "PhotoUpload",
     "PointEntry",
     "ProcessedUpdate",
     "Rating",
@@ -69,4 +71,6 @@ __all__ = [
     "User",
     "Volunteer",
     "VolunteerStatus",
+    "WebAppDraft",
+    "WebAppSubmission",
 ]

@@ -23,7 +23,15 @@ MENU_REPORT = N_("menu.report")
 MENU_SAY = N_("menu.say")
 MENU_ASK = N_("menu.ask")
 MENU_MY = N_("menu.my")
-MAIN_MENU = reply_keyboard([MENU_REPORT, MENU_SAY], [MENU_ASK, MENU_MY])
+MENU_FORM = N_("menu.form")
+# The Mini App's button opens the one-form filing; the sender leaves it out when the app is
+# off (no WEBAPP_URL), and the chat dialog behind the other buttons stays either way.
+MAIN_MENU = {
+    **reply_keyboard([MENU_REPORT, MENU_SAY], [MENU_ASK, MENU_MY]),
+}
+MAIN_MENU["reply"] = [[{"label": MENU_FORM, "web_app": True}], *MAIN_MENU["reply"]]
+# ``session.info`` key (set on the app's session factory): whether the Mini App is on.
+MINI_APP = "mini_app"
 
 # Commands offered in private chats, in menu order, with their catalogue descriptions.
 PRIVATE_COMMANDS: tuple[tuple[str, str], ...] = (
@@ -78,6 +86,20 @@ def set_commands(
     )
 
 
+def set_menu_button(session: AsyncSession, *, chat_id: int, lang: str, now: datetime) -> None:
+    """With the Mini App on, the chat's menu button opens it, labelled in the person's
+    language."""
+    if session.info.get(MINI_APP):
+        enqueue(
+            session,
+            chat_id=chat_id,
+            locale=lang,
+            now=now,
+            method="setChatMenuButton",
+            params={"label": MENU_FORM},
+        )
+
+
 def greet(
     session: AsyncSession,
     *,
@@ -103,6 +125,7 @@ def greet(
         context={"name": name, "district": district, "languages": bool(languages)},
         keyboard=keyboard,
     )
+    set_menu_button(session, chat_id=chat_id, lang=lang, now=now)
 
 
 def show_help(session: AsyncSession, *, chat_id: int, lang: str, now: datetime) -> None:
@@ -158,6 +181,7 @@ def choose_language(
     command menu Telegram shows by the app's language is replaced by one in this chat)."""
     set_language(user, language, languages)
     set_commands(session, chat_id=chat_id, lang=language, staff=staff, now=now)
+    set_menu_button(session, chat_id=chat_id, lang=language, now=now)
     if pressed is not None:
         _confirm_on_picker(
             session,

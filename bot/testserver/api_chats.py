@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .api_common import READ, WRITE, Call, api_method, resolve_chat, tdlib_error
+from .api_common import READ, WRITE, Call, api_method, resolve_chat, tdlib_error, web_app_url
 from .errors import bad_request
 from .world import Member, member_dict
 
@@ -269,7 +269,30 @@ async def get_my_profile(call: Call) -> Any:
     return {field: value}
 
 
-@api_method("setChatMenuButton", "setMyDefaultAdministratorRights")
+@api_method("setMyDefaultAdministratorRights")
 async def accept_settings(call: Call) -> Any:
     # Accepted and recorded in the request log; the simulated clients do not render them.
+    return True
+
+
+@api_method("setChatMenuButton")
+async def set_chat_menu_button(call: Call) -> Any:
+    """A private chat's menu button (no chat: the default for all): ``commands``, ``default``
+    or ``web_app`` with its text and https address, as Telegram checks them."""
+    button = call.params.json("menu_button", "can't parse menu button JSON object")
+    if button is None:
+        button = {"type": "default"}
+    if not isinstance(button, dict) or button.get("type") not in (
+        "commands",
+        "default",
+        "web_app",
+    ):
+        raise bad_request("unsupported menu button type")
+    if button["type"] == "web_app":
+        text = button.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise bad_request("BUTTON_TEXT_INVALID")
+        web_app_url(button.get("web_app"))
+    chat_id = call.params.integer("chat_id")
+    call.bot.menu_buttons[chat_id or 0] = button
     return True

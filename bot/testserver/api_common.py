@@ -231,6 +231,8 @@ def _reply_keyboard(value: dict[str, Any]) -> Markup:
             if isinstance(button, str):
                 new_row.append({"text": button})
             elif isinstance(button, dict) and isinstance(button.get("text"), str):
+                if "web_app" in button:
+                    web_app_url(button["web_app"])
                 new_row.append(dict(button))
             elif isinstance(button, dict):
                 raise bad_request("can't parse keyboard button: Can't find field \"text\"")
@@ -250,6 +252,15 @@ def _reply_keyboard(value: dict[str, Any]) -> Markup:
         if value.get(key):
             data[key] = value[key]
     return Markup("keyboard", data)
+
+
+def web_app_url(value: Any) -> str:
+    """A ``WebAppInfo``'s address: https, as Telegram asks; plain http is taken too, as
+    Telegram's test environment takes it (the playground and the tests run without TLS)."""
+    url = value.get("url") if isinstance(value, dict) else None
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise bad_request("BUTTON_URL_INVALID")
+    return url
 
 
 def _inline_button(button: Any) -> dict[str, Any]:
@@ -276,6 +287,8 @@ def _inline_button(button: Any) -> dict[str, Any]:
                 raise bad_request("BUTTON_DATA_INVALID")
         if kind == "url" and (not isinstance(value, str) or checked_link(value) is None):
             raise bad_request("BUTTON_URL_INVALID")
+        if kind == "web_app":
+            web_app_url(value)
         out[kind] = value
         return out
     raise bad_request(prefix + "Text buttons are unallowed in the inline keyboard")

@@ -52,6 +52,11 @@ class Inspection:
         stored = state.history(chat_id).messages
         return [copy.deepcopy(m.raw) for _, m in sorted(stored.items()) if not m.deleted]
 
+    def menu_button(self, chat_id: int, *, bot: int | str | None = None) -> dict[str, Any]:
+        """The menu button a private chat shows (setChatMenuButton; else the bot's default)."""
+        buttons = self._core.resolve_bot(bot).menu_buttons
+        return buttons.get(chat_id) or buttons.get(0) or {"type": "default"}
+
     def file(self, file_id: str) -> StoredFile | None:
         """A stored file (a user's upload or the bot's) by its file id."""
         return self._core.world.files.get(file_id)

@@ -254,6 +254,8 @@ class BotState:
         self.balance: WebhookBalance | None = None
         self.commands: dict[tuple[str, str], list[dict[str, str]]] = {}
         self.profile: dict[tuple[str, str], str] = {}
+        # setChatMenuButton: each private chat's menu button (0: the default for all).
+        self.menu_buttons: dict[int, dict[str, Any]] = {}
         self.started: set[int] = set()
         self.blocked_by: set[int] = set()
         self.callbacks: dict[str, PendingCallback] = {}
@@ -265,6 +267,7 @@ class BotState:
         self.balance = None
         self.commands.clear()
         self.profile.clear()
+        self.menu_buttons.clear()
         self.started.clear()
         self.blocked_by.clear()
         self.callbacks.clear()
