@@ -94,8 +94,13 @@
       throw new ApiError(response.status, message);
     }
     if (blob) return response.blob();
-    if (response.status === 204) return null;
-    return response.json();
+    const text = await response.text(); // a DELETE may answer with no body at all
+    if (!text) return null;
+    try {
+      return JSON.parse(text);
+    } catch {
+      return null;
+    }
   }
 
   // ---- the error banner ----
