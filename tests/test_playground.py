@@ -21,6 +21,7 @@ from bot.playground.web import PlaygroundWeb
 from tests.conftest import EXAMPLE_DISTRICT, make_settings
 from tests.test_dashboard import ARTIFACTS, BROWSER, CHROMIUM_ARGS, need_browser, png
 from tests.test_process import run_bot, service_env
+from tests.test_webapp import fill_and_submit
 
 CGZF, SCJG, VOLUNTEERS = -1001000000021, -1001000000022, -1001000000003
 
@@ -314,3 +315,44 @@ async def test_the_whole_loop_in_the_page(playground: PlaygroundWeb) -> None:
         finally:
             await browser.close()
     print(f"playground browser test: {time.perf_counter() - started:.1f} s")
+
+
+async def test_a_report_filed_in_the_mini_app_beside_the_chat(playground: PlaygroundWeb) -> None:
+    """The resident opens the one-form filing from the menu's web_app button: the playground
+    opens the bot's Mini App beside the chat, signed with its own token; photos, a point on
+    the district's outline and a category go in one form, and the card reaches the
+    department's group."""
+    need_browser()
+    from playwright.async_api import async_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    photo = ARTIFACTS / "mini-app-upload.png"
+    photo.write_bytes(png(120, 90, (40, 120, 200)))
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=BROWSER, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            await page.goto(playground.url)
+            await page.wait_for_selector("body[data-ready='1']")
+            await page.click(".chat-tab[data-key='residents']")
+            opener = page.locator("#keyboard button", has_text="一张表填报")
+            await opener.click()
+            frame = page.frame_locator("#webapp-frame")
+            number = await fill_and_submit(frame, photo, "小区东门的路灯坏了一周，晚上很黑")
+            await page.screenshot(path=str(ARTIFACTS / "playground-mini-app.png"))
+
+            # The chat gets one receipt with the number; the card reaches the group.
+            receipt = page.locator("#messages .msg.bot", has_text=number)
+            await receipt.first.wait_for()
+            assert await receipt.count() == 1
+            await page.click("#webapp-close")
+            await page.click(f".chat-tab[data-chat-id='{CGZF}']")
+            card = page.locator("#messages .msg.bot", has_text=number).last
+            await card.wait_for()
+            assert "小区东门的路灯坏了一周" in await card.inner_text()
+            assert await page.locator("#messages .msg.bot img").count() >= 1
+            assert errors == []
+        finally:
+            await browser.close()

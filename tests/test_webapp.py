@@ -11,10 +11,12 @@ import hashlib
 import hmac
 import io
 import json
+import re
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import pytest
@@ -26,6 +28,7 @@ from bot.clock import ManualClock
 from bot.testserver import BotAPIServer
 from models import Case, CaseStatus, PhotoUpload, WebAppDraft
 from tests.conftest import TOKEN, AppFactory, settled, start_with_residents
+from tests.test_dashboard import ARTIFACTS, BROWSER, CHROMIUM_ARGS, need_browser, png
 
 RESIDENT = 7700
 CENTER = -1001000000001
@@ -162,7 +165,8 @@ async def test_a_photo_report_filed_in_one_form_reaches_the_department(
         assert image.format == "JPEG" and not image.getexif()
 
     # The draft survives closing the app.
-    filled = form(uploaded)
+    # Anonymous, but the department may call back: the card shows the number, not the name.
+    filled = form(uploaded, anonymous=True, share_contact=True, contact="13800000000")
     assert (await app.call("PUT", "/api/draft", json=filled))[0] == 200
     reopened = MiniApp(world, http, launch_data(auth_date=now_of(world)))
     assert (await reopened.call("GET", "/api/form"))[1]["draft"] == filled
@@ -177,6 +181,7 @@ async def test_a_photo_report_filed_in_one_form_reaches_the_department(
     )
     [card] = [m for m in api_server.messages(CGZF) if number in (m.text or "")]
     assert "飞线充电" in (card.text or "")
+    assert "13800000000" in (card.text or "") and "王晓霞" not in (card.text or "")
     photos = [m for m in api_server.messages(CGZF) if m.photo]
     assert len(photos) == 3
     assert all(api_server.file(m.photo[-1]) is not None for m in photos)
@@ -319,3 +324,60 @@ async def test_without_a_mini_app_address_the_menu_stays_as_it_was(
     assert not any("web_app" in b for b in greeting.buttons())
     assert "📷 随手拍" in greeting.button_texts()
     assert api_server.calls("setChatMenuButton") == []
+
+
+async def fill_and_submit(root: Any, photo: Path, description: str) -> str:
+    """Fill the Mini App's form as a resident would (a photo from the gallery, the text, a
+    category chip, a tap on the district's outline), review it and submit; returns the case
+    number the app shows. ``root`` is the page or the frame the app is in."""
+    from playwright.async_api import expect
+
+    await root.locator("#kind-report").click()
+    await root.locator("#photo-input-gallery").set_input_files(str(photo))
+    await root.locator(".thumb").first.wait_for()
+    await root.locator("#description").fill(description)
+    await root.locator(".category-chip[data-code='road_damage']").click()
+    await root.locator("#map svg").click(position={"x": 120, "y": 90})
+    await root.locator("#marker").wait_for(state="visible")
+    await root.locator("#to-review").click()
+    await expect(root.locator("#review")).to_contain_text(description)
+    await root.locator("#submit").click()
+    await root.locator("#done").wait_for(state="visible")
+    number = str(await root.locator("#case-number").inner_text()).strip()
+    assert re.fullmatch(r"HB-\d{6}", number), number
+    return number
+
+
+async def test_the_form_in_a_browser_files_a_report(
+    world: Whistle, api_server: BotAPIServer
+) -> None:
+    """The page as Telegram's client opens it (the launch data in the address's fragment),
+    filled in headless Chromium; the card reaches the department's group."""
+    need_browser()
+    from playwright.async_api import async_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    photo = ARTIFACTS / "mini-app-form.png"
+    photo.write_bytes(png(120, 90, (90, 160, 60)))
+    signed = quote(launch_data(auth_date=now_of(world)), safe="")
+    address = f"http://127.0.0.1:{world.web_port}/app/?lang=zh-Hans#tgWebAppData={signed}"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=BROWSER, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 390, "height": 844}, locale="zh-CN")
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            await page.goto(address)
+            number = await fill_and_submit(page, photo, "路口的井盖松了，车一过就响")
+            await page.screenshot(path=str(ARTIFACTS / "mini-app-done.png"))
+            assert errors == []
+        finally:
+            await browser.close()
+    world.sender.wake()
+    await api_server.wait_for(
+        lambda s: any(number in (m.caption or m.text or "") for m in s.messages(CGZF)),
+        10,
+        description="the card",
+    )
+    [card] = [m for m in api_server.messages(CGZF) if number in (m.caption or m.text or "")]
+    assert "路口的井盖松了" in (card.caption or card.text or "") and card.photo

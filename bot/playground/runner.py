@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ class Playground:
         )
         self.clock = PlaygroundClock()
         self.app: Whistle | None = None
+        self.web_port = _free_port()
         self.generation = 0
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
@@ -56,6 +58,11 @@ class Playground:
     @property
     def database_path(self) -> Path:
         return self.data_dir / "playground.db"
+
+    @property
+    def webapp_url(self) -> str:
+        """Where the bot's web server serves the Mini App."""
+        return f"http://127.0.0.1:{self.web_port}/app/"
 
     @property
     def bot_id(self) -> int:
@@ -95,7 +102,13 @@ class Playground:
                 "telegram_api_base": self.server.base_url,
                 "database_url": f"sqlite+aiosqlite:///{self.database_path}",
                 "webhook_url": None,
-                "web_enabled": False,
+                # The bot's own web server serves the Mini App the page opens beside the chat
+                # (and the dashboard); Telegram's test environment, which the playground stands
+                # for, takes an http:// Mini App address.
+                "web_enabled": True,
+                "web_host": "127.0.0.1",
+                "web_port": self.web_port,
+                "webapp_url": self.webapp_url,
                 "polling_timeout": 10,
             }
         )
@@ -251,3 +264,11 @@ class Playground:
                     await self.run_due()
             except Exception:
                 logger.exception("playground.tick_failed")
+
+
+def _free_port() -> int:
+    """A port nothing listens on now, for the bot's web server (its address goes into the
+    Mini App buttons before the server starts)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

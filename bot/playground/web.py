@@ -16,7 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from bot.i18n import N_, Catalogues
-from bot.playground.runner import Playground
+from bot.playground.launch import launch_data, launch_url
+from bot.playground.runner import TOKEN, Playground
 from bot.playground.world import chat_views
 from bot.testserver import ControlError
 
@@ -78,6 +79,7 @@ class PlaygroundWeb:
                 web.post("/api/press", self.press),
                 web.post("/api/clock", self.clock),
                 web.post("/api/reset", self.reset),
+                web.post("/api/webapp", self.webapp),
             ]
         )
         app.router.add_static("/static", STATIC, append_version=False)
@@ -117,10 +119,25 @@ class PlaygroundWeb:
             content_type="text/html",
             headers={
                 "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-                "style-src 'self'; script-src 'self'",
+                "style-src 'self'; script-src 'self'; "
+                f"frame-src {self.playground.webapp_url.removesuffix('/app/')}",
                 "Cache-Control": "no-store",
             },
         )
+
+    async def webapp(self, request: web.Request) -> web.Response:
+        """The Mini App's address for the resident the page acts as, with launch data signed
+        by the playground's bot token (what Telegram's client does when a web_app button is
+        pressed)."""
+        body = await request.json()
+        user = self.playground.server.user(int(body.get("user_id", 0)))
+        if user is None:
+            return _json({"error": "user_id"}, status=400)
+        opened = str(body.get("url") or self.playground.webapp_url)
+        if not opened.startswith(self.playground.webapp_url):
+            return _json({"error": "url"}, status=400)
+        data = launch_data(TOKEN, user=user, now=self.playground.clock.now())
+        return _json({"url": launch_url(opened, data)})
 
     async def state(self, request: web.Request) -> web.Response:
         lang = self._language(request)
@@ -171,7 +188,8 @@ class PlaygroundWeb:
         for message in messages:
             if message.get("message_id") in keyboards:
                 message["client_keyboard"] = keyboards[message["message_id"]]
-        return _json({"chat_id": chat_id, "messages": messages})
+        menu = server.menu_button(chat_id, bot=self.playground.bot_id) if chat_id > 0 else None
+        return _json({"chat_id": chat_id, "messages": messages, "menu_button": menu})
 
     async def file(self, request: web.Request) -> web.StreamResponse:
         stored = self.playground.server.file(request.query.get("file_id", ""))

@@ -22,7 +22,7 @@ from bot.district import District
 from bot.i18n import N_
 from bot.services.outbox import Link, button, enqueue, inline_keyboard
 from bot.services.routing import chat_of
-from models import Case, CaseFollower, CaseStatus, HelpRequest
+from models import Case, CaseFollower, CaseKind, CaseStatus, HelpRequest
 
 CARD = "card"
 CARD_PHOTO = "card-photo"
@@ -98,6 +98,10 @@ def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str
         "longitude": case.longitude,
         "address": case.address,
         "resident_name": shown_name,
+        # A contact the resident agreed to give the department (the Mini App's form asks).
+        "resident_contact": case.contact
+        if case.kind is not CaseKind.HELP and case.from_telegram
+        else None,
         "via": case.integration,
         "media_url": case.media_url,
         "created_at": _iso(case.created_at),

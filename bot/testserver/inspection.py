@@ -52,6 +52,11 @@ class Inspection:
         stored = state.history(chat_id).messages
         return [copy.deepcopy(m.raw) for _, m in sorted(stored.items()) if not m.deleted]
 
+    def user(self, user_id: int) -> dict[str, Any] | None:
+        """A registered user's ``User`` object, as Telegram would describe them."""
+        user = self._core.world.users.get(user_id)
+        return user.to_dict() if user is not None else None
+
     def menu_button(self, chat_id: int, *, bot: int | str | None = None) -> dict[str, Any]:
         """The menu button a private chat shows (setChatMenuButton; else the bot's default)."""
         buttons = self._core.resolve_bot(bot).menu_buttons

@@ -121,6 +121,28 @@ async function loadHistory() {
   const data = await api(`/api/history?chat_id=${chatId}`);
   if (!view || chatIdOf(view) !== asked) return;
   renderMessages(data.messages || []);
+  renderMenuButton(data.menu_button);
+}
+
+// The chat's menu button (setChatMenuButton): a web_app one opens the Mini App.
+function renderMenuButton(button) {
+  const open = $("menu-app");
+  const app = button && button.type === "web_app" ? button : null;
+  open.hidden = !app;
+  if (!app) return;
+  open.textContent = app.text;
+  open.onclick = () => openWebApp(app.web_app.url, app.text);
+}
+
+// What Telegram's client does for a web_app button: the app opens beside the chat with launch
+// data signed for the person (here by the playground's own bot token).
+async function openWebApp(url, title) {
+  const data = await api("/api/webapp", { user_id: memberOf[view.key], url });
+  if (!data.url) return;
+  $("webapp-title").textContent = title;
+  $("webapp-frame").title = title;
+  $("webapp-frame").src = data.url;
+  $("webapp").hidden = false;
 }
 
 function scheduleHistory() {
@@ -293,7 +315,8 @@ function renderKeyboard(rows) {
       const button = document.createElement("button");
       button.type = "button";
       button.textContent = label;
-      button.addEventListener("click", () => sendText(label));
+      if (key.web_app) button.addEventListener("click", () => openWebApp(key.web_app.url, label));
+      else button.addEventListener("click", () => sendText(label));
       line.append(button);
     }
     box.append(line);
@@ -414,6 +437,10 @@ function wire() {
     loadHistory();
   });
   $("reply-cancel").addEventListener("click", clearReply);
+  $("webapp-close").addEventListener("click", () => {
+    $("webapp").hidden = true;
+    $("webapp-frame").src = "about:blank";
+  });
   // 📎 opens the attachment menu, as in Telegram (the bot's hints say "📎 → 位置").
   const attachMenu = (open) => {
     $("attach-menu").hidden = !open;
