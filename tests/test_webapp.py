@@ -25,6 +25,8 @@ from sqlalchemy import func, select
 
 from bot.app import Whistle
 from bot.clock import ManualClock
+from bot.db import transaction
+from bot.services import privacy
 from bot.testserver import BotAPIServer
 from models import Case, CaseStatus, PhotoUpload, WebAppDraft
 from tests.conftest import TOKEN, AppFactory, settled, start_with_residents
@@ -381,3 +383,16 @@ async def test_the_form_in_a_browser_files_a_report(
     )
     [card] = [m for m in api_server.messages(CGZF) if number in (m.caption or m.text or "")]
     assert "路口的井盖松了" in (card.caption or card.text or "") and card.photo
+
+
+async def test_drafts_and_unfiled_photos_are_pruned_after_thirty_days(
+    world: Whistle, http: aiohttp.ClientSession
+) -> None:
+    app = MiniApp(world, http, launch_data(auth_date=now_of(world)))
+    assert (await app.upload(photo_bytes()))[0] == 201
+    assert (await app.call("PUT", "/api/draft", json=form([])))[0] == 200
+    for days, left in ((29, (1, 1)), (31, (0, 0))):
+        async with transaction(world.factory) as session:
+            later = world.clock.now() + timedelta(days=days)
+            await privacy.apply_retention(session, world.district, now=later)
+        assert (await count(world, WebAppDraft), await count(world, PhotoUpload)) == left, days

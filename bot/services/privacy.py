@@ -29,14 +29,17 @@ from models import (
     OutboxFile,
     OutboxMessage,
     OutboxStatus,
+    PhotoUpload,
     User,
     Volunteer,
+    WebAppDraft,
 )
 from models.case import OPEN
 
 FORGOTTEN = 0  # the resident id of a case whose resident was erased
 NOTICE_EVERY = timedelta(minutes=10)  # a blocked user is told at most this often
 OUTBOX_KEPT = timedelta(days=30)  # delivered and dead outbox rows are pruned after this
+DRAFT_KEPT = timedelta(days=30)  # a Mini App draft nobody touched, and its photos
 MAX_REASON = 200
 
 
@@ -148,6 +151,8 @@ async def _erase_case_traces(session: AsyncSession, case_ids: list[int]) -> None
         .values(door=None)
         .execution_options(synchronize_session=False)
     )
+    # The photos filed from the Mini App, as the bot kept them.
+    await session.execute(delete(PhotoUpload).where(col(PhotoUpload.case_id).in_(case_ids)))
     await session.execute(
         update(CaseEvent)
         .where(col(CaseEvent.case_id).in_(case_ids), col(CaseEvent.actor_role) == "resident")
@@ -197,6 +202,9 @@ async def forget(session: AsyncSession, *, user_id: int, now: datetime) -> int:
         .execution_options(synchronize_session=False)
     )
     await session.execute(delete(CaseFollower).where(col(CaseFollower.user_id) == user_id))
+    # A Mini App draft and the photos uploaded for it.
+    await session.execute(delete(WebAppDraft).where(col(WebAppDraft.user_id) == user_id))
+    await session.execute(delete(PhotoUpload).where(col(PhotoUpload.user_id) == user_id))
     # Requests they helped with as a volunteer no longer say who.
     await session.execute(
         update(HelpRequest)
@@ -232,6 +240,15 @@ async def apply_retention(
     )
     # Files of messages that never went out (dead): an export holds case data.
     await session.execute(delete(OutboxFile).where(col(OutboxFile.created_at) < now - OUTBOX_KEPT))
+    # Mini App drafts left alone, and the photos nobody filed with them.
+    await session.execute(
+        delete(WebAppDraft).where(col(WebAppDraft.updated_at) < now - DRAFT_KEPT)
+    )
+    await session.execute(
+        delete(PhotoUpload).where(
+            col(PhotoUpload.case_id).is_(None), col(PhotoUpload.created_at) < now - DRAFT_KEPT
+        )
+    )
     days = district.privacy.retention_days
     if days is None:
         return 0

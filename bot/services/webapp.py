@@ -18,7 +18,7 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -40,7 +40,6 @@ MAX_SIDE = 2560  # Telegram keeps photos at most this size on the longer side
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 MAX_CONTACT = 64
 MAX_DRAFT_BYTES = 16_000
-DRAFT_KEPT = timedelta(days=30)
 # What the form files, and how it names each.
 KINDS = {CaseKind.REPORT: N_("webapp.kind.report"), CaseKind.SAY: N_("webapp.kind.say")}
 SUBMISSION = re.compile(r"^[0-9a-fA-F-]{8,36}$")
@@ -310,14 +309,3 @@ async def learned(session: AsyncSession, file_ids: dict[str, str]) -> None:
         case = await session.get(Case, case_id, with_for_update=True)
         if case is not None:
             case.photos = [file_ids.get(photo, photo) for photo in case.photos]
-
-
-async def prune(session: AsyncSession, *, now: datetime) -> None:
-    """Drafts left alone for :data:`DRAFT_KEPT`, and the photos nobody filed with them."""
-    before = now - DRAFT_KEPT
-    await session.execute(delete(WebAppDraft).where(col(WebAppDraft.updated_at) < before))
-    await session.execute(
-        delete(PhotoUpload).where(
-            col(PhotoUpload.case_id).is_(None), col(PhotoUpload.created_at) < before
-        )
-    )
