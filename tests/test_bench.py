@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import intake
+from bench import intake, mini_app
 from bench.__main__ import main
 
 
@@ -76,3 +76,17 @@ def test_durability_measures_both_settings(
     printed = capsys.readouterr().out
     assert "durability, SQLite: ms per commit" in printed
     assert "durability, SQLite: intake cases/s" in printed
+
+
+async def test_a_report_filed_in_the_mini_app_costs_two_bot_api_calls(database_url: str) -> None:
+    """The budget behind the Mini App's bench figure: a one-photo report filed in the form
+    costs the department's card (its photo with the card as caption) and the chat's receipt,
+    nothing else; the same report through the chat dialog costs the dialog's messages, its
+    edits and its button answers besides."""
+    figures = await mini_app.measure(database_url, residents=2)
+
+    assert figures.app.reports == figures.chat.reports == 2
+    assert dict(figures.app.calls) == {"sendPhoto": 2, "sendMessage": 2}
+    assert figures.chat.calls["sendPhoto"] == 2  # the same card
+    assert figures.chat.calls["answerCallbackQuery"] == 4  # category and Confirm presses
+    assert figures.chat.per_report > figures.app.per_report
