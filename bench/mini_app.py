@@ -150,7 +150,7 @@ async def measure(database_url: str, *, residents: int) -> MiniAppFigures:
                 server.add_user(user_id, first_name=f"居民{user_id}", language_code="zh-hans")
                 server.send_text(user_id, "/start")
             settings = Settings(
-                _env_file=None,  # type: ignore[call-arg]
+                _env_file=None,
                 BOT_TOKEN=TOKEN,
                 TELEGRAM_API_BASE=server.base_url,
                 DATABASE_URL=database_url,

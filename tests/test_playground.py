@@ -317,7 +317,27 @@ async def test_the_whole_loop_in_the_page(playground: PlaygroundWeb) -> None:
     print(f"playground browser test: {time.perf_counter() - started:.1f} s")
 
 
-async def test_a_report_filed_in_the_mini_app_beside_the_chat(playground: PlaygroundWeb) -> None:
+@pytest.fixture
+async def any_playground(
+    tmp_path: Path, district: District, database_url: str
+) -> AsyncIterator[PlaygroundWeb]:
+    """The playground on SQLite (its own file) or on PostgreSQL (the test's database)."""
+    settings = make_settings("http://unused", "sqlite+aiosqlite:///unused.db")
+    postgres = None if database_url.startswith("sqlite") else database_url
+    ground = Playground(
+        settings=settings, district=district, data_dir=tmp_path, database_url=postgres
+    )
+    web = PlaygroundWeb(ground, port=0)
+    await ground.start()
+    await web.start()
+    yield web
+    await web.stop()
+    await ground.stop()
+
+
+async def test_a_report_filed_in_the_mini_app_beside_the_chat(
+    any_playground: PlaygroundWeb,
+) -> None:
     """The resident opens the one-form filing from the menu's web_app button: the playground
     opens the bot's Mini App beside the chat, signed with its own token; photos, a point on
     the district's outline and a category go in one form, and the card reaches the
@@ -334,7 +354,7 @@ async def test_a_report_filed_in_the_mini_app_beside_the_chat(playground: Playgr
             page = await browser.new_page(viewport={"width": 1400, "height": 900}, locale="zh-CN")
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
-            await page.goto(playground.url)
+            await page.goto(any_playground.url)
             await page.wait_for_selector("body[data-ready='1']")
             await page.click(".chat-tab[data-key='residents']")
             opener = page.locator("#keyboard button", has_text="一张表填报")

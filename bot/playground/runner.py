@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlmodel import col
 
 from bot.app import Whistle
-from bot.db import transaction
+from bot.db import create_engine, transaction
 from bot.district import District
 from bot.logs import log_event
 from bot.playground.clock import PlaygroundClock
@@ -37,10 +37,20 @@ FAST_TICK = 2.0
 
 
 class Playground:
-    def __init__(self, *, settings: Settings, district: District, data_dir: Path) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        district: District,
+        data_dir: Path,
+        database_url: str | None = None,
+    ) -> None:
         self.settings = settings
         self.district = district
         self.data_dir = data_dir
+        # A PostgreSQL database of its own instead of the SQLite file (emptied at each start
+        # over); the playground owns whatever is in it.
+        self.database_url = database_url
         # Messages are dated by the playground's clock, the one the page's header shows.
         self.server = BotAPIServer(
             tokens=[TOKEN],
@@ -93,14 +103,17 @@ class Playground:
             await self._start_world()
 
     async def _start_world(self) -> None:
-        await asyncio.to_thread(self._remove_database)
+        if self.database_url is None:
+            await asyncio.to_thread(self._remove_database)
+        else:
+            await _empty(self.database_url)
         self.clock = PlaygroundClock()
         starters = populate(self.server, self.district)
         settings = self.settings.model_copy(
             update={
                 "bot_token": SecretStr(TOKEN),
                 "telegram_api_base": self.server.base_url,
-                "database_url": f"sqlite+aiosqlite:///{self.database_path}",
+                "database_url": self.database_url or f"sqlite+aiosqlite:///{self.database_path}",
                 "webhook_url": None,
                 # The bot's own web server serves the Mini App the page opens beside the chat
                 # (and the dashboard); Telegram's test environment, which the playground stands
@@ -272,3 +285,14 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+async def _empty(database_url: str) -> None:
+    """Drop everything in the playground's PostgreSQL database (the service migrates it)."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await connection.execute(text("CREATE SCHEMA public"))
+    finally:
+        await engine.dispose()
