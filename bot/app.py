@@ -289,6 +289,7 @@ class Whistle:
             clock=self.clock,
             token=self.bot.token,
             max_age=timedelta(minutes=settings.webapp_max_age_minutes),
+            early_warning=self.early_warning,
             on_commit=self.sender.wake,
         ).install(service.app)
         return service

@@ -396,3 +396,24 @@ async def test_drafts_and_unfiled_photos_are_pruned_after_thirty_days(
             later = world.clock.now() + timedelta(days=days)
             await privacy.apply_retention(session, world.district, now=later)
         assert (await count(world, WebAppDraft), await count(world, PhotoUpload)) == left, days
+
+
+async def test_a_threat_in_the_form_alerts_the_center_as_in_the_chat(
+    world: Whistle, api_server: BotAPIServer, http: aiohttp.ClientSession
+) -> None:
+    app = MiniApp(world, http, launch_data(auth_date=now_of(world)))
+    status, body = await app.upload(photo_bytes())
+    description = "楼道堆满杂物，说了两句，对门扬言要砍死他"
+    status, filed = await app.call(
+        "POST", "/api/submit", json=form([body["id"]], description=description)
+    )
+    assert status == 201
+    world.sender.wake()
+    await api_server.wait_for(
+        lambda s: any("矛盾纠纷预警" in (m.text or "") for m in s.messages(CENTER)),
+        10,
+        description="the alert",
+    )
+    [alert] = [m for m in api_server.messages(CENTER) if "矛盾纠纷预警" in (m.text or "")]
+    assert filed["number"] in alert.text and "类别：暴力威胁" in alert.text
+    assert "王晓霞" not in alert.text

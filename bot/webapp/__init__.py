@@ -30,8 +30,9 @@ from bot.db import SessionFactory, read_transaction, transaction
 from bot.district import District
 from bot.i18n import N_, Catalogues, Translator, match_language
 from bot.logs import log_event
-from bot.services import users, webapp
+from bot.services import early_warning, users, webapp
 from bot.services.errors import UserError
+from bot.warning import EarlyWarning
 from models import User
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class MiniApp:
         clock: Clock,
         token: str,
         max_age: timedelta,
+        early_warning: EarlyWarning | None = None,
         on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.factory = factory
@@ -102,6 +104,7 @@ class MiniApp:
         self.clock = clock
         self.token = token
         self.max_age = max_age
+        self.early_warning = early_warning
         self.on_commit = on_commit
         self._envs: dict[str, Environment] = {}
 
@@ -256,10 +259,15 @@ class MiniApp:
         )
 
     async def _file(self, resident: webapp.Resident, data: dict[str, Any]) -> tuple[Any, bool]:
+        now = self.clock.now()
         async with transaction(self.factory) as session:
-            return await webapp.submit(
-                session, self.district, resident=resident, data=data, now=self.clock.now()
+            case, filed = await webapp.submit(
+                session, self.district, resident=resident, data=data, now=now
             )
+            if filed and self.early_warning is not None:  # screened like the chat's cases
+                library = self.early_warning.library
+                await early_warning.screen_case(session, self.district, library, case, now=now)
+            return case, filed
 
 
 def _plain(text: str) -> str:
