@@ -162,24 +162,12 @@ class Settings(BaseSettings):
     @field_validator("web_public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
-        value = (value or "").strip().rstrip("/")
-        if not value:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"WEB_PUBLIC_URL must be an http(s) URL, not {value!r}")
-        return value
+        return _http_url("WEB_PUBLIC_URL", value, slash=False)
 
     @field_validator("webapp_url")
     @classmethod
     def _webapp_url(cls, value: str | None) -> str | None:
-        value = (value or "").strip()
-        if not value:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"WEBAPP_URL must be an http(s) URL, not {value!r}")
-        return value if value.endswith("/") else value + "/"
+        return _http_url("WEBAPP_URL", value, slash=True)
 
     @field_validator("webhook_secret", "web_secret", mode="before")
     @classmethod
@@ -237,3 +225,14 @@ class Settings(BaseSettings):
             return self.webhook_path
         path = urlsplit(self.webhook_url or "").path
         return path or "/"
+
+
+def _http_url(name: str, value: str | None, *, slash: bool) -> str | None:
+    """An http(s) address with a host, ending in ``/`` (``slash``) or not; empty is unset."""
+    value = (value or "").strip().rstrip("/")
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{name} must be an http(s) URL, not {value!r}")
+    return value + "/" if slash else value

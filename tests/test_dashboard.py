@@ -10,6 +10,7 @@ screenshot of the overview; the access tests use a plain HTTP client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import struct
@@ -228,70 +229,81 @@ def need_browser() -> None:
         pytest.skip(f"browser test skipped: {missing}")
 
 
+@contextlib.asynccontextmanager
+async def browser_page(width: int = 1280, height: int = 900) -> AsyncIterator[Any]:
+    """A page of headless Chromium set to Chinese (the test is skipped or failed as
+    :func:`need_browser` says when there is no browser)."""
+    need_browser()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=BROWSER, args=CHROMIUM_ARGS)
+        try:
+            yield await browser.new_page(
+                viewport={"width": width, "height": height}, locale="zh-CN"
+            )
+        finally:
+            await browser.close()
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_a_leader_signs_in_from_the_bot_and_sees_the_district(
     world: World, http: aiohttp.ClientSession
 ) -> None:
     need_browser()
-    from playwright.async_api import async_playwright
 
     started = time.perf_counter()
     link = await sign_in_link(world, LEADER)
     waiting = world.cases["waiting"]
     answered = world.cases["answered"]
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=BROWSER, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-            await page.goto(link)
-            await page.wait_for_url("**/dashboard")
-            assert await page.locator("h1").inner_text() == "一屏感知"
-            assert await page.locator("#open-total").inner_text() == "4"
-            assert await page.locator("#today-total").inner_text() == "4"
-            status = await page.locator("#by-status").inner_text()
-            assert "已吹哨，待应哨\t2" in status  # the 城管 case waiting and the 市场监管 one
-            assert "已应哨，办理中\t1" in status and "已答卷，待评价\t1" in status
-            near = await page.locator("#near-rungs").inner_text()
-            assert waiting.number in near and "黄牌" in near
-            # Counting down (by the server's clock) to the yellow card an hour after the whistle.
-            assert re.search(r"\b(0:59:00|0:58:[0-5]\d)\b", near), near
-            assert await page.locator("svg.map circle").count() == 3  # the located cases
-            # 城管 has three cases this month, two acknowledged within the hour, one answered;
-            # nothing rated yet. Each rate's definition stands beside it.
-            cgzf = await page.locator("#rates tr", has_text="城市管理综合执法局").inner_text()
-            assert "66.7%" in cgzf and "2/3" in cgzf
-            assert "33.3%" in cgzf and "1/3" in cgzf
-            assert "—" in cgzf  # satisfaction: no rating to divide by
-            rates = await page.locator("#rates").inner_text()
-            assert "响应率＝" in rates and "解决率＝" in rates and "满意率＝" in rates
-            ARTIFACTS.mkdir(exist_ok=True)
-            shot = ARTIFACTS / "dashboard-overview.png"
-            await page.screenshot(path=str(shot), full_page=True)
-            print(f"\ndashboard overview screenshot: {shot}")
+    async with browser_page() as page:
+        await page.goto(link)
+        await page.wait_for_url("**/dashboard")
+        assert await page.locator("h1").inner_text() == "一屏感知"
+        assert await page.locator("#open-total").inner_text() == "4"
+        assert await page.locator("#today-total").inner_text() == "4"
+        status = await page.locator("#by-status").inner_text()
+        assert "已吹哨，待应哨\t2" in status  # the 城管 case waiting and the 市场监管 one
+        assert "已应哨，办理中\t1" in status and "已答卷，待评价\t1" in status
+        near = await page.locator("#near-rungs").inner_text()
+        assert waiting.number in near and "黄牌" in near
+        # Counting down (by the server's clock) to the yellow card an hour after the whistle.
+        assert re.search(r"\b(0:59:00|0:58:[0-5]\d)\b", near), near
+        assert await page.locator("svg.map circle").count() == 3  # the located cases
+        # 城管 has three cases this month, two acknowledged within the hour, one answered;
+        # nothing rated yet. Each rate's definition stands beside it.
+        cgzf = await page.locator("#rates tr", has_text="城市管理综合执法局").inner_text()
+        assert "66.7%" in cgzf and "2/3" in cgzf
+        assert "33.3%" in cgzf and "1/3" in cgzf
+        assert "—" in cgzf  # satisfaction: no rating to divide by
+        rates = await page.locator("#rates").inner_text()
+        assert "响应率＝" in rates and "解决率＝" in rates and "满意率＝" in rates
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "dashboard-overview.png"
+        await page.screenshot(path=str(shot), full_page=True)
+        print(f"\ndashboard overview screenshot: {shot}")
 
-            await page.click(f"text={waiting.number}")
-            await page.wait_for_url(f"**/dashboard/cases/{waiting.number}")
-            await page.goto(world.url(f"/dashboard/cases/{answered.number}"))
-            assert answered.number in await page.locator("h1").inner_text()
-            timeline = await page.locator("#timeline").inner_text()
-            for step in ("居民提交", "吹哨", "应哨", "答卷"):
-                assert step in timeline
-            assert "已修补人行道" in await page.locator("#content").inner_text()
-            assert "城市管理综合执法局" in await page.locator("#messages").inner_text()
-            loaded = await page.wait_for_function(
-                """() => [...document.querySelectorAll('#content .photos img')]
-                       .every(img => img.complete && img.naturalWidth > 0)
-                   && document.querySelectorAll('#content .photos img').length === 2"""
-            )
-            assert await loaded.json_value()
-            widths = await page.eval_on_selector_all(
-                "#content .photos img", "imgs => imgs.map(img => img.naturalWidth)"
-            )
-            assert widths == [64, 80]  # the resident's photo and the proof of the fix
-            await page.set_viewport_size({"width": 390, "height": 844})  # a phone
-            await page.screenshot(path=str(ARTIFACTS / "dashboard-case-phone.png"), full_page=True)
-        finally:
-            await browser.close()
+        await page.click(f"text={waiting.number}")
+        await page.wait_for_url(f"**/dashboard/cases/{waiting.number}")
+        await page.goto(world.url(f"/dashboard/cases/{answered.number}"))
+        assert answered.number in await page.locator("h1").inner_text()
+        timeline = await page.locator("#timeline").inner_text()
+        for step in ("居民提交", "吹哨", "应哨", "答卷"):
+            assert step in timeline
+        assert "已修补人行道" in await page.locator("#content").inner_text()
+        assert "城市管理综合执法局" in await page.locator("#messages").inner_text()
+        loaded = await page.wait_for_function(
+            """() => [...document.querySelectorAll('#content .photos img')]
+                   .every(img => img.complete && img.naturalWidth > 0)
+               && document.querySelectorAll('#content .photos img').length === 2"""
+        )
+        assert await loaded.json_value()
+        widths = await page.eval_on_selector_all(
+            "#content .photos img", "imgs => imgs.map(img => img.naturalWidth)"
+        )
+        assert widths == [64, 80]  # the resident's photo and the proof of the fix
+        await page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        await page.screenshot(path=str(ARTIFACTS / "dashboard-case-phone.png"), full_page=True)
     print(f"browser test: {time.perf_counter() - started:.1f} s")
 
 

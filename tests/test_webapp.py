@@ -30,7 +30,7 @@ from bot.services import privacy
 from bot.testserver import BotAPIServer
 from models import Case, CaseStatus, PhotoUpload, WebAppDraft
 from tests.conftest import TOKEN, AppFactory, settled, start_with_residents
-from tests.test_dashboard import ARTIFACTS, BROWSER, CHROMIUM_ARGS, need_browser, png
+from tests.test_dashboard import ARTIFACTS, browser_page, need_browser, png
 
 RESIDENT = 7700
 CENTER = -1001000000001
@@ -356,25 +356,19 @@ async def test_the_form_in_a_browser_files_a_report(
     """The page as Telegram's client opens it (the launch data in the address's fragment),
     filled in headless Chromium; the card reaches the department's group."""
     need_browser()
-    from playwright.async_api import async_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     photo = ARTIFACTS / "mini-app-form.png"
     photo.write_bytes(png(120, 90, (90, 160, 60)))
     signed = quote(launch_data(auth_date=now_of(world)), safe="")
     address = f"http://127.0.0.1:{world.web_port}/app/?lang=zh-Hans#tgWebAppData={signed}"
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=BROWSER, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 390, "height": 844}, locale="zh-CN")
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            await page.goto(address)
-            number = await fill_and_submit(page, photo, "路口的井盖松了，车一过就响")
-            await page.screenshot(path=str(ARTIFACTS / "mini-app-done.png"))
-            assert errors == []
-        finally:
-            await browser.close()
+    async with browser_page(390, 844) as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        await page.goto(address)
+        number = await fill_and_submit(page, photo, "路口的井盖松了，车一过就响")
+        await page.screenshot(path=str(ARTIFACTS / "mini-app-done.png"))
+        assert errors == []
     world.sender.wake()
     await api_server.wait_for(
         lambda s: any(number in (m.caption or m.text or "") for m in s.messages(CGZF)),
