@@ -1,21 +1,12 @@
-"""help_requests: the 邻里互助 part of a case in its own table, moved out of cases
-
-Revision ID: 0020
-Revises: 0019
-Create Date: 2026-12-06 12:10:00
-"""
+"""help_requests: the 邻里互助 part of a case in its own table, moved out of cases"""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020"
 down_revision: str | None = "0019"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 # help_requests column <- cases column
 MOVED = {

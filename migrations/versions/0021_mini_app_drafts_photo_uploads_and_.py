@@ -1,21 +1,12 @@
-"""mini app: residents' drafts, the photos uploaded for them, the submissions filed
-
-Revision ID: 0021
-Revises: 0020
-Create Date: 2026-12-06 12:22:02
-"""
+"""mini app: residents' drafts, the photos uploaded for them, the submissions filed"""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0021"
 down_revision: str | None = "0020"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
