@@ -16,6 +16,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -83,30 +84,19 @@ def signed_in(
     return data
 
 
+@dataclass
 class MiniApp:
     """The form page, its static files and its JSON API; :meth:`install` adds the routes."""
 
-    def __init__(
-        self,
-        *,
-        factory: SessionFactory,
-        district: District,
-        catalogues: Catalogues,
-        clock: Clock,
-        token: str,
-        max_age: timedelta,
-        early_warning: EarlyWarning | None = None,
-        on_commit: Callable[[], None] | None = None,
-    ) -> None:
-        self.factory = factory
-        self.district = district
-        self.catalogues = catalogues
-        self.clock = clock
-        self.token = token
-        self.max_age = max_age
-        self.early_warning = early_warning
-        self.on_commit = on_commit
-        self._envs: dict[str, Environment] = {}
+    factory: SessionFactory
+    district: District
+    catalogues: Catalogues
+    clock: Clock
+    token: str  # the bot's: Telegram signs the launch data with it
+    max_age: timedelta  # how old signed launch data may be
+    early_warning: EarlyWarning | None = None
+    on_commit: Callable[[], None] | None = None  # wakes the sender after a case is filed
+    _envs: dict[str, Environment] = field(default_factory=dict, init=False, repr=False)
 
     def install(self, app: web.Application) -> None:
         app.router.add_get(PREFIX + "/", self.page)

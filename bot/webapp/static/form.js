@@ -42,6 +42,13 @@
     }
     if (tg?.colorScheme) root.dataset.scheme = tg.colorScheme;
   }
+  // Outside Telegram (or before it says), the system's choice of light or dark.
+  const system = window.matchMedia?.("(prefers-color-scheme: dark)");
+  const followSystem = () => {
+    if (!tg?.colorScheme) document.documentElement.dataset.scheme = system?.matches ? "dark" : "light";
+  };
+  followSystem();
+  system?.addEventListener?.("change", followSystem);
   if (tg) {
     try {
       tg.ready();
