@@ -179,7 +179,7 @@ async def test_a_photo_report_filed_in_one_form_reaches_the_department(
     world.sender.wake()
     # The department's card, with the three photos the bot uploaded to Telegram.
     await api_server.wait_for(
-        lambda s: any(number in (m.text or "") for m in s.messages(CGZF)), 10, description="card"
+        lambda s: any(number in (m.text or "") for m in s.messages(CGZF)), 30, description="card"
     )
     [card] = [m for m in api_server.messages(CGZF) if number in (m.text or "")]
     assert "飞线充电" in (card.text or "")
@@ -308,7 +308,7 @@ async def test_the_menu_opens_the_form_in_the_residents_language(
     [opens] = [b for b in greeting.buttons() if "web_app" in b]
     assert opens == {"text": "📝 一张表填报", "web_app": {"url": address + "?lang=zh-Hans"}}
     await api_server.wait_for(
-        lambda s: s.menu_button(RESIDENT)["type"] == "web_app", 5, description="menu button"
+        lambda s: s.menu_button(RESIDENT)["type"] == "web_app", 30, description="menu button"
     )
     assert api_server.menu_button(RESIDENT) == {
         "type": "web_app",
@@ -372,7 +372,7 @@ async def test_the_form_in_a_browser_files_a_report(
     world.sender.wake()
     await api_server.wait_for(
         lambda s: any(number in (m.caption or m.text or "") for m in s.messages(CGZF)),
-        10,
+        30,
         description="the card",
     )
     [card] = [m for m in api_server.messages(CGZF) if number in (m.caption or m.text or "")]
@@ -405,7 +405,7 @@ async def test_a_threat_in_the_form_alerts_the_center_as_in_the_chat(
     world.sender.wake()
     await api_server.wait_for(
         lambda s: any("矛盾纠纷预警" in (m.text or "") for m in s.messages(CENTER)),
-        10,
+        30,
         description="the alert",
     )
     [alert] = [m for m in api_server.messages(CENTER) if "矛盾纠纷预警" in (m.text or "")]

@@ -44,9 +44,8 @@ TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 MAX_UPLOAD = webapp.MAX_PHOTO_BYTES + 64 * 1024  # the photo and its multipart wrapping
 SECURITY_HEADERS = {
-    # Only this server's scripts, styles and images (photos are shown from blob: URLs), and
-    # framed only by Telegram's clients and the playground (no frame-ancestors limit: the
-    # in-app browser is not a web origin).
+    # Only this server's scripts, styles and images (photos are shown from blob: URLs). No
+    # frame-ancestors limit: Telegram's web client and the playground show the app in a frame.
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; "
         "img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'"
