@@ -257,26 +257,16 @@ def post_with_photos(
     target = None
     if case.photos:
         photo_link = case_link(case, f"{purpose}-photo")
-        if len(case.photos) == 1:
-            enqueue(
-                session,
-                chat_id=chat_id,
-                locale=lang,
-                now=now,
-                method="sendPhoto",
-                params={"photo": case.photos[0]},
-                link=photo_link,
-            )
-        else:
-            enqueue(
-                session,
-                chat_id=chat_id,
-                locale=lang,
-                now=now,
-                method="sendMediaGroup",
-                params={"photos": case.photos},
-                link=photo_link,
-            )
+        alone = len(case.photos) == 1  # one photo goes alone, more as an album
+        enqueue(
+            session,
+            chat_id=chat_id,
+            locale=lang,
+            now=now,
+            method="sendPhoto" if alone else "sendMediaGroup",
+            params={"photo": case.photos[0]} if alone else {"photos": case.photos},
+            link=photo_link,
+        )
         target = photo_link
     enqueue(
         session,
