@@ -72,6 +72,14 @@ def may_decide(district: District, admin_id: int, community: str) -> bool:
     return admin_id in approvers(district, community) or admin_id in district_wide
 
 
+def _tell(
+    session: AsyncSession, volunteer: Volunteer, now: datetime, text_key: str, **context: Any
+) -> None:
+    """One catalogue message to a volunteer, in their language."""
+    chat_id, locale = volunteer.user_id, volunteer.language
+    send_text(session, chat_id=chat_id, locale=locale, now=now, text_key=text_key, **context)
+
+
 async def get(session: AsyncSession, user_id: int) -> Volunteer | None:
     return await session.get(Volunteer, user_id, populate_existing=True)
 
@@ -158,12 +166,8 @@ async def decide(
         raise UserError(N_("volunteer.already-decided"))
     volunteer.status = VolunteerStatus.APPROVED if approve else VolunteerStatus.DECLINED
     volunteer.decided_at, volunteer.decided_by = now, admin_id
-    send_text(
-        session,
-        chat_id=volunteer.user_id,
-        locale=volunteer.language,
-        now=now,
-        text_key=N_("volunteer.approved") if approve else N_("volunteer.declined"),
+    _tell(
+        session, volunteer, now, N_("volunteer.approved") if approve else N_("volunteer.declined")
     )
     send_text(
         session,
@@ -416,14 +420,7 @@ async def progress(
         reply = N_("help.you-done")
     else:
         raise UserError(N_("errors.stale-button"))
-    send_text(
-        session,
-        chat_id=user_id,
-        locale=volunteer.language,
-        now=now,
-        text_key=reply,
-        number=case.number,
-    )
+    _tell(session, volunteer, now, reply, number=case.number)
     return case
 
 
@@ -657,12 +654,5 @@ async def share_photo(
     cases.record(
         session, case, kind="photo", now=now, actor=actor, role="volunteer", photo=file_id
     )
-    send_text(
-        session,
-        chat_id=user_id,
-        locale=volunteer.language,
-        now=now,
-        text_key=N_("help.photo-sent"),
-        number=case.number,
-    )
+    _tell(session, volunteer, now, N_("help.photo-sent"), number=case.number)
     return case
