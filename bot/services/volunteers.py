@@ -578,20 +578,25 @@ async def fire_due(
     return len(due)
 
 
+def _minutes_waiting(case: Case, now: datetime) -> int:
+    """Whole minutes since the request was made (what the re-announcement and the office's
+    notice say)."""
+    return int((now - case.created_at).total_seconds() // 60)
+
+
 def _announce_again(
     session: AsyncSession, district: District, case: Case, request: HelpRequest, now: datetime
 ) -> None:
     chat_id = district.volunteer_chat_for(case.community)
     if chat_id is None:
         return
-    waited = int((now - case.created_at).total_seconds() // 60)
     enqueue(
         session,
         chat_id=chat_id,
         locale=district.default_language,
         now=now,
         text_key=N_("help.reannounce"),
-        context={"number": case.number, "minutes": waited},
+        context={"number": case.number, "minutes": _minutes_waiting(case, now)},
         keyboard=notify.help_keyboard(case, request),
         target=notify.case_link(case, HELP_CARD),
         link=notify.case_link(case, HELP_AGAIN),
@@ -611,7 +616,6 @@ async def _tell_office(
         unit, chat_id = routing.CENTER, await routing.chat_of(session, district, routing.CENTER)
     if chat_id is None:
         return
-    waited = int((now - case.created_at).total_seconds() // 60)
     enqueue(
         session,
         chat_id=chat_id,
@@ -621,7 +625,7 @@ async def _tell_office(
         context=notify.help_context(
             case,
             request,
-            minutes=waited,
+            minutes=_minutes_waiting(case, now),
             contact=case.contact,
             door=request.door,
             resident_name=case.resident_name if case.contact else None,
