@@ -30,10 +30,14 @@ logger = logging.getLogger("bot.sender")
 DeadHook = Callable[[AsyncSession, list[OutboxMessage], datetime, Collection[int]], Awaitable[Any]]
 
 
-async def _pending(session: AsyncSession, row_id: int) -> OutboxMessage | None:
-    """The row, while its outcome is still to be recorded (not by another sender already)."""
+async def _settling(session: AsyncSession, row_id: int) -> OutboxMessage | None:
+    """The row, released from the sender's claim, while its outcome is still to be recorded
+    (not by another sender already); the caller records it."""
     row = await session.get(OutboxMessage, row_id)
-    return row if row is not None and row.status is OutboxStatus.PENDING else None
+    if row is None or row.status is not OutboxStatus.PENDING:
+        return None
+    row.claimed_by = row.claimed_until = None
+    return row
 
 
 def wall_now() -> datetime:
@@ -56,11 +60,10 @@ class OutcomeRecorder:
     async def _finish_moot(self, row_id: int, reason: str) -> None:
         now = self.clock.now()
         async with transaction(self.factory) as session:
-            row = await _pending(session, row_id)
+            row = await _settling(session, row_id)
             if row is None:
                 return
             row.mark_moot(reason=reason, now=now)
-            row.claimed_by = row.claimed_until = None
         log_event(logger, "outbox.moot", outbox_id=row_id, reason=reason)
 
     async def _finish_delivered(self, row_id: int, result: Any) -> None:
@@ -71,11 +74,10 @@ class OutcomeRecorder:
             messages = [m for m in result if isinstance(m, Message)]
         now = self.clock.now()
         async with transaction(self.factory) as session:
-            row = await _pending(session, row_id)
+            row = await _settling(session, row_id)
             if row is None:
                 return
             row.mark_delivered(message_id=messages[0].message_id if messages else None, now=now)
-            row.claimed_by = row.claimed_until = None
             uploaded = row.params.get("upload")
             if uploaded is not None:
                 # Telegram holds the file now; the bytes were kept only for retries.
@@ -106,10 +108,9 @@ class OutcomeRecorder:
     async def _retry(self, row_id: int, error: str, retry_after: int | None) -> None:
         now = self.clock.now()
         async with transaction(self.factory) as session:
-            row = await _pending(session, row_id)
+            row = await _settling(session, row_id)
             if row is None:
                 return
-            row.claimed_by = row.claimed_until = None
             if row.attempts + 1 >= self.max_attempts:
                 row.mark_dead(
                     reason=f"gave up after {row.attempts + 1} attempts: {error}", now=now
@@ -135,11 +136,10 @@ class OutcomeRecorder:
         again (callback answers are not messages to the chat and are left to go out)."""
         now = self.clock.now()
         async with transaction(self.factory) as session:
-            row = await _pending(session, row_id)
+            row = await _settling(session, row_id)
             if row is None:
                 return
             row.mark_dead(reason=reason, now=now)
-            row.claimed_by = row.claimed_until = None
             dead = [row]
             if whole_chat:
                 others = await session.scalars(

@@ -226,22 +226,31 @@ def _check_required_sections(data: Mapping[str, Any], report: _Report) -> None:
             )
 
 
+def _repeats(
+    items: Iterator[tuple[int, Mapping[str, Any]]], field: str, kinds: Any = str
+) -> Iterator[tuple[int, object, int]]:
+    """``(index, value, first)`` for each item whose ``field`` (of ``kinds``, never a bool)
+    repeats an earlier item's: ``first`` is the index of the item that used it first."""
+    seen: dict[object, int] = {}
+    for index, item in items:
+        value = item.get(field)
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            continue
+        if value in seen:
+            yield index, value, seen[value]
+        else:
+            seen[value] = index
+
+
 def _check_unique(
     data: Mapping[str, Any], section: str, field: str, message: str, report: _Report
 ) -> None:
-    seen: dict[object, Loc] = {}
-    for index, item in _items(data, section):
-        value = item.get(field)
-        if not isinstance(value, str | int) or isinstance(value, bool):
-            continue
-        if value in seen:
-            report(
-                (section, index, field),
-                "duplicate_" + field,
-                f"{message} {value!r} (first used by {_format_key(seen[value])})",
-            )
-        else:
-            seen[value] = (section, index)
+    for index, value, first in _repeats(_items(data, section), field, str | int):
+        report(
+            (section, index, field),
+            "duplicate_" + field,
+            f"{message} {value!r} (first used by {_format_key((section, first))})",
+        )
 
 
 def _check_references(data: Mapping[str, Any], report: _Report) -> None:
@@ -367,37 +376,23 @@ def _check_points(data: Mapping[str, Any], report: _Report) -> None:
 def _check_merchants(data: Mapping[str, Any], report: _Report) -> None:
     _check_unique(data, "merchants", "code", "duplicate merchant code", report)
     for index, merchant in _items(data, "merchants"):
-        seen: dict[str, int] = {}
-        for position, offer in _items(merchant, "offers"):
-            code = offer.get("code")
-            if not isinstance(code, str):
-                continue
-            if code in seen:
-                report(
-                    ("merchants", index, "offers", position, "code"),
-                    "duplicate_code",
-                    f"duplicate offer code {code!r} (first used by "
-                    f"{_format_key(('merchants', index, 'offers', seen[code]))})",
-                )
-            else:
-                seen[code] = position
+        for position, code, first in _repeats(_items(merchant, "offers"), "code"):
+            report(
+                ("merchants", index, "offers", position, "code"),
+                "duplicate_code",
+                f"duplicate offer code {code!r} (first used by "
+                f"{_format_key(('merchants', index, 'offers', first))})",
+            )
 
 
 def _check_integrations(data: Mapping[str, Any], report: _Report) -> None:
     _check_unique(data, "integrations", "code", "duplicate integration code", report)
     # Keys identify the system filing a case, so two systems cannot share one; the message
     # names where the key was first used, never the key.
-    seen: dict[str, int] = {}
-    for index, item in _items(data, "integrations"):
-        key = item.get("api_key")
-        if not isinstance(key, str):
-            continue
-        if key in seen:
-            report(
-                ("integrations", index, "api_key"),
-                "duplicate_api_key",
-                f"this api_key is already used by integrations[{seen[key]}]; "
-                "every integrating system needs its own key",
-            )
-        else:
-            seen[key] = index
+    for index, _key, first in _repeats(_items(data, "integrations"), "api_key"):
+        report(
+            ("integrations", index, "api_key"),
+            "duplicate_api_key",
+            f"this api_key is already used by integrations[{first}]; "
+            "every integrating system needs its own key",
+        )

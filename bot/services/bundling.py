@@ -139,10 +139,7 @@ async def find_similar(
 def similar_context(case: Case) -> dict[str, Any]:
     """What a resident is shown of someone else's case: never who filed it."""
     return {
-        "number": case.number,
-        "kind": case.kind.value,
-        "category": case.category,
-        "status": case.status.value,
+        **notify.case_facts(case),
         "created_at": case.created_at.isoformat(),
         "description": case.description,
         "reporters": case.reporters,

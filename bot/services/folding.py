@@ -236,11 +236,8 @@ async def _draw(
 def _item(folded: CardFold, case: Case) -> dict[str, Any]:
     summary = case.address or case.description
     return {
-        "number": case.number,
-        "kind": case.kind.value,
-        "category": case.category,
+        **notify.case_facts(case),
         "summary": summary,
-        "status": case.status.value,
         "outcome": folded.outcome,
     }
 

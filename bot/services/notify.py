@@ -81,22 +81,36 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def case_facts(case: Case) -> dict[str, Any]:
+    """What names a case wherever it is listed: its number, kind, category and status."""
+    return {
+        "number": case.number,
+        "kind": case.kind.value,
+        "category": case.category,
+        "status": case.status.value,
+    }
+
+
+def case_details(case: Case) -> dict[str, Any]:
+    """A case's facts with what it is about and where: what a card and a timeline show."""
+    return {
+        **case_facts(case),
+        "department": case.department,
+        "description": case.description,
+        "address": case.address,
+        "latitude": case.latitude,
+        "longitude": case.longitude,
+    }
+
+
 def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str, Any]:
     """What a card shows. The resident's name only when not anonymous; never contact. A case
     filed by an integrating system shows the system ("via the 12345 hotline"), never what it
     sent about the caller."""
     shown_name = None if case.anonymous or not case.from_telegram else case.resident_name
     return {
-        "number": case.number,
-        "kind": case.kind.value,
-        "status": case.status.value,
-        "category": case.category,
-        "department": case.department,
-        "description": case.description,
+        **case_details(case),
         "photo_count": len(case.photos),
-        "latitude": case.latitude,
-        "longitude": case.longitude,
-        "address": case.address,
         "resident_name": shown_name,
         # A contact the resident agreed to give the department (the Mini App's form asks).
         "resident_contact": case.contact
@@ -243,26 +257,16 @@ def post_with_photos(
     target = None
     if case.photos:
         photo_link = case_link(case, f"{purpose}-photo")
-        if len(case.photos) == 1:
-            enqueue(
-                session,
-                chat_id=chat_id,
-                locale=lang,
-                now=now,
-                method="sendPhoto",
-                params={"photo": case.photos[0]},
-                link=photo_link,
-            )
-        else:
-            enqueue(
-                session,
-                chat_id=chat_id,
-                locale=lang,
-                now=now,
-                method="sendMediaGroup",
-                params={"photos": case.photos},
-                link=photo_link,
-            )
+        alone = len(case.photos) == 1  # one photo goes alone, more as an album
+        enqueue(
+            session,
+            chat_id=chat_id,
+            locale=lang,
+            now=now,
+            method="sendPhoto" if alone else "sendMediaGroup",
+            params={"photo": case.photos[0]} if alone else {"photos": case.photos},
+            link=photo_link,
+        )
         target = photo_link
     enqueue(
         session,

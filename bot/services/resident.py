@@ -21,7 +21,16 @@ from sqlmodel import col
 from bot.callbacks import ConfirmWithdraw, DraftAction, MyCasesPage, ViewCase, WithdrawCase
 from bot.district import District
 from bot.i18n import N_, Translator
-from bot.services import bundling, cases, closure, early_warning, followers, my_cases, privacy
+from bot.services import (
+    bundling,
+    cases,
+    closure,
+    early_warning,
+    followers,
+    my_cases,
+    notify,
+    privacy,
+)
 from bot.services.errors import UserError
 from bot.services.outbox import (
     answer_callback,
@@ -530,10 +539,7 @@ async def show_cases(
     page = max(page, 0)
     listed = [
         {
-            "number": case.number,
-            "kind": case.kind.value,
-            "category": case.category,
-            "status": case.status.value,
+            **notify.case_facts(case),
             "updated_at": case.updated_at.isoformat(),
             "followed": case.resident_id != resident_id,
         }
@@ -607,15 +613,7 @@ async def show_timeline(
         raise UserError(N_("withdraw.too-late"), number=case.number)
     request = await chat.session.get(HelpRequest, case.id) if case.kind is CaseKind.HELP else None
     context = {
-        "number": case.number,
-        "kind": case.kind.value,
-        "status": case.status.value,
-        "category": case.category,
-        "department": case.department,
-        "description": case.description,
-        "address": case.address,
-        "latitude": case.latitude,
-        "longitude": case.longitude,
+        **notify.case_details(case),
         "needed_when": request.needed_when if request else None,
         "rating": case.rating.value if case.rating else None,
         "events": shown,

@@ -27,7 +27,7 @@ Nothing here talks to Telegram; reports, ``/stats``, the dashboard and exports r
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -184,22 +184,19 @@ def _first_of_colour(ladder: Sequence[LadderStep], colour: CardColour) -> int | 
 
 @dataclass
 class _Tally:
-    dispatched: int = 0
-    responded: int = 0
-    resolved: int = 0
-    rated: int = 0
-    satisfied: int = 0
-    yellow: int = 0
-    red: int = 0
-    overdue: int = 0
-    reopened: int = 0
+    """A unit's figures while they are counted: the counts by :class:`Figures`' names."""
+
+    counts: Counter[str] = field(default_factory=Counter)
     ack_times: list[timedelta] = field(default_factory=list)
     answer_times: list[timedelta] = field(default_factory=list)
 
+    def add(self, **counts: int) -> None:
+        for name, count in counts.items():
+            self.counts[name] += count
+
     def freeze(self) -> Figures:
-        counts = {k: v for k, v in vars(self).items() if not k.endswith("_times")}
         return Figures(
-            **counts,
+            **self.counts,
             median_ack=_median(self.ack_times),
             median_answer=_median(self.answer_times),
         )
@@ -269,12 +266,9 @@ async def compute(
         resolved = status in ANSWERED and answered is not None and not reopens
         rated = rating is not None and rating.value != "unrated"
         for tally in units.of(dept, community):
-            tally.dispatched += 1
-            tally.responded += in_time
-            tally.resolved += resolved
+            tally.add(dispatched=1, responded=in_time, resolved=resolved)
             if rated:
-                tally.rated += 1
-                tally.satisfied += rating.value in SATISFIED
+                tally.add(rated=1, satisfied=rating.value in SATISFIED)
             if acked is not None:
                 tally.ack_times.append(acked - dispatched)
             if answered is not None and status in ANSWERED:
@@ -338,9 +332,9 @@ async def _count_cards(
         colour = colour_of[(ladder, rung)]
         for tally in units.of(dept, community):
             if colour is CardColour.YELLOW:
-                tally.yellow += 1
+                tally.add(yellow=1)
             else:
-                tally.red += 1
+                tally.add(red=1)
 
 
 async def _count_reopened(
@@ -364,7 +358,7 @@ async def _count_reopened(
     )
     for event_dept, dept, community in rows:
         for tally in units.of(event_dept or dept, community):
-            tally.reopened += 1
+            tally.add(reopened=1)
 
 
 async def overdue_at(
@@ -413,7 +407,7 @@ async def _overdue(
         if late:
             overdue.append(case_id)
             for tally in units.of(dept, community):
-                tally.overdue += 1
+                tally.add(overdue=1)
     return tuple(overdue)
 
 

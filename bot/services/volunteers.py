@@ -72,6 +72,14 @@ def may_decide(district: District, admin_id: int, community: str) -> bool:
     return admin_id in approvers(district, community) or admin_id in district_wide
 
 
+def _tell(
+    session: AsyncSession, volunteer: Volunteer, now: datetime, text_key: str, **context: Any
+) -> None:
+    """One catalogue message to a volunteer, in their language."""
+    chat_id, locale = volunteer.user_id, volunteer.language
+    send_text(session, chat_id=chat_id, locale=locale, now=now, text_key=text_key, **context)
+
+
 async def get(session: AsyncSession, user_id: int) -> Volunteer | None:
     return await session.get(Volunteer, user_id, populate_existing=True)
 
@@ -158,12 +166,8 @@ async def decide(
         raise UserError(N_("volunteer.already-decided"))
     volunteer.status = VolunteerStatus.APPROVED if approve else VolunteerStatus.DECLINED
     volunteer.decided_at, volunteer.decided_by = now, admin_id
-    send_text(
-        session,
-        chat_id=volunteer.user_id,
-        locale=volunteer.language,
-        now=now,
-        text_key=N_("volunteer.approved") if approve else N_("volunteer.declined"),
+    _tell(
+        session, volunteer, now, N_("volunteer.approved") if approve else N_("volunteer.declined")
     )
     send_text(
         session,
@@ -416,14 +420,7 @@ async def progress(
         reply = N_("help.you-done")
     else:
         raise UserError(N_("errors.stale-button"))
-    send_text(
-        session,
-        chat_id=user_id,
-        locale=volunteer.language,
-        now=now,
-        text_key=reply,
-        number=case.number,
-    )
+    _tell(session, volunteer, now, reply, number=case.number)
     return case
 
 
@@ -581,20 +578,25 @@ async def fire_due(
     return len(due)
 
 
+def _minutes_waiting(case: Case, now: datetime) -> int:
+    """Whole minutes since the request was made (what the re-announcement and the office's
+    notice say)."""
+    return int((now - case.created_at).total_seconds() // 60)
+
+
 def _announce_again(
     session: AsyncSession, district: District, case: Case, request: HelpRequest, now: datetime
 ) -> None:
     chat_id = district.volunteer_chat_for(case.community)
     if chat_id is None:
         return
-    waited = int((now - case.created_at).total_seconds() // 60)
     enqueue(
         session,
         chat_id=chat_id,
         locale=district.default_language,
         now=now,
         text_key=N_("help.reannounce"),
-        context={"number": case.number, "minutes": waited},
+        context={"number": case.number, "minutes": _minutes_waiting(case, now)},
         keyboard=notify.help_keyboard(case, request),
         target=notify.case_link(case, HELP_CARD),
         link=notify.case_link(case, HELP_AGAIN),
@@ -614,7 +616,6 @@ async def _tell_office(
         unit, chat_id = routing.CENTER, await routing.chat_of(session, district, routing.CENTER)
     if chat_id is None:
         return
-    waited = int((now - case.created_at).total_seconds() // 60)
     enqueue(
         session,
         chat_id=chat_id,
@@ -624,7 +625,7 @@ async def _tell_office(
         context=notify.help_context(
             case,
             request,
-            minutes=waited,
+            minutes=_minutes_waiting(case, now),
             contact=case.contact,
             door=request.door,
             resident_name=case.resident_name if case.contact else None,
@@ -657,12 +658,5 @@ async def share_photo(
     cases.record(
         session, case, kind="photo", now=now, actor=actor, role="volunteer", photo=file_id
     )
-    send_text(
-        session,
-        chat_id=user_id,
-        locale=volunteer.language,
-        now=now,
-        text_key=N_("help.photo-sent"),
-        number=case.number,
-    )
+    _tell(session, volunteer, now, N_("help.photo-sent"), number=case.number)
     return case

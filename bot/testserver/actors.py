@@ -246,14 +246,7 @@ class UserActions:
         reply_to: int | None = None,
         bot: int | str | None = None,
     ) -> dict[str, Any]:
-        stored = self._core.world.files.add(
-            "document", data, file_name=filename, mime_type=mime_type
-        )
-        document = {
-            "file_name": filename,
-            "mime_type": mime_type,
-            **stored.ids(),
-        }
+        document = self._file("document", data, file_name=filename, mime_type=mime_type)
         content: dict[str, Any] = {"document": document, **self._caption(caption)}
         return self._user_message(user_id, content, chat_id, reply_to, bot)
 
@@ -267,12 +260,7 @@ class UserActions:
         reply_to: int | None = None,
         bot: int | str | None = None,
     ) -> dict[str, Any]:
-        stored = self._core.world.files.add("voice", data, mime_type="audio/ogg")
-        voice = {
-            "duration": duration,
-            "mime_type": "audio/ogg",
-            **stored.ids(),
-        }
+        voice = {"duration": duration, **self._file("voice", data, mime_type="audio/ogg")}
         return self._user_message(user_id, {"voice": voice}, chat_id, reply_to, bot)
 
     def send_video(
@@ -286,20 +274,20 @@ class UserActions:
         reply_to: int | None = None,
         bot: int | str | None = None,
     ) -> dict[str, Any]:
-        stored = self._core.world.files.add(
-            "video", data, mime_type="video/mp4", width=640, height=360
-        )
         video = {
             "duration": duration,
-            "width": 640,
-            "height": 360,
-            "mime_type": "video/mp4",
-            **stored.ids(),
+            **self._file("video", data, width=640, height=360, mime_type="video/mp4"),
         }
         content: dict[str, Any] = {"video": video}
         if caption:
             content["caption"] = caption
         return self._user_message(user_id, content, chat_id, reply_to, bot)
+
+    def _file(self, kind: str, data: bytes, **attributes: Any) -> dict[str, Any]:
+        """Stores a file the user sends; its object as the update shows it: ``attributes``
+        (name, type, size) in the order given, then its ids."""
+        stored = self._core.world.files.add(kind, data, **attributes)
+        return {**attributes, **stored.ids()}
 
     def send_sticker(
         self,
