@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -83,29 +84,18 @@ def error_body(status: int, description: str) -> list[dict[str, Any]]:
     return [{"code": status, "description": description}]
 
 
+@dataclass
 class Open311:
     """The API's handlers; :meth:`register` adds its routes to the service's aiohttp app."""
 
-    def __init__(
-        self,
-        *,
-        factory: SessionFactory,
-        district: District,
-        catalogues: Catalogues,
-        clock: Clock,
-        files: TelegramFiles,
-        early_warning: EarlyWarning | None = None,
-        on_commit: Callable[[], None] | None = None,
-        public_url: str | None = None,
-    ) -> None:
-        self.factory = factory
-        self.district = district
-        self.catalogues = catalogues
-        self.clock = clock
-        self.files = files
-        self.early_warning = early_warning
-        self.on_commit = on_commit
-        self.public_url = public_url
+    factory: SessionFactory
+    district: District
+    catalogues: Catalogues
+    clock: Clock
+    files: TelegramFiles  # photos come through the bot
+    early_warning: EarlyWarning | None = None
+    on_commit: Callable[[], None] | None = None  # wakes the sender after a case is filed
+    public_url: str | None = None  # where media_url points (else the request's own host)
 
     def register(self, app: web.Application) -> None:
         app.router.add_get(f"{PREFIX}/services.json", self.services)
