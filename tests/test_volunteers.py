@@ -14,13 +14,12 @@ from sqlalchemy import func, select
 from bot.app import Whistle
 from bot.clock import ManualClock
 from bot.db import transaction
-from bot.services import cases, closure, volunteers
+from bot.services import closure, volunteers
 from bot.services.errors import UserError
 from bot.testserver import BotAPIServer
 from models import (
     Case,
     CaseEvent,
-    CaseKind,
     CaseStatus,
     GroupRefusal,
     HelpClaim,
@@ -29,6 +28,7 @@ from models import (
     VolunteerStatus,
 )
 from scheduler import jobs
+from tests.casework import ask_for_help, step
 from tests.conftest import AppFactory, settled
 
 RESIDENT = 7400
@@ -90,25 +90,18 @@ async def publish(
     community: str | None = None,
     chat: int = VOLUNTEERS,
 ) -> tuple[Case, Any]:
-    async with transaction(app.factory) as session:
-        case = await cases.submit(
-            session,
-            app.district,
-            resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
-            now=app.clock.now(),
-            draft=cases.Draft(
-                kind=CaseKind.HELP,
-                description="帮忙买药",
-                address="3号楼",
-                door="2单元501",
-                community=community,
-                skills=["代购"],
-                needed_when="明天上午",
-                share_contact=contact,
-                contact="13800000000",
-            ),
-        )
-    app.sender.wake()
+    case = await ask_for_help(
+        app,
+        resident=RESIDENT,
+        description="帮忙买药",
+        address="3号楼",
+        door="2单元501",
+        community=community,
+        skills=["代购"],
+        needed_when="明天上午",
+        share_contact=contact,
+        contact="13800000000",
+    )
     [card] = await api_server.wait_for_message(chat)
     await api_server.wait_for_message(RESIDENT)  # the receipt
     await settled(app)
@@ -225,16 +218,7 @@ class TestRegistration:
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
         await approved(world, HELPERS[1], status=VolunteerStatus.PENDING)
-        async with transaction(world.factory) as session:
-            await volunteers.decide(
-                session,
-                world.district,
-                admin_id=ADMIN,
-                user_id=HELPERS[1],
-                approve=False,
-                now=world.clock.now(),
-            )
-        world.sender.wake()
+        await step(world, volunteers.decide, admin_id=ADMIN, user_id=HELPERS[1], approve=False)
         [told] = await api_server.wait_for_message(HELPERS[1])
         assert "未通过" in told.text
 
@@ -412,16 +396,8 @@ class TestRefusals:
         api_server.send_text(HELPERS[1], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
         await api_server.wait_for_message(HELPERS[1])  # the details
         await settled(world)
-        async with transaction(world.factory) as session:
-            assert case.id is not None
-            await closure.withdraw(
-                session,
-                world.district,
-                case_id=case.id,
-                resident_id=RESIDENT,
-                now=world.clock.now(),
-            )
-        world.sender.wake()
+        assert case.id is not None
+        await step(world, closure.withdraw, case_id=case.id, resident_id=RESIDENT)
         [told] = await api_server.wait_for_message(HELPERS[1])
         assert "撤回" in told.text
         await settled(world)
