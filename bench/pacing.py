@@ -51,11 +51,14 @@ TOKEN = "424242:BENCH-whistle-token"
 TEXT_KEY = "health.unreachable-groups"  # one parameter: tells the messages apart
 
 
-async def queue_texts(app: Whistle, messages: Iterable[tuple[int, str]]) -> None:
+async def queue_texts(
+    app: Whistle, messages: Iterable[tuple[int, str] | tuple[int, str, bool]]
+) -> None:
     """Queue one ``TEXT_KEY`` message to each ``(chat, units)`` in this order, in one
-    transaction, so that the sender sees them all at once (it is not woken)."""
+    transaction, so that the sender sees them all at once (it is not woken); a third item
+    ``True``, ``(chat, units, True)``, queues it as bulk (a digest's lane)."""
     async with transaction(app.factory) as session:
-        for chat, units in messages:
+        for chat, units, *bulk in messages:
             send_text(
                 session,
                 chat_id=chat,
@@ -63,6 +66,7 @@ async def queue_texts(app: Whistle, messages: Iterable[tuple[int, str]]) -> None
                 now=app.clock.now(),
                 text_key=TEXT_KEY,
                 units=units,
+                bulk=any(bulk),
             )
 
 
