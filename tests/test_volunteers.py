@@ -115,6 +115,18 @@ async def reload(app: Whistle, case_id: int | None) -> Case:
         return case
 
 
+def claim_by_reply(api_server: BotAPIServer, person: int, card: Any) -> None:
+    """``person`` replies 我来 ("I'll go") to the help request's card in the volunteers'
+    group."""
+    api_server.send_text(person, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+
+
+def claim_by_button(api_server: BotAPIServer, person: int, card: Any) -> None:
+    """``person`` presses the claim button under the help request's card in the volunteers'
+    group."""
+    api_server.press_button(person, card.message_id, card.callback_data()[0], chat_id=VOLUNTEERS)
+
+
 async def held(app: Whistle, case_id: int | None) -> HelpRequest:
     """The help part of a request as the database has it now: who holds it."""
     async with app.factory() as session:
@@ -230,7 +242,7 @@ class TestClaiming:
         await approved(world, HELPERS[0])
         case, card = await publish(world, api_server, contact=True)
         assert card.button_texts() == ["🙋 我来"] and "13800000000" not in card.text
-        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        claim_by_reply(api_server, HELPERS[0], card)
         [details] = await api_server.wait_for_message(HELPERS[0])
         assert "帮忙买药" in details.text and "13800000000" in details.text
         assert details.button_texts() == ["🚶 我在路上", "✅ 已完成", "↩️ 放弃认领"]
@@ -253,9 +265,7 @@ class TestClaiming:
     ) -> None:
         await approved(world, HELPERS[1])
         case, card = await publish(world, api_server, contact=False)
-        api_server.press_button(
-            HELPERS[1], card.message_id, card.callback_data()[0], chat_id=VOLUNTEERS
-        )
+        claim_by_button(api_server, HELPERS[1], card)
         [details] = await api_server.wait_for_message(HELPERS[1])
         assert "13800000000" not in details.text and "未提供联系方式" in details.text
         assert (await held(world, case.id)).volunteer_id == HELPERS[1]
@@ -266,7 +276,7 @@ class TestClaiming:
         await approved(world, *HELPERS)
         case, card = await publish(world, api_server, contact=True)
         for helper in HELPERS:
-            api_server.send_text(helper, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+            claim_by_reply(api_server, helper, card)
         # Everyone here started the bot: the four too late are told privately, not in the group.
         taken = await until(api_server, lambda: told(api_server, HELPERS, "已被", count=4))
         await settled(world)
@@ -287,9 +297,7 @@ class TestClaiming:
         await approved(world, *HELPERS)
         case, card = await publish(world, api_server, contact=False)
         for helper in HELPERS:
-            api_server.press_button(
-                helper, card.message_id, card.callback_data()[0], chat_id=VOLUNTEERS
-            )
+            claim_by_button(api_server, helper, card)
         await until(
             api_server,
             lambda: sum("已被" in (a.text or "") for a in api_server.callback_answers) == 4,
@@ -304,7 +312,7 @@ class TestProgress:
     ) -> None:
         await approved(world, HELPERS[0], HELPERS[1])
         case, card = await publish(world, api_server, contact=True)
-        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        claim_by_reply(api_server, HELPERS[0], card)
         [details] = await api_server.wait_for_message(HELPERS[0])
         await api_server.wait_for_message(RESIDENT)
         await settled(world)
@@ -327,9 +335,7 @@ class TestProgress:
             ),
         )
 
-        api_server.press_button(
-            HELPERS[1], card.message_id, card.callback_data()[0], chat_id=VOLUNTEERS
-        )
+        claim_by_button(api_server, HELPERS[1], card)
         [details] = await api_server.wait_for_message(HELPERS[1])
         await api_server.wait_for_message(RESIDENT)
         await settled(world)
@@ -364,16 +370,14 @@ class TestRefusals:
         await approved(world, HELPERS[0], status=VolunteerStatus.PENDING)
         await approved(world, HELPERS[1], status=VolunteerStatus.PAUSED)
         case, card = await publish(world, api_server, contact=True)
-        api_server.send_text(STRANGER, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        claim_by_reply(api_server, STRANGER, card)
         [refused] = await api_server.wait_for_message(VOLUNTEERS)
         assert "/volunteer" in refused.text
         # Someone who started the bot is told privately instead of in the group.
-        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        claim_by_reply(api_server, HELPERS[0], card)
         [refused] = await api_server.wait_for_message(HELPERS[0])
         assert "审核" in refused.text and case.number in refused.text
-        api_server.press_button(
-            HELPERS[1], card.message_id, card.callback_data()[0], chat_id=VOLUNTEERS
-        )
+        claim_by_button(api_server, HELPERS[1], card)
         await until(
             api_server, lambda: any("暂停" in (a.text or "") for a in api_server.callback_answers)
         )
@@ -393,7 +397,7 @@ class TestRefusals:
     ) -> None:
         await approved(world, HELPERS[0], HELPERS[1])
         case, card = await publish(world, api_server, contact=True)
-        api_server.send_text(HELPERS[1], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        claim_by_reply(api_server, HELPERS[1], card)
         await api_server.wait_for_message(HELPERS[1])  # the details
         await settled(world)
         assert case.id is not None
@@ -401,7 +405,7 @@ class TestRefusals:
         [told] = await api_server.wait_for_message(HELPERS[1])
         assert "撤回" in told.text
         await settled(world)
-        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        claim_by_reply(api_server, HELPERS[0], card)
         await until(
             api_server,
             lambda: any("不再开放" in (m.text or "") for m in api_server.messages(HELPERS[0])),
@@ -473,7 +477,7 @@ class TestTheCard:
         random.Random(7).shuffle(racers)
         world.unit_of_work.most_in_flight = 0
         for person in racers:  # all at once: none waits for an answer
-            api_server.send_text(person, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+            claim_by_reply(api_server, person, card)
 
         # One wins; the card names them.
         await until(api_server, lambda: card.button_texts() == [], patience=60)
@@ -558,7 +562,7 @@ class TestOwnRequest:
         await approved(world, RESIDENT)
         api_server.add_member(VOLUNTEERS, RESIDENT)
         case, card = await publish(world, api_server, contact=False)
-        api_server.send_text(RESIDENT, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        claim_by_reply(api_server, RESIDENT, card)
         refused = await until(
             api_server,
             lambda: next(
