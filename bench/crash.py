@@ -40,7 +40,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import random
 import select
 import signal
@@ -53,7 +52,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +60,7 @@ from sqlalchemy import select as sql_select
 from sqlmodel import col
 
 from bench import intake
+from bench.results import RESULTS, write_result
 from bot.db import create_engine, session_factory
 from bot.district import load_district
 from bot.testserver import BotAPIServer, BotMessage
@@ -69,7 +68,6 @@ from bot.testserver.faults import Fault
 from models import Case, OutboxMessage, OutboxStatus
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
 DISTRICT_FILE = ROOT / "config.example.toml"
 TOKEN = "424242:TEST-whistle-token"  # the tests' bot
 BOT_ID = 424242
@@ -867,18 +865,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="whistle-crash-") as tmp:
         figures = asyncio.run(_with_database(args, Path(tmp)))
-    now = datetime.now(UTC)
-    result = {
-        "benchmark": "crash",
-        "at": now.isoformat(timespec="seconds"),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "command": " ".join(["python -m bench.crash", *(argv or sys.argv[1:])]),
-        **figures.to_dict(),
-    }
-    args.results.mkdir(parents=True, exist_ok=True)
-    out = args.results / f"crash-{now:%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    command = " ".join(["python -m bench.crash", *(argv or sys.argv[1:])])
+    out = write_result(args.results, "crash", {"command": command, **figures.to_dict()})
     print(figures.table())
     problems = figures.problems()
     for problem in problems:

@@ -12,19 +12,15 @@ is written to bench/results/ (not under version control).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import random
 import statistics
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.results import RESULTS, write_result
 from bot.warning import KeywordLibrary, load_library, resolve_keywords_path
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 PLAIN_ZH = (
     "楼道里有人飞线充电",
@@ -117,12 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     timings, flagged = run(library, texts, max(args.rounds, 1))
     best = min(timings)
     chars = sum(len(text) for text in texts)
-    now = datetime.now(UTC)
     result = {
-        "benchmark": "keywords",
-        "at": now.isoformat(timespec="seconds"),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
         "library": {
             "file": str(path),
             "categories": len(library.categories),
@@ -140,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "flagged": sum(flagged.values()),
         "flagged_by_category": dict(sorted(flagged.items())),
     }
-    args.results.mkdir(parents=True, exist_ok=True)
-    out = args.results / f"keywords-{now:%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    out = write_result(args.results, "keywords", result)
     print(
         f"{len(texts)} texts ({chars} characters) against {len(library)} keywords in "
         f"{len(library.categories)} categories: best of {len(timings)} rounds {best:.3f} s, "

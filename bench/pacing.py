@@ -24,21 +24,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
-import platform
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlmodel import col
 
+from bench.results import RESULTS, write_result
 from bot.app import Whistle
 from bot.db import transaction
 from bot.district import load_district
@@ -49,16 +47,18 @@ from bot.testserver import BotAPIServer
 from models import OutboxMessage, OutboxStatus
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
 TOKEN = "424242:BENCH-whistle-token"
 TEXT_KEY = "health.unreachable-groups"  # one parameter: tells the messages apart
 
 
-async def queue_texts(app: Whistle, messages: Iterable[tuple[int, str]]) -> None:
+async def queue_texts(
+    app: Whistle, messages: Iterable[tuple[int, str] | tuple[int, str, bool]]
+) -> None:
     """Queue one ``TEXT_KEY`` message to each ``(chat, units)`` in this order, in one
-    transaction, so that the sender sees them all at once (it is not woken)."""
+    transaction, so that the sender sees them all at once (it is not woken); a third item
+    ``True``, ``(chat, units, True)``, queues it as bulk (a digest's lane)."""
     async with transaction(app.factory) as session:
-        for chat, units in messages:
+        for chat, units, *bulk in messages:
             send_text(
                 session,
                 chat_id=chat,
@@ -66,6 +66,7 @@ async def queue_texts(app: Whistle, messages: Iterable[tuple[int, str]]) -> None
                 now=app.clock.now(),
                 text_key=TEXT_KEY,
                 units=units,
+                bulk=any(bulk),
             )
 
 
@@ -185,19 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     figures = asyncio.run(bench(args))
-    now = datetime.now(UTC)
     if not args.database:
         figures["database"] = "sqlite (scratch file)"
-    result = {
-        "benchmark": "pacing",
-        "at": now.isoformat(timespec="seconds"),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        **figures,
-    }
-    args.results.mkdir(parents=True, exist_ok=True)
-    out = args.results / f"pacing-{now:%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    out = write_result(args.results, "pacing", figures)
     one, two = figures["fan_out"], figures["mixed"]
     print(
         f"fan-out: {one['delivered']}/{one['messages']} messages to {args.chats} private chats "

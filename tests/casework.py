@@ -8,7 +8,8 @@ tests/test_resident_flows.py and tests/test_department_flows.py.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from bot.app import Whistle
 from bot.db import transaction
@@ -17,6 +18,18 @@ from bot.testserver import BotAPIServer
 from models import Case, CaseKind
 
 PHOTO = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+T = TypeVar("T")
+
+
+async def step(app: Whistle, action: Callable[..., Awaitable[T]], **values: Any) -> T:
+    """One step taken as a handler takes it: ``action`` of the service layer, with ``values``,
+    in the app's district at its clock's time, in one transaction; then the outbox is woken
+    for what the step queued."""
+    async with transaction(app.factory) as session:
+        result = await action(session, app.district, now=app.clock.now(), **values)
+    app.sender.wake()
+    return result
 
 
 def posted_photo(api_server: BotAPIServer, user: int, chat_id: int, data: bytes = PHOTO) -> str:
@@ -29,16 +42,19 @@ def posted_photo(api_server: BotAPIServer, user: int, chat_id: int, data: bytes 
 async def submit(app: Whistle, draft: cases.Draft, *, resident: int, name: str = "王晓霞") -> Case:
     """Resident ``resident`` (first name ``name``, writing Simplified Chinese) sends
     ``draft``, as the last step of the wizard does; the outbox is woken for what it queued."""
-    async with transaction(app.factory) as session:
-        case = await cases.submit(
-            session,
-            app.district,
-            resident=cases.Person(resident, name, "zh-Hans"),
-            draft=draft,
-            now=app.clock.now(),
-        )
-    app.sender.wake()
-    return case
+    return await step(
+        app, cases.submit, resident=cases.Person(resident, name, "zh-Hans"), draft=draft
+    )
+
+
+async def ask_for_help(
+    app: Whistle, *, resident: int, description: str, name: str = "王晓霞", **values: Any
+) -> Case:
+    """Resident ``resident`` (first name ``name``) asks the neighbours for help (邻里互助)
+    with ``description``; ``values`` as the wizard fills them in (address, door, when,
+    skills, whether to share a contact)."""
+    draft = cases.Draft(kind=CaseKind.HELP, description=description, **values)
+    return await submit(app, draft, resident=resident, name=name)
 
 
 async def file_photo_report(
@@ -73,16 +89,7 @@ async def acknowledge(app: Whistle, case: Case, *, by: cases.Person) -> None:
     """``by``, of the case's department, acknowledges (应哨) ``case``, as the card's button
     does."""
     assert case.id is not None and case.department is not None
-    async with transaction(app.factory) as session:
-        await cases.acknowledge(
-            session,
-            app.district,
-            case_id=case.id,
-            department=case.department,
-            actor=by,
-            now=app.clock.now(),
-        )
-    app.sender.wake()
+    await step(app, cases.acknowledge, case_id=case.id, department=case.department, actor=by)
 
 
 async def answer(
@@ -98,30 +105,19 @@ async def answer(
     as a reply to its card does."""
     department = department or case.department
     assert case.id is not None and department is not None
-    async with transaction(app.factory) as session:
-        await cases.answer(
-            session,
-            app.district,
-            case_id=case.id,
-            department=department,
-            actor=by,
-            text=text,
-            photos=photos or [],
-            now=app.clock.now(),
-        )
-    app.sender.wake()
+    await step(
+        app,
+        cases.answer,
+        case_id=case.id,
+        department=department,
+        actor=by,
+        text=text,
+        photos=photos or [],
+    )
 
 
 async def withdraw(app: Whistle, case: Case) -> None:
     """The resident who filed ``case`` withdraws (撤回) it, as the button under its timeline
     in /my does."""
     assert case.id is not None and case.resident_id is not None
-    async with transaction(app.factory) as session:
-        await closure.withdraw(
-            session,
-            app.district,
-            case_id=case.id,
-            resident_id=case.resident_id,
-            now=app.clock.now(),
-        )
-    app.sender.wake()
+    await step(app, closure.withdraw, case_id=case.id, resident_id=case.resident_id)

@@ -225,6 +225,15 @@ async def say(api_server: BotAPIServer, user: int, text: str) -> Any:
     return reply
 
 
+async def first_words(
+    api_server: BotAPIServer, user: int, *, name: str, language: str, text: str = "/start"
+) -> Any:
+    """A Telegram user (first name ``name``, their app in ``language``) writes to the bot for
+    the first time: ``text``, by default /start; the bot's one reply."""
+    api_server.add_user(user, first_name=name, language_code=language)
+    return await say(api_server, user, text)
+
+
 async def settled(app: Whistle) -> None:
     """Wait until the outbox has nothing pending, so every sent message's link is recorded
     (a reply to a message can only be mapped back once its link is committed)."""

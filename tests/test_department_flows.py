@@ -11,12 +11,11 @@ import pytest
 
 from bot.app import Whistle
 from bot.clock import ManualClock
-from bot.db import transaction
 from bot.services import cases
 from bot.testserver import BotAPIServer
 from models import Case, CaseEvent, CaseKind, CaseStatus, Rating
 from scheduler import jobs
-from tests.casework import PHOTO, file_photo_report, posted_photo, submit, withdraw
+from tests.casework import PHOTO, ask_for_help, file_photo_report, posted_photo, submit, withdraw
 from tests.conftest import AppFactory, settled, start_with_residents
 
 RESIDENT = 7300
@@ -405,28 +404,18 @@ class TestWithdrawnCards:
         assert volunteers is not None
         api_server.create_group(volunteers, "志愿者", members=[CLERK])
         photo = posted_photo(api_server, RESIDENT, SCRATCH)
-        resident = cases.Person(RESIDENT, "王晓霞", "zh-Hans")
-        async with transaction(world.factory) as session:
-            say = await cases.submit(
-                session,
-                world.district,
-                resident=resident,
-                now=world.clock.now(),
-                draft=cases.Draft(kind=CaseKind.SAY, description="路灯不亮", photos=[photo]),
-            )
-            help_request = await cases.submit(
-                session,
-                world.district,
-                resident=resident,
-                now=world.clock.now(),
-                draft=cases.Draft(
-                    kind=CaseKind.HELP,
-                    description="帮忙买药",
-                    address="康乐社区",
-                    needed_when="明天上午",
-                ),
-            )
-        world.sender.wake()
+        say = await submit(
+            world,
+            cases.Draft(kind=CaseKind.SAY, description="路灯不亮", photos=[photo]),
+            resident=RESIDENT,
+        )
+        help_request = await ask_for_help(
+            world,
+            resident=RESIDENT,
+            description="帮忙买药",
+            address="康乐社区",
+            needed_when="明天上午",
+        )
         shown, center_card = await api_server.wait_for_message(CENTER, count=2)
         assert shown.photo and center_card.reply_to_message_id == shown.message_id
         [help_card] = await api_server.wait_for_message(volunteers)

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from bot.app import Whistle
 from bot.testserver import BotAPIServer
 from models import ProcessedUpdate, User
-from tests.conftest import say, settled
+from tests.conftest import first_words, say, settled
 
 RESIDENT = 7001
 
@@ -33,8 +33,7 @@ class TestStart:
     async def test_greets_in_chinese_with_the_menu(
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
-        api_server.add_user(RESIDENT, first_name="王<晓霞>", language_code="zh-hans")
-        reply = await say(api_server, RESIDENT, "/start")
+        reply = await first_words(api_server, RESIDENT, name="王<晓霞>", language="zh-hans")
         assert "海勃湾区" in reply.text
         assert "王<晓霞>" in reply.text  # shown as sent, because it was escaped in HTML
         assert reply.parse_mode == "HTML"
@@ -48,22 +47,18 @@ class TestStart:
         # U+202E (right-to-left override) in a first name, and a left-open U+2067 (right-to-
         # left isolate): each is closed inside its own isolate (U+2068 … U+2069), so the rest
         # of the sentence keeps its direction.
-        api_server.add_user(RESIDENT, first_name="Eve\u202e", language_code="en")
-        reply = await say(api_server, RESIDENT, "/start")
+        reply = await first_words(api_server, RESIDENT, name="Eve\u202e", language="en")
         assert "Hello, \u2068Eve\u202e\u2069!" in reply.text
-        api_server.add_user(RESIDENT + 1, first_name="\u2067Mallory", language_code="en")
-        reply = await say(api_server, RESIDENT + 1, "/start")
+        reply = await first_words(api_server, RESIDENT + 1, name="\u2067Mallory", language="en")
         assert "Hello, \u2068\u2067Mallory\u2069\u2069!" in reply.text
         # An ordinary name is left as it is.
-        api_server.add_user(RESIDENT + 2, first_name="Alice", language_code="en")
-        reply = await say(api_server, RESIDENT + 2, "/start")
+        reply = await first_words(api_server, RESIDENT + 2, name="Alice", language="en")
         assert reply.text.startswith("Hello, Alice!")
 
     async def test_greets_in_english_when_the_app_is_in_english(
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
-        api_server.add_user(RESIDENT, first_name="Alice", language_code="en-US")
-        reply = await say(api_server, RESIDENT, "/start")
+        reply = await first_words(api_server, RESIDENT, name="Alice", language="en-US")
         assert reply.text.startswith("Hello, Alice!")
         assert "📷 Photo report" in reply_labels(reply)
 
@@ -82,8 +77,9 @@ class TestLanguage:
     async def test_picker_switches_and_is_remembered(
         self, app: Whistle, api_server: BotAPIServer, factory: Any
     ) -> None:
-        api_server.add_user(RESIDENT, first_name="Bao", language_code="zh-hans")
-        picker = await say(api_server, RESIDENT, "/lang")
+        picker = await first_words(
+            api_server, RESIDENT, name="Bao", language="zh-hans", text="/lang"
+        )
         buttons = {b["text"]: b["callback_data"] for b in inline_buttons(picker)}
         assert set(buttons) == {"中文", "English", "ᠮᠣᠩᠭᠣᠯ"}
 
@@ -107,8 +103,7 @@ class TestLanguage:
     async def test_lang_with_an_argument_and_by_name(
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
-        api_server.add_user(RESIDENT, first_name="Li", language_code="en")
-        done = await say(api_server, RESIDENT, "/lang zh")
+        done = await first_words(api_server, RESIDENT, name="Li", language="en", text="/lang zh")
         assert done.text == "请用下方菜单选择："
         api_server.send_text(RESIDENT, "/lang")
         await api_server.wait_for_message(RESIDENT)
@@ -120,8 +115,7 @@ class TestLanguage:
     async def test_forged_language_button_is_refused(
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
-        api_server.add_user(RESIDENT, first_name="Li", language_code="en")
-        picker = await say(api_server, RESIDENT, "/lang")
+        picker = await first_words(api_server, RESIDENT, name="Li", language="en", text="/lang")
         api_server.press_button(RESIDENT, picker.message_id, "l1:xx", force=True)
         api_server.press_button(RESIDENT, picker.message_id, "garbage", force=True)
         await api_server.wait_for(lambda s: len(s.callback_answers) == 2)
@@ -149,8 +143,9 @@ class TestBadInput:
     async def test_a_command_that_works_elsewhere_says_where(
         self, app: Whistle, api_server: BotAPIServer
     ) -> None:
-        api_server.add_user(RESIDENT, first_name="王晓霞", language_code="zh-hans")
-        bind = await say(api_server, RESIDENT, "/bind cgzf")
+        bind = await first_words(
+            api_server, RESIDENT, name="王晓霞", language="zh-hans", text="/bind cgzf"
+        )
         assert bind.text.startswith("/bind 要在工作群里使用")
         bundle = await say(api_server, RESIDENT, "/bundle HB-000001 HB-000002")
         assert bundle.text.startswith("/bundle 要在街道或综治中心的工作群里使用")

@@ -28,7 +28,7 @@ from bot.district import District
 from bot.services import cases
 from bot.testserver import BotAPIServer
 from models import Case, CaseKind, HelpClaim, HelpRequest, PointEntry, User, Volunteer
-from tests.casework import submit
+from tests.casework import ask_for_help, submit
 from tests.conftest import AppFactory, settled
 
 RESIDENT = 7900  # sends the hostile input
@@ -461,18 +461,15 @@ async def env(api_server: BotAPIServer, make_app: AppFactory, district: District
         resident=NEIGHBOUR,
         name="邻居",
     )
-    help_request = await submit(
+    help_request = await ask_for_help(
         app,
-        cases.Draft(
-            kind=CaseKind.HELP,
-            description="帮忙取快递",
-            address="9号楼",
-            door="9单元909",
-            share_contact=True,
-            contact="@neighbour_secret",
-        ),
         resident=NEIGHBOUR,
         name="邻居",
+        description="帮忙取快递",
+        address="9号楼",
+        door="9单元909",
+        share_contact=True,
+        contact="@neighbour_secret",
     )
     [card] = await api_server.wait_for_message(VOLUNTEERS)
     await settled(app)

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
+from bench.pacing import queue_texts
 from bot.app import Whistle
 from bot.db import SessionFactory, transaction
 from bot.services.outbox import send_text
@@ -54,18 +55,8 @@ def groups(api_server: BotAPIServer, count: int) -> list[int]:
 
 
 async def queue(app: Whistle, messages: list[tuple[int, str, bool]]) -> None:
-    """(chat, number, bulk) rows, in this order, in one transaction."""
-    async with transaction(app.factory) as session:
-        for chat_id, units, bulk in messages:
-            send_text(
-                session,
-                chat_id=chat_id,
-                locale="en",
-                now=app.clock.now(),
-                text_key=NUMBERED,
-                units=units,
-                bulk=bulk,
-            )
+    """(chat, number, bulk) rows, in this order, in one transaction; the sender is woken."""
+    await queue_texts(app, messages)
     app.sender.wake()
 
 

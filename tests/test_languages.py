@@ -19,7 +19,7 @@ from bot.services.users import set_chat_language
 from bot.testserver import BotAPIServer
 from models import ChatLanguage, User
 from tests.casework import file_photo_report
-from tests.conftest import AppFactory, say, settled
+from tests.conftest import AppFactory, first_words, say, settled
 
 RESIDENT, CLERK, GROUP_ADMIN, OUTSIDER = 7400, 9031, 9530, 9999
 STAFF = 100000007  # a market regulation clerk with a dashboard in config.example.toml
@@ -56,8 +56,7 @@ class TestNewcomer:
         self, make_app: AppFactory, api_server: BotAPIServer
     ) -> None:
         app = await make_app()
-        api_server.add_user(RESIDENT, first_name="Bayar", language_code="zh-hans")
-        greeting = await say(api_server, RESIDENT, "/start")
+        greeting = await first_words(api_server, RESIDENT, name="Bayar", language="zh-hans")
         rows = reply_rows(greeting)
         assert rows[:2] == [["📷 随手拍", "🗣 我有话说"], ["🤝 邻里互助", "📋 我的案件"]]
         assert sorted(rows[2]) == sorted(self_names())
@@ -98,8 +97,7 @@ class TestNewcomer:
         self, make_app: AppFactory, api_server: BotAPIServer
     ) -> None:
         app = await make_app()
-        api_server.add_user(RESIDENT, first_name="Bayar", language_code="en")
-        picker = await say(api_server, RESIDENT, "/lang")
+        picker = await first_words(api_server, RESIDENT, name="Bayar", language="en", text="/lang")
         buttons = inline_labels(picker)
         assert sorted(buttons) == sorted(self_names())
         assert all(len(data.encode()) <= 64 for data in buttons.values())

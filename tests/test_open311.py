@@ -22,10 +22,10 @@ from bot.app import Whistle
 from bot.clock import ManualClock
 from bot.db import transaction
 from bot.district import DistrictError, parse_district
-from bot.services import cases, closure
+from bot.services import closure
 from bot.testserver import BotAPIServer
-from models import Case, CaseKind, CaseStatus, OutboxMessage, OutboxStatus
-from tests.casework import file_photo_report, submit, withdraw
+from models import Case, CaseStatus, OutboxMessage, OutboxStatus
+from tests.casework import ask_for_help, file_photo_report, withdraw
 from tests.conftest import AppFactory, settled, start_with_residents
 
 KEY = "example-12345-key-replace-me"  # the hotline's key in config.example.toml
@@ -363,15 +363,12 @@ class TestListing:
         clock.advance(timedelta(days=2))
         withdrawn = await resident_report(world, api_server)  # HB-000003, day 4
         await withdraw(world, withdrawn)
-        help_request = await submit(
+        help_request = await ask_for_help(
             world,
-            cases.Draft(
-                kind=CaseKind.HELP,
-                description="需要人帮忙买菜",
-                community="kangle",
-                door="3号楼2单元501",
-            ),
             resident=RESIDENT,
+            description="需要人帮忙买菜",
+            community="kangle",
+            door="3号楼2单元501",
         )  # HB-000004: a help request, never listed
         assert help_request.status is CaseStatus.PUBLISHED
 

@@ -132,6 +132,19 @@ async def give(factory: SessionFactory, user_id: int, amount: int, when: datetim
         )
 
 
+async def earned(
+    factory: SessionFactory, user_id: int, amount: int, at: datetime = NOW, **values: Any
+) -> None:
+    """``user_id`` earned ``amount`` points for help at ``at``; ``values`` name the case and
+    the resident helped where a test needs them."""
+    async with transaction(factory) as session:
+        session.add(
+            PointEntry(
+                user_id=user_id, kind=EntryKind.EARN, points=amount, reason="help", at=at, **values
+            )
+        )
+
+
 async def balance(factory: SessionFactory, user_id: int) -> int:
     async with factory() as session:
         return await points.balance(session, user_id)
@@ -564,18 +577,9 @@ class TestLeaderboard:
             user_id = 9100 + index
             await add_volunteer(factory, user_id, name=f"K{index:02d}")
             case = await add_case(factory, resident=7000 + index)
-            async with transaction(factory) as session:
-                session.add(
-                    PointEntry(
-                        user_id=user_id,
-                        kind=EntryKind.EARN,
-                        points=100 - 5 * index,
-                        reason="help",
-                        case_id=case.id,
-                        counterparty_id=7000 + index,
-                        at=NOW,
-                    )
-                )
+            await earned(
+                factory, user_id, 100 - 5 * index, case_id=case.id, counterparty_id=7000 + index
+            )
         await add_volunteer(factory, HELPER, name="小李")
         await add_volunteer(factory, OTHER_HELPER, community="xinhua_community")
         async with transaction(factory) as session:
@@ -599,25 +603,10 @@ class TestLeaderboard:
 
     async def test_week_starts_on_monday(self, world: Whistle, api_server: BotAPIServer) -> None:
         await add_volunteer(world.factory, HELPER, name="小李")
-        async with transaction(world.factory) as session:
-            session.add(
-                PointEntry(
-                    user_id=HELPER,
-                    kind=EntryKind.EARN,
-                    points=7,
-                    reason="help",
-                    at=NOW - timedelta(hours=2),  # Monday 07:00 local: this week
-                )
-            )
-            session.add(
-                PointEntry(
-                    user_id=HELPER,
-                    kind=EntryKind.EARN,
-                    points=3,
-                    reason="help",
-                    at=NOW - timedelta(hours=10),  # Sunday 23:00 local: last week
-                )
-            )
+        this_week = NOW - timedelta(hours=2)  # Monday 07:00 local
+        last_week = NOW - timedelta(hours=10)  # Sunday 23:00 local
+        await earned(world.factory, HELPER, 7, this_week)
+        await earned(world.factory, HELPER, 3, last_week)
         text = (await say(api_server, HELPER, "/top")).text
         week, month = text.split("本月")
         assert "1. 小李 — 7" in week and "1. 小李 — 10" in month

@@ -14,13 +14,12 @@ from sqlalchemy import func, select
 from bot.app import Whistle
 from bot.clock import ManualClock
 from bot.db import transaction
-from bot.services import cases, closure, volunteers
+from bot.services import closure, volunteers
 from bot.services.errors import UserError
 from bot.testserver import BotAPIServer
 from models import (
     Case,
     CaseEvent,
-    CaseKind,
     CaseStatus,
     GroupRefusal,
     HelpClaim,
@@ -29,6 +28,7 @@ from models import (
     VolunteerStatus,
 )
 from scheduler import jobs
+from tests.casework import ask_for_help, step
 from tests.conftest import AppFactory, settled
 
 RESIDENT = 7400
@@ -90,25 +90,18 @@ async def publish(
     community: str | None = None,
     chat: int = VOLUNTEERS,
 ) -> tuple[Case, Any]:
-    async with transaction(app.factory) as session:
-        case = await cases.submit(
-            session,
-            app.district,
-            resident=cases.Person(RESIDENT, "王晓霞", "zh-Hans"),
-            now=app.clock.now(),
-            draft=cases.Draft(
-                kind=CaseKind.HELP,
-                description="帮忙买药",
-                address="3号楼",
-                door="2单元501",
-                community=community,
-                skills=["代购"],
-                needed_when="明天上午",
-                share_contact=contact,
-                contact="13800000000",
-            ),
-        )
-    app.sender.wake()
+    case = await ask_for_help(
+        app,
+        resident=RESIDENT,
+        description="帮忙买药",
+        address="3号楼",
+        door="2单元501",
+        community=community,
+        skills=["代购"],
+        needed_when="明天上午",
+        share_contact=contact,
+        contact="13800000000",
+    )
     [card] = await api_server.wait_for_message(chat)
     await api_server.wait_for_message(RESIDENT)  # the receipt
     await settled(app)
@@ -120,6 +113,18 @@ async def reload(app: Whistle, case_id: int | None) -> Case:
         case = await session.get(Case, case_id)
         assert case is not None
         return case
+
+
+def claim_by_reply(api_server: BotAPIServer, person: int, card: Any) -> None:
+    """``person`` replies 我来 ("I'll go") to the help request's card in the volunteers'
+    group."""
+    api_server.send_text(person, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+
+
+def claim_by_button(api_server: BotAPIServer, person: int, card: Any) -> None:
+    """``person`` presses the claim button under the help request's card in the volunteers'
+    group."""
+    api_server.press_button(person, card.message_id, card.callback_data()[0], chat_id=VOLUNTEERS)
 
 
 async def held(app: Whistle, case_id: int | None) -> HelpRequest:
@@ -225,16 +230,7 @@ class TestRegistration:
         self, world: Whistle, api_server: BotAPIServer
     ) -> None:
         await approved(world, HELPERS[1], status=VolunteerStatus.PENDING)
-        async with transaction(world.factory) as session:
-            await volunteers.decide(
-                session,
-                world.district,
-                admin_id=ADMIN,
-                user_id=HELPERS[1],
-                approve=False,
-                now=world.clock.now(),
-            )
-        world.sender.wake()
+        await step(world, volunteers.decide, admin_id=ADMIN, user_id=HELPERS[1], approve=False)
         [told] = await api_server.wait_for_message(HELPERS[1])
         assert "未通过" in told.text
 
@@ -246,7 +242,7 @@ class TestClaiming:
         await approved(world, HELPERS[0])
         case, card = await publish(world, api_server, contact=True)
         assert card.button_texts() == ["🙋 我来"] and "13800000000" not in card.text
-        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        claim_by_reply(api_server, HELPERS[0], card)
         [details] = await api_server.wait_for_message(HELPERS[0])
         assert "帮忙买药" in details.text and "13800000000" in details.text
         assert details.button_texts() == ["🚶 我在路上", "✅ 已完成", "↩️ 放弃认领"]
@@ -269,9 +265,7 @@ class TestClaiming:
     ) -> None:
         await approved(world, HELPERS[1])
         case, card = await publish(world, api_server, contact=False)
-        api_server.press_button(
-            HELPERS[1], card.message_id, card.callback_data()[0], chat_id=VOLUNTEERS
-        )
+        claim_by_button(api_server, HELPERS[1], card)
         [details] = await api_server.wait_for_message(HELPERS[1])
         assert "13800000000" not in details.text and "未提供联系方式" in details.text
         assert (await held(world, case.id)).volunteer_id == HELPERS[1]
@@ -282,7 +276,7 @@ class TestClaiming:
         await approved(world, *HELPERS)
         case, card = await publish(world, api_server, contact=True)
         for helper in HELPERS:
-            api_server.send_text(helper, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+            claim_by_reply(api_server, helper, card)
         # Everyone here started the bot: the four too late are told privately, not in the group.
         taken = await until(api_server, lambda: told(api_server, HELPERS, "已被", count=4))
         await settled(world)
@@ -303,9 +297,7 @@ class TestClaiming:
         await approved(world, *HELPERS)
         case, card = await publish(world, api_server, contact=False)
         for helper in HELPERS:
-            api_server.press_button(
-                helper, card.message_id, card.callback_data()[0], chat_id=VOLUNTEERS
-            )
+            claim_by_button(api_server, helper, card)
         await until(
             api_server,
             lambda: sum("已被" in (a.text or "") for a in api_server.callback_answers) == 4,
@@ -320,7 +312,7 @@ class TestProgress:
     ) -> None:
         await approved(world, HELPERS[0], HELPERS[1])
         case, card = await publish(world, api_server, contact=True)
-        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        claim_by_reply(api_server, HELPERS[0], card)
         [details] = await api_server.wait_for_message(HELPERS[0])
         await api_server.wait_for_message(RESIDENT)
         await settled(world)
@@ -343,9 +335,7 @@ class TestProgress:
             ),
         )
 
-        api_server.press_button(
-            HELPERS[1], card.message_id, card.callback_data()[0], chat_id=VOLUNTEERS
-        )
+        claim_by_button(api_server, HELPERS[1], card)
         [details] = await api_server.wait_for_message(HELPERS[1])
         await api_server.wait_for_message(RESIDENT)
         await settled(world)
@@ -380,16 +370,14 @@ class TestRefusals:
         await approved(world, HELPERS[0], status=VolunteerStatus.PENDING)
         await approved(world, HELPERS[1], status=VolunteerStatus.PAUSED)
         case, card = await publish(world, api_server, contact=True)
-        api_server.send_text(STRANGER, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        claim_by_reply(api_server, STRANGER, card)
         [refused] = await api_server.wait_for_message(VOLUNTEERS)
         assert "/volunteer" in refused.text
         # Someone who started the bot is told privately instead of in the group.
-        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        claim_by_reply(api_server, HELPERS[0], card)
         [refused] = await api_server.wait_for_message(HELPERS[0])
         assert "审核" in refused.text and case.number in refused.text
-        api_server.press_button(
-            HELPERS[1], card.message_id, card.callback_data()[0], chat_id=VOLUNTEERS
-        )
+        claim_by_button(api_server, HELPERS[1], card)
         await until(
             api_server, lambda: any("暂停" in (a.text or "") for a in api_server.callback_answers)
         )
@@ -409,23 +397,15 @@ class TestRefusals:
     ) -> None:
         await approved(world, HELPERS[0], HELPERS[1])
         case, card = await publish(world, api_server, contact=True)
-        api_server.send_text(HELPERS[1], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        claim_by_reply(api_server, HELPERS[1], card)
         await api_server.wait_for_message(HELPERS[1])  # the details
         await settled(world)
-        async with transaction(world.factory) as session:
-            assert case.id is not None
-            await closure.withdraw(
-                session,
-                world.district,
-                case_id=case.id,
-                resident_id=RESIDENT,
-                now=world.clock.now(),
-            )
-        world.sender.wake()
+        assert case.id is not None
+        await step(world, closure.withdraw, case_id=case.id, resident_id=RESIDENT)
         [told] = await api_server.wait_for_message(HELPERS[1])
         assert "撤回" in told.text
         await settled(world)
-        api_server.send_text(HELPERS[0], "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        claim_by_reply(api_server, HELPERS[0], card)
         await until(
             api_server,
             lambda: any("不再开放" in (m.text or "") for m in api_server.messages(HELPERS[0])),
@@ -497,7 +477,7 @@ class TestTheCard:
         random.Random(7).shuffle(racers)
         world.unit_of_work.most_in_flight = 0
         for person in racers:  # all at once: none waits for an answer
-            api_server.send_text(person, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+            claim_by_reply(api_server, person, card)
 
         # One wins; the card names them.
         await until(api_server, lambda: card.button_texts() == [], patience=60)
@@ -582,7 +562,7 @@ class TestOwnRequest:
         await approved(world, RESIDENT)
         api_server.add_member(VOLUNTEERS, RESIDENT)
         case, card = await publish(world, api_server, contact=False)
-        api_server.send_text(RESIDENT, "我来", chat_id=VOLUNTEERS, reply_to=card.message_id)
+        claim_by_reply(api_server, RESIDENT, card)
         refused = await until(
             api_server,
             lambda: next(
