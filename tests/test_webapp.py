@@ -411,3 +411,18 @@ async def test_a_threat_in_the_form_alerts_the_center_as_in_the_chat(
     [alert] = [m for m in api_server.messages(CENTER) if "矛盾纠纷预警" in (m.text or "")]
     assert filed["number"] in alert.text and "类别：暴力威胁" in alert.text
     assert "王晓霞" not in alert.text
+
+
+async def test_the_dashboard_shows_a_photo_telegram_does_not_have_yet(
+    world: Whistle, http: aiohttp.ClientSession
+) -> None:
+    """Until the card has gone out (Telegram down, say), a photo filed in the form is served
+    from what the bot kept, not reported gone."""
+    app = MiniApp(world, http, launch_data(auth_date=now_of(world)))
+    status, body = await app.upload(photo_bytes())
+    assert status == 201
+    status, kept = await app.call("GET", f"/api/photos/{body['id']}")
+    dashboard = world._build_dashboard()
+    assert await dashboard._photo_bytes(f"upload:{body['id']}") == kept
+    with pytest.raises(FileNotFoundError):
+        await dashboard._photo_bytes("upload:" + "0" * 32)

@@ -36,7 +36,8 @@ from bot.services import dashboard as sign_in
 from bot.services import stats
 from bot.services.users import language_of
 from bot.telegram_files import TelegramFiles
-from models import Case, CaseKind, CaseStatus, User, VolunteerStatus
+from models import Case, CaseKind, CaseStatus, PhotoUpload, User, VolunteerStatus
+from models.webapp import UPLOAD_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -508,6 +509,17 @@ class Dashboard:
         step = rungs[rung]
         return str(getattr(step, "after", None) or getattr(step, "at", ""))
 
+    async def _photo_bytes(self, name: str) -> bytes:
+        """A case photo from Telegram, or, filed in the Mini App and not sent yet, as the bot
+        keeps it."""
+        if not name.startswith(UPLOAD_PREFIX):
+            return await self.files.fetch(name)
+        async with read_transaction(self.factory) as session:
+            upload = await session.get(PhotoUpload, name.removeprefix(UPLOAD_PREFIX))
+        if upload is None:
+            raise FileNotFoundError(name)
+        return upload.content
+
     async def photo(self, request: web.Request, page: Page) -> web.StreamResponse:
         found = await self._visible_case(request.match_info["number"], page)
         if isinstance(found, web.Response):
@@ -523,7 +535,7 @@ class Dashboard:
                 page.lang, 404, N_("dashboard.not-found.title"), N_("dashboard.not-found.text")
             )
         try:
-            data = await self.files.fetch(photos[index])
+            data = await self._photo_bytes(photos[index])
         except (TelegramAPIError, FileNotFoundError) as error:
             log_event(
                 logger,
