@@ -104,7 +104,8 @@ def case_details(case: Case) -> dict[str, Any]:
 
 
 def card_context(case: Case, *, caption: bool = False, **extra: Any) -> dict[str, Any]:
-    """What a card shows. The resident's name only when not anonymous; never contact. A case
+    """What a card shows. The resident's name only when not anonymous; a contact only when the
+    resident gave it for the department (the Mini App's form asks). A case
     filed by an integrating system shows the system ("via the 12345 hotline"), never what it
     sent about the caller."""
     shown_name = None if case.anonymous or not case.from_telegram else case.resident_name
