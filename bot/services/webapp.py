@@ -66,15 +66,14 @@ class Resident:
 
 
 def form(district: District, lang: str, draft: WebAppDraft | None) -> dict[str, Any]:
-    """What the form offers: the kinds, the categories, the district's outline, the limits,
-    and the resident's draft."""
-    kinds = {CaseKind.REPORT: CategoryKind.REPORT, CaseKind.SAY: CategoryKind.SAY}
+    """What the form offers: the report and post categories, the district's outline, the
+    limits, and the resident's draft (the route adds the kinds' names)."""
     return {
         "lang": lang,
         "categories": [
             {"code": c.code, "name": c.names.get(lang), "kind": c.kind.value}
             for c in district.categories
-            if c.kind in kinds.values()
+            if c.kind in (CategoryKind.REPORT, CategoryKind.SAY)
         ],
         "outline": [list(corner) for corner in district.district.outline or ()] or None,
         "limits": {
