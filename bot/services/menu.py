@@ -15,6 +15,7 @@ from bot.services.outbox import (
     inline_keyboard,
     reply_keyboard,
     send_text,
+    web_app_button,
 )
 from bot.services.users import set_chat_language, set_language
 from models import User
@@ -26,10 +27,9 @@ MENU_MY = N_("menu.my")
 MENU_FORM = N_("menu.form")
 # The Mini App's button opens the one-form filing; the sender leaves it out when the app is
 # off (no WEBAPP_URL), and the chat dialog behind the other buttons stays either way.
-MAIN_MENU = {
-    **reply_keyboard([MENU_REPORT, MENU_SAY], [MENU_ASK, MENU_MY]),
-}
-MAIN_MENU["reply"] = [[{"label": MENU_FORM, "web_app": True}], *MAIN_MENU["reply"]]
+MAIN_MENU = reply_keyboard(
+    [web_app_button(MENU_FORM)], [MENU_REPORT, MENU_SAY], [MENU_ASK, MENU_MY]
+)
 # ``session.info`` key (set on the app's session factory): whether the Mini App is on.
 MINI_APP = "mini_app"
 

@@ -56,12 +56,18 @@ def inline_keyboard(*rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"inline": [list(row) for row in rows]}
 
 
-def reply_keyboard(*rows: list[str], persistent: bool = True) -> dict[str, Any]:
-    """A reply keyboard of message ids (the labels are what the user's client sends back)."""
+def reply_keyboard(*rows: list[str | dict[str, Any]], persistent: bool = True) -> dict[str, Any]:
+    """A reply keyboard of message ids (the labels are what the user's client sends back) or
+    buttons already made (:func:`web_app_button`)."""
     return {
-        "reply": [[{"label": label} for label in row] for row in rows],
+        "reply": [[b if isinstance(b, dict) else {"label": b} for b in row] for row in rows],
         "persistent": persistent,
     }
+
+
+def web_app_button(label: str) -> dict[str, Any]:
+    """A reply keyboard button that opens the Mini App (left out while the app is off)."""
+    return {"label": label, "web_app": True}
 
 
 REMOVE_KEYBOARD: dict[str, Any] = {"remove": True}
