@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import hmac
 import io
 import json
 import tempfile
@@ -29,9 +27,9 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 from PIL import Image
@@ -41,6 +39,7 @@ from bench.crash import TOKEN, Resident
 from bench.intake import district_file
 from bot.app import Whistle
 from bot.district import load_district
+from bot.playground.launch import launch_data as signed_launch_data
 from bot.settings import Settings
 from bot.testserver import BotAPIServer
 from models import Case, OutboxMessage, OutboxStatus
@@ -119,17 +118,10 @@ def _way(way: Way) -> str:
     return f"{way.per_report:.2f} ({methods})"
 
 
-def launch_data(user_id: int, *, token: str = TOKEN) -> str:
-    """Launch data as Telegram signs it for the app (see bot.webapp)."""
+def launch_data(user_id: int) -> str:
+    """Launch data for the resident, signed with the bot's token as Telegram signs it."""
     user = {"id": user_id, "first_name": f"居民{user_id}", "language_code": "zh-hans"}
-    fields = {
-        "auth_date": str(int(time.time())),
-        "user": json.dumps(user, ensure_ascii=False, separators=(",", ":")),
-    }
-    check = "\n".join(f"{key}={value}" for key, value in sorted(fields.items()))
-    secret = hmac.new(b"WebAppData", token.encode(), hashlib.sha256).digest()
-    fields["hash"] = hmac.new(secret, check.encode(), hashlib.sha256).hexdigest()
-    return urlencode(fields)
+    return signed_launch_data(TOKEN, user=user, now=datetime.now(UTC))
 
 
 def _photo(seed: int) -> bytes:

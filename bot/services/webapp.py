@@ -17,7 +17,6 @@ import io
 import math
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -51,15 +50,6 @@ class Refused(UserError):
     def __init__(self, status: int, message_id: str, **params: Any) -> None:
         super().__init__(message_id, **params)
         self.status = status
-
-
-@dataclass(frozen=True)
-class Resident:
-    """Who the app's signed launch data says is filing."""
-
-    id: int
-    name: str
-    language: str
 
 
 # -- the form -----------------------------------------------------------------------------------
@@ -175,7 +165,7 @@ async def submit(
     session: AsyncSession,
     district: District,
     *,
-    resident: Resident,
+    resident: cases.Person,
     data: dict[str, Any],
     now: datetime,
 ) -> tuple[Case, bool]:
@@ -200,7 +190,7 @@ async def submit(
     case = await cases.submit(
         session,
         district,
-        resident=cases.Person(resident.id, resident.name, resident.language),
+        resident=resident,
         draft=draft,
         now=now,
     )

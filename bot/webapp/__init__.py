@@ -31,7 +31,7 @@ from bot.db import SessionFactory, read_transaction, transaction
 from bot.district import District
 from bot.i18n import N_, Catalogues, Translator, match_language
 from bot.logs import log_event
-from bot.services import early_warning, users, webapp
+from bot.services import cases, early_warning, users, webapp
 from bot.services.errors import UserError
 from bot.warning import EarlyWarning
 from models import User
@@ -152,7 +152,7 @@ class MiniApp:
     # -- signed requests ---------------------------------------------------------------------
 
     def _signed(
-        self, view: Callable[[web.Request, webapp.Resident], Awaitable[web.Response]]
+        self, view: Callable[[web.Request, cases.Person], Awaitable[web.Response]]
     ) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
             now = self.clock.now()
@@ -171,7 +171,7 @@ class MiniApp:
             if blocked:
                 return self._refusal(403, N_("webapp.error.blocked"), lang)
             name = " ".join(filter(None, (data.user.first_name, data.user.last_name)))
-            resident = webapp.Resident(data.user.id, name, lang)
+            resident = cases.Person(data.user.id, name, lang)
             try:
                 return await view(request, resident)
             except webapp.Refused as refused:
@@ -193,7 +193,7 @@ class MiniApp:
 
     # -- the API -----------------------------------------------------------------------------
 
-    async def form(self, request: web.Request, resident: webapp.Resident) -> web.Response:
+    async def form(self, request: web.Request, resident: cases.Person) -> web.Response:
         async with read_transaction(self.factory) as session:
             draft = await webapp.load_draft(session, resident.id)
         body = webapp.form(self.district, resident.language, draft)
@@ -205,7 +205,7 @@ class MiniApp:
         ]
         return web.json_response(body, headers=SECURITY_HEADERS)
 
-    async def draft(self, request: web.Request, resident: webapp.Resident) -> web.Response:
+    async def draft(self, request: web.Request, resident: cases.Person) -> web.Response:
         raw = await request.read()
         if len(raw) > webapp.MAX_DRAFT_BYTES:
             raise webapp.Refused(413, N_("webapp.error.draft-too-big"))
@@ -216,24 +216,24 @@ class MiniApp:
             )
         return web.json_response({"ok": True}, headers=SECURITY_HEADERS)
 
-    async def add_photo(self, request: web.Request, resident: webapp.Resident) -> web.Response:
+    async def add_photo(self, request: web.Request, resident: cases.Person) -> web.Response:
         content = await _upload(request)
         async with transaction(self.factory) as session:
             key = await webapp.add_photo(session, resident.id, content, now=self.clock.now())
         log_event(logger, "webapp.photo", bytes=len(content))
         return web.json_response({"id": key}, status=201, headers=SECURITY_HEADERS)
 
-    async def photo(self, request: web.Request, resident: webapp.Resident) -> web.Response:
+    async def photo(self, request: web.Request, resident: cases.Person) -> web.Response:
         async with read_transaction(self.factory) as session:
             content = await webapp.photo(session, resident.id, request.match_info["key"])
         return web.Response(body=content, content_type="image/jpeg", headers=SECURITY_HEADERS)
 
-    async def remove_photo(self, request: web.Request, resident: webapp.Resident) -> web.Response:
+    async def remove_photo(self, request: web.Request, resident: cases.Person) -> web.Response:
         async with transaction(self.factory) as session:
             await webapp.remove_photo(session, resident.id, request.match_info["key"])
         return web.json_response({"ok": True}, headers=SECURITY_HEADERS)
 
-    async def submit(self, request: web.Request, resident: webapp.Resident) -> web.Response:
+    async def submit(self, request: web.Request, resident: cases.Person) -> web.Response:
         data = _json_object(await request.read())
         try:
             case, filed = await self._file(resident, data)
@@ -247,7 +247,7 @@ class MiniApp:
             {"number": case.number}, status=201 if filed else 200, headers=SECURITY_HEADERS
         )
 
-    async def _file(self, resident: webapp.Resident, data: dict[str, Any]) -> tuple[Any, bool]:
+    async def _file(self, resident: cases.Person, data: dict[str, Any]) -> tuple[Any, bool]:
         now = self.clock.now()
         async with transaction(self.factory) as session:
             case, filed = await webapp.submit(
