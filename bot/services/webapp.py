@@ -27,8 +27,9 @@ from sqlmodel import col
 
 from bot.district import CategoryKind, District
 from bot.i18n import N_
-from bot.services import cases
+from bot.services import cases, early_warning
 from bot.services.errors import UserError
+from bot.warning import KeywordLibrary
 from models import Case, CaseKind, PhotoUpload, WebAppDraft, WebAppSubmission
 from models.webapp import UPLOAD_PREFIX
 
@@ -168,9 +169,11 @@ async def submit(
     resident: cases.Person,
     data: dict[str, Any],
     now: datetime,
+    keywords: KeywordLibrary | None = None,
 ) -> tuple[Case, bool]:
-    """File the form's case; returns it and whether it was filed now (False: this submission
-    was filed before, and nothing changed)."""
+    """File the form's case, screened for dispute risks like the chat's (``keywords``);
+    returns it and whether it was filed now (False: this submission was filed before, and
+    nothing changed)."""
     submission = str(data.get("submission") or "")
     if not SUBMISSION.match(submission):
         raise Refused(400, N_("webapp.error.bad-form"))
@@ -202,6 +205,8 @@ async def submit(
         .execution_options(synchronize_session=False)
     )
     await session.execute(delete(WebAppDraft).where(col(WebAppDraft.user_id) == resident.id))
+    if keywords is not None:
+        await early_warning.screen_case(session, district, keywords, case, now=now)
     return case, True
 
 

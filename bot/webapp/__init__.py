@@ -31,7 +31,7 @@ from bot.db import SessionFactory, read_transaction, transaction
 from bot.district import District
 from bot.i18n import N_, Catalogues, Translator, match_language
 from bot.logs import log_event
-from bot.services import cases, early_warning, users, webapp
+from bot.services import cases, users, webapp
 from bot.services.errors import UserError
 from bot.warning import EarlyWarning
 from models import User
@@ -248,15 +248,16 @@ class MiniApp:
         )
 
     async def _file(self, resident: cases.Person, data: dict[str, Any]) -> tuple[Any, bool]:
-        now = self.clock.now()
+        keywords = self.early_warning.library if self.early_warning is not None else None
         async with transaction(self.factory) as session:
-            case, filed = await webapp.submit(
-                session, self.district, resident=resident, data=data, now=now
+            return await webapp.submit(
+                session,
+                self.district,
+                resident=resident,
+                data=data,
+                keywords=keywords,
+                now=self.clock.now(),
             )
-            if filed and self.early_warning is not None:  # screened like the chat's cases
-                library = self.early_warning.library
-                await early_warning.screen_case(session, self.district, library, case, now=now)
-            return case, filed
 
 
 def _plain(text: str) -> str:
